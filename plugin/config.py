@@ -1,0 +1,356 @@
+"""Configuration: one TOML file, validated at start-up.
+
+Every key is typed, defaulted where a safe default exists, and documented in ``config/example.toml``.
+Secrets are given only by reference — ``env:VARIABLE`` or ``file:/path`` — never inline, so a config
+file can be committed, shared in a ticket or pasted in a chat without leaking anything.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+DEFAULT_DATA_DIR = "~/.local/share/mailunblock"
+ALL_DIRECTORY_ROLES = "*"
+
+
+class ConfigError(Exception):
+    """The configuration file is missing, unreadable or invalid; the message names key and fix."""
+
+
+class SecretRef(str):
+    """A reference to a secret: ``env:NAME`` or ``file:PATH``. ``str()`` shows the reference only."""
+
+    base_dir: Path = Path()
+
+    def resolve(self) -> str:
+        """Read the secret now. Raises ConfigError naming the reference, never the value."""
+        kind, _, target = self.partition(":")
+        if kind == "env":
+            value = os.environ.get(target)
+            if not value:
+                raise ConfigError(f"secret {self}: environment variable {target} is not set")
+            return value
+        path = (self.base_dir / Path(target).expanduser())
+        try:
+            return path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"secret {self}: cannot read {path} ({exc.strerror})") from None
+
+
+def _secret_ref(value: str) -> str:
+    kind, sep, target = value.partition(":")
+    if not sep or kind not in ("env", "file") or not target:
+        raise ValueError(
+            "secrets are given by reference, not inline: write 'env:VARIABLE_NAME' or "
+            "'file:/path/to/secret' (the value itself never goes in this file)"
+        )
+    return value
+
+
+Secret = Annotated[str, AfterValidator(_secret_ref)]
+
+
+def _zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r}; use an IANA name like 'Europe/Paris'") from None
+    return value
+
+
+TimeZoneName = Annotated[str, AfterValidator(_zone)]
+Locale = Literal["en", "fr"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Deployment(StrEnum):
+    """Which Jira flavour we talk to."""
+
+    CLOUD = "cloud"
+    DATACENTER = "datacenter"
+
+
+class InternalNoteMode(StrEnum):
+    """How a comment is kept from the reporter."""
+
+    JSM = "jsm"  # Jira Service Management: comment property sd.public.comment = {"internal": true}
+    GROUP = "group"  # comment visibility restricted to a group
+    ROLE = "role"  # comment visibility restricted to a project role
+
+
+class JiraLabels(_Section):
+    """Labels mailunblock reads and writes (Jira labels cannot contain spaces)."""
+
+    trigger: str = "mail-blocked"
+    resolved: str = "mail-unblocked"
+    escalated: str = "mailunblock-escalated"
+
+    @field_validator("trigger", "resolved", "escalated")
+    @classmethod
+    def _no_spaces(cls, value: str) -> str:
+        if not value or any(ch.isspace() for ch in value):
+            raise ValueError(f"Jira labels cannot contain spaces: use {value.strip().replace(' ', '-')!r}")
+        return value
+
+
+class JiraTransitions(_Section):
+    """Transition names (looked up by name at run time; ids differ per workflow)."""
+
+    resolve: str | None = "Resolve"
+    escalate: str | None = None
+    approve: str | None = None  # an agent applying this transition counts as approval
+
+
+class JiraConfig(_Section):
+    """Where the tickets live and how to talk to them."""
+
+    url: str
+    deployment: Deployment = Deployment.CLOUD
+    email: str | None = None
+    api_token: Secret | None = None
+    personal_access_token: Secret | None = None
+    ca_bundle: Path | None = None
+    jql: str | None = None
+    page_size: int = Field(default=50, ge=1, le=100)
+    approver_groups: tuple[str, ...] = ()
+    approver_roles: tuple[str, ...] = ()
+    internal_notes: InternalNoteMode = InternalNoteMode.JSM
+    internal_visibility: str | None = None
+    jsm_native_approval: bool = False
+    affected_account_field: str | None = None
+    labels: JiraLabels = JiraLabels()
+    transitions: JiraTransitions = JiraTransitions()
+
+    @field_validator("url")
+    @classmethod
+    def _https(cls, value: str) -> str:
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("must start with https:// (for example https://example.atlassian.net)")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _auth_and_visibility(self) -> JiraConfig:
+        if self.deployment is Deployment.CLOUD and not (self.email and self.api_token):
+            raise ValueError(
+                "Jira Cloud needs 'email' and 'api_token' (an API token from "
+                "id.atlassian.com > Security > API tokens, given as 'env:VAR' or 'file:PATH')"
+            )
+        if self.deployment is Deployment.DATACENTER and not self.personal_access_token:
+            raise ValueError("Jira Data Center needs 'personal_access_token' ('env:VAR' or 'file:PATH')")
+        if self.internal_notes is not InternalNoteMode.JSM and not self.internal_visibility:
+            raise ValueError(
+                f"internal_notes = {self.internal_notes.value!r} needs 'internal_visibility': the "
+                f"{self.internal_notes.value} name that may read internal notes"
+            )
+        if not (self.approver_groups or self.approver_roles):
+            raise ValueError(
+                "set 'approver_groups' or 'approver_roles': only their members may approve actions"
+            )
+        return self
+
+    @property
+    def search_jql(self) -> str:
+        """The JQL selecting tickets that still need work."""
+        return self.jql or f'labels = "{self.labels.trigger}" AND statusCategory != Done ORDER BY updated ASC'
+
+
+class TenantConfig(_Section):
+    """One Microsoft 365 tenant and the app registration mailunblock uses in it."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    tenant_id: str
+    domains: tuple[str, ...] = Field(min_length=1)
+    client_id: str
+    certificate_path: Path | None = None
+    certificate_passphrase: Secret | None = None
+    client_secret: Secret | None = None
+    authority_host: str = "https://login.microsoftonline.com"
+    graph_url: str = "https://graph.microsoft.com"
+    exchange_url: str = "https://outlook.office365.com"
+    ca_bundle: Path | None = None
+    time_zone: TimeZoneName | None = None
+    locale: Locale | None = None
+
+    @field_validator("domains")
+    @classmethod
+    def _lower_domains(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(d.lower().strip() for d in value)
+
+    @field_validator("authority_host", "graph_url", "exchange_url")
+    @classmethod
+    def _https_url(cls, value: str) -> str:
+        if not value.startswith("https://"):
+            raise ValueError("must be an https:// URL (MSAL and Microsoft APIs refuse plain http)")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _one_credential(self) -> TenantConfig:
+        if bool(self.certificate_path) == bool(self.client_secret):
+            raise ValueError(
+                "give exactly one credential: 'certificate_path' (a .pfx, preferred) or "
+                "'client_secret' ('env:VAR' or 'file:PATH')"
+            )
+        return self
+
+
+class PolicyConfig(_Section):
+    """What mailunblock may do and what it promises the user."""
+
+    eta_min_hours: float = Field(default=3.0, gt=0)
+    eta_max_hours: float = Field(default=4.0, gt=0)
+    escalate_after_hours: float = Field(default=24.0, gt=0)
+    verify_every_minutes: float = Field(default=30.0, gt=0)
+    excluded_roles: tuple[str, ...] = (ALL_DIRECTORY_ROLES,)
+    auto_approve: bool = False
+    check_inbox_rules: bool = True
+    password_ttl_hours: float = Field(default=24.0, gt=0)
+    password_length: int = Field(default=20, ge=12, le=256)
+    time_zone: TimeZoneName = "UTC"
+    locale: Locale = "en"
+
+    @model_validator(mode="after")
+    def _window(self) -> PolicyConfig:
+        if self.eta_max_hours < self.eta_min_hours:
+            raise ValueError("eta_max_hours must be >= eta_min_hours")
+        if self.escalate_after_hours < self.eta_max_hours:
+            raise ValueError("escalate_after_hours must be >= eta_max_hours")
+        return self
+
+
+class HttpConfig(_Section):
+    """Shared HTTP policy for every connector."""
+
+    timeout_seconds: float = Field(default=30.0, gt=0)
+    max_retries: int = Field(default=4, ge=0, le=10)
+    max_retry_wait_seconds: float = Field(default=120.0, gt=0)
+
+
+class StoreConfig(_Section):
+    """Where state lives. SQLite by default; PostgreSQL for several replicas."""
+
+    url: str | None = None
+    data_dir: Path = Path(DEFAULT_DATA_DIR)
+    vault_key: Secret | None = None  # Fernet key for stored passwords; default: key file in data_dir
+
+    @property
+    def database_url(self) -> str:
+        """SQLAlchemy URL of the state store."""
+        return self.url or f"sqlite:///{self.data_dir.expanduser() / 'mailunblock.db'}"
+
+
+class PollerConfig(_Section):
+    """The polling job."""
+
+    interval_seconds: float = Field(default=60.0, ge=1)
+
+
+class WebConfig(_Section):
+    """Optional one-time password link served by mailunblock itself."""
+
+    enabled: bool = False
+    listen: str = "127.0.0.1:8765"
+    public_url: str | None = None
+
+
+class Config(_Section):
+    """The whole configuration file."""
+
+    jira: JiraConfig
+    tenants: tuple[TenantConfig, ...] = Field(min_length=1)
+    policy: PolicyConfig = PolicyConfig()
+    http: HttpConfig = HttpConfig()
+    store: StoreConfig = StoreConfig()
+    poller: PollerConfig = PollerConfig()
+    web: WebConfig = WebConfig()
+    source: Path | None = None
+
+    @model_validator(mode="after")
+    def _unique_tenants(self) -> Config:
+        names: set[str] = set()
+        owners: dict[str, str] = {}
+        for tenant in self.tenants:
+            if tenant.name in names:
+                raise ValueError(f"two tenants are named {tenant.name!r}; names must be unique")
+            names.add(tenant.name)
+            for domain in tenant.domains:
+                if domain in owners:
+                    raise ValueError(
+                        f"domain {domain!r} is listed by tenants {owners[domain]!r} and "
+                        f"{tenant.name!r}; a domain belongs to one tenant"
+                    )
+                owners[domain] = tenant.name
+        return self
+
+    def tenant_for_domain(self, domain: str) -> TenantConfig | None:
+        """The tenant owning a mail domain, or None."""
+        domain = domain.lower()
+        return next((t for t in self.tenants if domain in t.domains), None)
+
+    def tenant(self, name: str) -> TenantConfig:
+        """The tenant with this name (KeyError if unknown)."""
+        return next(t for t in self.tenants if t.name == name)
+
+    def secret(self, ref: str) -> str:
+        """Resolve a secret reference; relative file paths are relative to the config file."""
+        secret = SecretRef(ref)
+        secret.base_dir = self.source.parent if self.source else Path()
+        return secret.resolve()
+
+    def path(self, value: Path) -> Path:
+        """Resolve a configured path relative to the config file's folder."""
+        value = value.expanduser()
+        if value.is_absolute() or self.source is None:
+            return value
+        return self.source.parent / value
+
+
+def _describe(error: dict[str, Any]) -> str:
+    location = ".".join(str(p) for p in error["loc"]) or "(top level)"
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        message = "unknown key (check the spelling against config/example.toml)"
+    elif error["type"] == "missing":
+        message = "required key is missing"
+    return f"  {location}: {message}"
+
+
+def parse_config(data: dict[str, Any], source: Path | None = None) -> Config:
+    """Validate a parsed TOML document."""
+    try:
+        return Config.model_validate({**data, "source": source})
+    except ValidationError as exc:
+        where = f" in {source}" if source else ""
+        lines = "\n".join(_describe(e) for e in exc.errors())  # type: ignore[arg-type]
+        raise ConfigError(f"invalid configuration{where}:\n{lines}") from None
+
+
+def load_config(path: Path | str) -> Config:
+    """Read and validate a TOML configuration file."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read configuration {path}: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    return parse_config(data, path.resolve())
