@@ -1,0 +1,239 @@
+"""Shared machinery of the emulators: a controllable clock, a call log and fault injection.
+
+EMULATOR CODE. Nothing here talks to Microsoft or Atlassian. The sandbox imports nothing from
+``connectors`` or ``workflows``: it is built from the services' documentation so that it can catch the
+client's mistakes instead of sharing them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from flask import Flask, Response, g, request
+
+SERVICES = ("jira", "identity", "graph", "exchange")
+
+# Keys whose values the call log never keeps (passwords, tokens, client secrets, assertions).
+_SECRET_KEYS = re.compile(
+    r"password|secret|token|assertion|authorization|passphrase|api_?key", re.IGNORECASE
+)
+
+
+class SandboxClock:
+    """Sandbox time: starts at ``start``, runs ``speed`` times faster than real time, can jump ahead."""
+
+    def __init__(self, start: datetime | None = None, speed: float = 1.0) -> None:
+        self._lock = threading.Lock()
+        self._start = start or datetime.now(UTC)
+        self._real_start = time.monotonic()
+        self._speed = speed
+        self._offset = timedelta()
+
+    def now(self) -> datetime:
+        """Current sandbox time (UTC, aware)."""
+        with self._lock:
+            elapsed = (time.monotonic() - self._real_start) * self._speed
+            return self._start + timedelta(seconds=elapsed) + self._offset
+
+    def advance(self, delta: timedelta) -> datetime:
+        """Jump ahead by ``delta``; return the new time."""
+        with self._lock:
+            self._offset += delta
+        return self.now()
+
+    def set_speed(self, speed: float) -> None:
+        """Change how fast sandbox time runs, keeping the current time continuous."""
+        current = self.now()
+        with self._lock:
+            self._start = current - self._offset
+            self._real_start = time.monotonic()
+            self._speed = speed
+
+    @property
+    def speed(self) -> float:
+        """Current speed factor."""
+        return self._speed
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    """One request an emulator received (secrets already redacted)."""
+
+    service: str
+    method: str
+    path: str
+    query: dict[str, str]
+    status: int
+    body: Any
+    at: datetime
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def cmdlet(self) -> str | None:
+        """For Exchange InvokeCommand calls: the cmdlet name."""
+        if isinstance(self.body, dict):
+            return self.body.get("CmdletInput", {}).get("CmdletName")
+        return None
+
+
+def redact(value: Any) -> Any:
+    """Copy of a JSON-like value with secret-bearing keys replaced by '***'."""
+    if isinstance(value, dict):
+        return {
+            k: ("***" if _SECRET_KEYS.search(str(k)) else redact(v)) for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [redact(v) for v in value]
+    return value
+
+
+class CallLog:
+    """Thread-safe record of every request the emulators served."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._records: list[CallRecord] = []
+
+    def append(self, record: CallRecord) -> None:
+        """Add one record."""
+        with self._lock:
+            self._records.append(record)
+
+    def records(self, service: str | None = None) -> list[CallRecord]:
+        """Records so far, optionally for one service."""
+        with self._lock:
+            return [r for r in self._records if service in (None, r.service)]
+
+    def clear(self) -> None:
+        """Forget every record."""
+        with self._lock:
+            self._records.clear()
+
+    def __iter__(self) -> Iterator[CallRecord]:
+        return iter(self.records())
+
+
+@dataclass
+class FaultRule:
+    """Make the next ``count`` matching requests fail (or be slow)."""
+
+    service: str
+    status: int | None = 503
+    retry_after: float | None = None
+    count: int = 1
+    method: str | None = None
+    path_contains: str | None = None
+    delay_seconds: float = 0.0  # a delay longer than the client's timeout emulates a timeout
+
+    def matches(self, service: str, method: str, path: str) -> bool:
+        """Whether this rule applies to a request."""
+        return (
+            self.count > 0
+            and self.service == service
+            and (self.method is None or self.method == method)
+            and (self.path_contains is None or self.path_contains in path)
+        )
+
+
+class Faults:
+    """Per-service fault injection and latency knobs."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._rules: list[FaultRule] = []
+        self.latency: dict[str, float] = {s: 0.0 for s in SERVICES}
+
+    def add(self, rule: FaultRule) -> None:
+        """Queue a fault rule."""
+        with self._lock:
+            self._rules.append(rule)
+
+    def clear(self) -> None:
+        """Drop every pending rule and latency."""
+        with self._lock:
+            self._rules.clear()
+            self.latency = {s: 0.0 for s in SERVICES}
+
+    def take(self, service: str, method: str, path: str) -> FaultRule | None:
+        """Consume one matching rule, if any."""
+        with self._lock:
+            for rule in self._rules:
+                if rule.matches(service, method, path):
+                    rule.count -= 1
+                    return rule
+        return None
+
+
+@dataclass
+class SandboxContext:
+    """What every emulator app shares."""
+
+    clock: SandboxClock
+    calls: CallLog
+    faults: Faults
+
+
+def _request_body() -> Any:
+    raw = request.get_data(cache=True)
+    if not raw:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return {"_form": {k: v for k, v in request.form.items()}} if request.form else "<non-json>"
+
+
+def instrument(app: Flask, service: str, ctx: SandboxContext, fault_body: Any = None) -> None:
+    """Attach latency, fault injection and call logging to an emulator app.
+
+    ``fault_body`` is the JSON error body the service's documentation shows for 429/5xx responses.
+    """
+
+    @app.before_request
+    def _inject_fault() -> Response | None:
+        latency = ctx.faults.latency.get(service, 0.0)
+        if latency:
+            time.sleep(latency)
+        rule = ctx.faults.take(service, request.method, request.path)
+        if rule is None:
+            return None
+        if rule.delay_seconds:
+            time.sleep(rule.delay_seconds)
+        if rule.status is None:
+            return None
+        response = Response(
+            json.dumps(fault_body if fault_body is not None else {"error": "injected fault"}),
+            status=rule.status,
+            mimetype="application/json",
+        )
+        if rule.retry_after is not None:
+            response.headers["Retry-After"] = str(int(rule.retry_after))
+        g.injected_fault = True
+        return response
+
+    @app.after_request
+    def _log_call(response: Response) -> Response:
+        body = redact(_request_body())
+        ctx.calls.append(
+            CallRecord(
+                service=service,
+                method=request.method,
+                path=request.path,
+                query=dict(request.args.items()),
+                status=response.status_code,
+                body=body,
+                at=ctx.clock.now(),
+                headers={
+                    k: ("***" if _SECRET_KEYS.search(k) else v)
+                    for k, v in request.headers.items()
+                },
+            )
+        )
+        return response
