@@ -40,6 +40,16 @@ class JiraComment:
 
 
 @dataclass(frozen=True)
+class JiraStatusChange:
+    """One status change from the ticket's changelog (who moved it, from where to where)."""
+
+    author: JiraUser
+    from_status: str
+    to_status: str
+    at: datetime
+
+
+@dataclass(frozen=True)
 class JiraIssue:
     """The parts of a ticket mailunblock reads."""
 
@@ -55,6 +65,7 @@ class JiraIssue:
     updated: datetime
     comments: tuple[JiraComment, ...] = ()
     affected_account: str | None = None  # value of the configured custom field, if any
+    status_changes: tuple[JiraStatusChange, ...] = ()  # filled when the changelog was requested
 
     @property
     def is_done(self) -> bool:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from mailunblock.connectors.models import (
     BlockedSender,
@@ -18,6 +18,9 @@ from mailunblock.connectors.models import (
     JiraIssue,
     JiraUser,
 )
+
+if TYPE_CHECKING:
+    from mailunblock.workflows.state import TicketState
 
 
 class Clock(Protocol):
@@ -99,4 +102,28 @@ class RestrictedSenders(Protocol):
 
     def unblock(self, address: str, reason: str) -> None:
         """Remove one address from the list. Raises NotBlockedError / UnblockLimitReachedError."""
+        ...
+
+
+class StateRepository(Protocol):
+    """Durable home of every ticket's remediation state (the plugin's store)."""
+
+    def save(self, state: TicketState) -> None:
+        """Persist the state now (called before every side effect: record intent, then act)."""
+        ...
+
+    def active_ticket_for_account(self, tenant: str, account_id: str, exclude_key: str) -> str | None:
+        """Key of another ticket whose remediation of this account is still in flight, if any."""
+        ...
+
+
+class PasswordVault(Protocol):
+    """Encrypted, one-time storage of a new password (never in a comment, log or email)."""
+
+    def store(self, issue_key: str, password: str, expires_at: datetime) -> None:
+        """Keep the password encrypted until revealed once or expired."""
+        ...
+
+    def retrieval_hint(self, issue_key: str) -> str:
+        """Text for the internal note telling the agent how to retrieve it (a command or a link)."""
         ...
