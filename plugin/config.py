@@ -19,6 +19,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
@@ -250,11 +251,6 @@ class StoreConfig(_Section):
     data_dir: Path = Path(DEFAULT_DATA_DIR)
     vault_key: Secret | None = None  # Fernet key for stored passwords; default: key file in data_dir
 
-    @property
-    def database_url(self) -> str:
-        """SQLAlchemy URL of the state store."""
-        return self.url or f"sqlite:///{self.data_dir.expanduser() / 'mailunblock.db'}"
-
 
 class PollerConfig(_Section):
     """The polling job."""
@@ -280,7 +276,12 @@ class Config(_Section):
     store: StoreConfig = StoreConfig()
     poller: PollerConfig = PollerConfig()
     web: WebConfig = WebConfig()
-    source: Path | None = None
+    _source: Path | None = PrivateAttr(default=None)
+
+    @property
+    def source(self) -> Path | None:
+        """The file this configuration was read from (relative paths are resolved against it)."""
+        return self._source
 
     @model_validator(mode="after")
     def _unique_tenants(self) -> Config:
@@ -314,6 +315,16 @@ class Config(_Section):
         secret.base_dir = self.source.parent if self.source else Path()
         return secret.resolve()
 
+    @property
+    def data_dir(self) -> Path:
+        """The data folder (SQLite file, vault key), relative paths resolved against the config file."""
+        return self.path(self.store.data_dir)
+
+    @property
+    def database_url(self) -> str:
+        """SQLAlchemy URL of the state store."""
+        return self.store.url or f"sqlite:///{self.data_dir / 'mailunblock.db'}"
+
     def path(self, value: Path) -> Path:
         """Resolve a configured path relative to the config file's folder."""
         value = value.expanduser()
@@ -335,11 +346,13 @@ def _describe(error: dict[str, Any]) -> str:
 def parse_config(data: dict[str, Any], source: Path | None = None) -> Config:
     """Validate a parsed TOML document."""
     try:
-        return Config.model_validate({**data, "source": source})
+        config = Config.model_validate(data)
     except ValidationError as exc:
         where = f" in {source}" if source else ""
         lines = "\n".join(_describe(e) for e in exc.errors())  # type: ignore[arg-type]
         raise ConfigError(f"invalid configuration{where}:\n{lines}") from None
+    config._source = source
+    return config
 
 
 def load_config(path: Path | str) -> Config:

@@ -1,0 +1,161 @@
+"""One-time, encrypted storage of new passwords.
+
+A password reset by mailunblock is never written to a comment, log or email. It is encrypted (Fernet:
+AES-128-CBC + HMAC-SHA256) with a key that lives outside the database, and can be revealed exactly once on
+the mailunblock host (``mailunblock reveal TICKET``); after that, or after the TTL, only the fact that it
+existed remains.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from cryptography.fernet import Fernet, InvalidToken
+from mailunblock.plugin.store import vaulted_passwords
+from mailunblock.workflows.ports import Clock
+from sqlalchemy import Engine, insert, select, update
+
+
+class VaultError(Exception):
+    """A password cannot be revealed; the message says why (never the password)."""
+
+
+@dataclass(frozen=True)
+class VaultEntry:
+    """What is known about a vaulted password, without the password."""
+
+    issue_key: str
+    stored_at: datetime
+    expires_at: datetime
+    revealed_at: datetime | None
+    revealed_by: str | None
+    wiped_reason: str | None
+
+
+def load_or_create_key(path: Path) -> bytes:
+    """Read the Fernet key file, creating it (mode 0600) on first use."""
+    path = path.expanduser()
+    if path.exists():
+        return path.read_bytes().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = Fernet.generate_key()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(key)
+    return key
+
+
+class PasswordVault:
+    """Encrypted one-time password storage (implements the workflow's ``PasswordVault``)."""
+
+    def __init__(self, engine: Engine, key: bytes, clock: Clock, hint_url: str | None = None) -> None:
+        self._engine = engine
+        self._fernet = Fernet(key)
+        self._clock = clock
+        self._hint_url = hint_url
+
+    def store(self, issue_key: str, password: str, expires_at: datetime) -> None:
+        """Encrypt and keep the password for this ticket, replacing an unrevealed earlier one."""
+        row = {
+            "ciphertext": self._fernet.encrypt(password.encode("utf-8")),
+            "stored_at": self._clock.now(),
+            "expires_at": expires_at,
+            "revealed_at": None,
+            "revealed_by": None,
+            "wiped_reason": None,
+        }
+        with self._engine.begin() as conn:
+            found = conn.execute(
+                select(vaulted_passwords.c.issue_key).where(vaulted_passwords.c.issue_key == issue_key)
+            ).first()
+            if found:
+                conn.execute(
+                    update(vaulted_passwords)
+                    .where(vaulted_passwords.c.issue_key == issue_key)
+                    .values(row)
+                )
+            else:
+                conn.execute(insert(vaulted_passwords).values(issue_key=issue_key, **row))
+
+    def retrieval_hint(self, issue_key: str) -> str:
+        """How the agent gets the password: a command on the host (and a link when served)."""
+        hint = f"run `mailunblock reveal {issue_key}` on the mailunblock host (works once)"
+        if self._hint_url:
+            hint += f", or open {self._hint_url.rstrip('/')}/reveal/{issue_key} once"
+        return hint
+
+    def entry(self, issue_key: str) -> VaultEntry | None:
+        """Metadata of the vaulted password for a ticket, if any."""
+        with self._engine.connect() as conn:
+            row = conn.execute(
+                select(
+                    vaulted_passwords.c.issue_key,
+                    vaulted_passwords.c.stored_at,
+                    vaulted_passwords.c.expires_at,
+                    vaulted_passwords.c.revealed_at,
+                    vaulted_passwords.c.revealed_by,
+                    vaulted_passwords.c.wiped_reason,
+                ).where(vaulted_passwords.c.issue_key == issue_key)
+            ).first()
+        return VaultEntry(*row) if row else None
+
+    def reveal(self, issue_key: str, revealed_by: str) -> str:
+        """Return the password once and wipe it. Raises VaultError if gone, expired or already seen."""
+        now = self._clock.now()
+        with self._engine.begin() as conn:
+            row = conn.execute(
+                select(
+                    vaulted_passwords.c.ciphertext,
+                    vaulted_passwords.c.expires_at,
+                    vaulted_passwords.c.revealed_at,
+                    vaulted_passwords.c.revealed_by,
+                )
+                .where(vaulted_passwords.c.issue_key == issue_key)
+                .with_for_update()
+            ).first()
+            if row is None:
+                raise VaultError(f"no password is stored for {issue_key}")
+            ciphertext, expires_at, revealed_at, who = row
+            if revealed_at is not None:
+                raise VaultError(
+                    f"the password for {issue_key} was already revealed at "
+                    f"{revealed_at:%Y-%m-%d %H:%M} UTC by {who}; reset it again if it was lost"
+                )
+            expired = ciphertext is None or expires_at <= now
+            conn.execute(
+                update(vaulted_passwords)
+                .where(vaulted_passwords.c.issue_key == issue_key)
+                .values(
+                    ciphertext=None,
+                    revealed_at=None if expired else now,
+                    revealed_by=None if expired else revealed_by,
+                    wiped_reason="expired" if expired else "revealed",
+                )
+            )
+        if expired:
+            raise VaultError(
+                f"the password for {issue_key} expired at {expires_at:%Y-%m-%d %H:%M} UTC and was "
+                "wiped; reset the password again from the Entra admin center"
+            )
+        try:
+            return self._fernet.decrypt(ciphertext).decode("utf-8")
+        except InvalidToken:
+            raise VaultError(
+                "the vault key does not match the stored password (was the key file replaced?)"
+            ) from None
+
+    def purge_expired(self) -> int:
+        """Wipe every expired, unrevealed password; return how many."""
+        with self._engine.begin() as conn:
+            result = conn.execute(
+                update(vaulted_passwords)
+                .where(
+                    vaulted_passwords.c.expires_at <= self._clock.now(),
+                    vaulted_passwords.c.ciphertext.is_not(None),
+                )
+                .values(ciphertext=None, wiped_reason="expired")
+            )
+            return result.rowcount or 0
