@@ -1,0 +1,193 @@
+"""Exchange Online: the Restricted users list through the admin API's ``InvokeCommand`` endpoint.
+
+No documented API covers ``Get-/Remove-BlockedSenderAddress``; this is the REST endpoint behind the
+ExchangeOnlineManagement v3 module. Everything about it lives in this one module so it can switch to an
+official API once one exists.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any
+
+import requests
+from mailunblock.connectors.errors import (
+    ConnectorError,
+    NotBlockedError,
+    UnblockLimitReachedError,
+)
+from mailunblock.connectors.http import (
+    HttpPolicy,
+    error_for_status,
+    json_body,
+    retry_after_seconds,
+    send,
+)
+from mailunblock.connectors.identity import TokenProvider
+from mailunblock.connectors.models import BlockedSender
+
+log = logging.getLogger(__name__)
+
+SERVICE = "exchange"
+INVOKE_COMMAND = "/adminapi/beta/{tenant}/InvokeCommand"
+ANCHOR_MAILBOX = "APP:SystemMailbox{{bb558c35-97f1-4cb9-8ff7-d53741dc928c}}@{tenant}"
+GET_BLOCKED = "Get-BlockedSenderAddress"
+REMOVE_BLOCKED = "Remove-BlockedSenderAddress"
+
+# Microsoft does not publish these texts; the patterns cover the wordings seen in the cmdlets' errors
+# ("... has exceeded the number of times it can be unblocked ... contact support", "... is not
+# blocked / not in the restricted list / couldn't be found").
+_UNBLOCK_LIMIT = re.compile(
+    r"(unblock|remov)\w*\b.{0,80}\blimit|limit\b.{0,80}\b(unblock|remov)|exceeded.{0,60}"
+    r"\b(times|number)\b|contact (microsoft )?support",
+    re.IGNORECASE | re.DOTALL,
+)
+_NOT_BLOCKED = re.compile(
+    r"\bnot\b.{0,20}\b(blocked|restricted)\b|is(n't| not) (on|in) the (blocked|restricted)"
+    r"|(couldn't|could not|cannot|can't) be found|no (blocked|restricted) (sender|user)s? found",
+    re.IGNORECASE | re.DOTALL,
+)
+
+
+class ExchangeClient:
+    """One tenant's Restricted users list (satisfies ``workflows.ports.RestrictedSenders``)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        tenant_id: str,
+        tokens: TokenProvider,
+        session: requests.Session,
+        policy: HttpPolicy,
+    ) -> None:
+        self._base = base_url.rstrip("/")
+        self._tenant_id = tenant_id
+        self._tokens = tokens
+        self._session = session
+        self._policy = policy
+
+    def blocked_entries(self, addresses: Sequence[str]) -> list[BlockedSender]:
+        """Entries of the list matching any of ``addresses`` (case-insensitive).
+
+        Reads the whole list once (paged) and filters here, rather than asking per address: one call
+        covers every SMTP address of the account, and matching does not depend on how the service
+        compares ``-SenderAddress`` (UPN vs primary SMTP, case). The list holds only restricted
+        accounts, so it is short in practice and paging covers the rest.
+        """
+        wanted = {a.lower() for a in addresses}
+        if not wanted:
+            return []
+        rows = self._invoke_pages(GET_BLOCKED, {})
+        return [
+            _blocked_sender(row)
+            for row in rows
+            if str(_ci(row, "SenderAddress") or "").lower() in wanted
+        ]
+
+    def list_blocked(self) -> list[BlockedSender]:
+        """The whole Restricted users list (for reports and the doctor)."""
+        return [_blocked_sender(row) for row in self._invoke_pages(GET_BLOCKED, {})]
+
+    def unblock(self, address: str, reason: str) -> None:
+        """Remove one address from the list. Raises NotBlockedError / UnblockLimitReachedError."""
+        parameters = {"SenderAddress": address, "Reason": reason}
+        self._invoke(REMOVE_BLOCKED, parameters, self._url())
+
+    def _url(self) -> str:
+        return f"{self._base}{INVOKE_COMMAND.format(tenant=self._tenant_id)}"
+
+    def _invoke_pages(self, cmdlet: str, parameters: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        url: str | None = self._url()
+        while url:
+            page = self._policy.call(partial(self._invoke, cmdlet, parameters, url), safe=True)
+            yield from (row for row in page.get("value", []) if isinstance(row, dict))
+            url = page.get("@odata.nextLink")
+
+    def _invoke(self, cmdlet: str, parameters: dict[str, Any], url: str) -> dict[str, Any]:
+        headers = {
+            "Authorization": f"Bearer {self._tokens.token(self._base)}",
+            "X-AnchorMailbox": ANCHOR_MAILBOX.format(tenant=self._tenant_id),
+            "Prefer": "odata.maxpagesize=1000",
+            "X-ResponseFormat": "json",
+            "X-CmdletName": cmdlet,
+        }
+        body = {"CmdletInput": {"CmdletName": cmdlet, "Parameters": parameters}}
+        response = send(self._session, "POST", url, service=SERVICE, headers=headers, json=body)
+        document = json_body(response)
+        if not response.ok:
+            raise _exchange_error(response, document, cmdlet)
+        if not isinstance(document, dict):
+            return {}
+        for warning in _ci(document, "@adminapi.warnings") or ():
+            log.warning("%s: %s", cmdlet, warning)
+        return document
+
+
+def _ci(mapping: Any, key: str) -> Any:
+    """``mapping[key]`` ignoring the key's case (real bodies mix 'innerError' and 'innererror')."""
+    if not isinstance(mapping, dict):
+        return None
+    if key in mapping:
+        return mapping[key]
+    lowered = key.lower()
+    return next((v for k, v in mapping.items() if str(k).lower() == lowered), None)
+
+
+def error_text(document: Any) -> str:
+    """The most specific error text of an InvokeCommand error body."""
+    error = _ci(document, "error")
+    details = _ci(error, "details")
+    if isinstance(details, list):
+        messages = [str(_ci(d, "message")) for d in details if _ci(d, "message")]
+        if messages:
+            return "; ".join(messages)
+    inner = _ci(_ci(_ci(error, "innererror"), "internalexception"), "message")
+    if inner:
+        return str(inner)
+    return str(_ci(error, "message") or "")
+
+
+def _exchange_error(
+    response: requests.Response, document: Any, cmdlet: str
+) -> ConnectorError:
+    text = error_text(document) or response.reason or f"HTTP {response.status_code}"
+    code = _ci(_ci(document, "error"), "code")
+    code = str(code) if code else None
+    message = f"{cmdlet}: {text}"
+    if cmdlet == REMOVE_BLOCKED and response.status_code < 500 and response.status_code != 429:
+        if _UNBLOCK_LIMIT.search(text):
+            return UnblockLimitReachedError(message, service=SERVICE, code=code)
+        if _NOT_BLOCKED.search(text):
+            return NotBlockedError(message, service=SERVICE, code=code)
+    return error_for_status(
+        response.status_code,
+        message,
+        service=SERVICE,
+        code=code,
+        retry_after=retry_after_seconds(response.headers),
+    )
+
+
+def _datetime(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _blocked_sender(row: dict[str, Any]) -> BlockedSender:
+    temporary = _ci(row, "TemporaryBlock")
+    return BlockedSender(
+        sender_address=str(_ci(row, "SenderAddress") or ""),
+        reason=str(_ci(row, "Reason") or ""),
+        created=_datetime(_ci(row, "CreatedDatetime")),
+        changed=_datetime(_ci(row, "ChangedDatetime")),
+        temporary_block=temporary is True or str(temporary).lower() == "true",
+    )

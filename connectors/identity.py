@@ -1,0 +1,160 @@
+"""App-only tokens for one tenant (MSAL client-credentials flow).
+
+One ``ConfidentialClientApplication`` per tenant, built on first use and kept: since msal 1.23
+``acquire_token_for_client`` serves tokens from its cache, so callers simply ask for a token per request.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import jwt
+import msal
+import requests
+from mailunblock.connectors.errors import (
+    AuthenticationError,
+    ConnectorError,
+    PermanentError,
+    TransientError,
+)
+from mailunblock.connectors.http import HttpPolicy, error_for_exception
+from mailunblock.connectors.models import AppToken
+
+SERVICE = "identity"
+# Hosts of Microsoft's public and national-cloud authorities; any other host is an emulator or a
+# proxy, for which MSAL must skip its instance discovery against login.microsoftonline.com.
+_MICROSOFT_AUTHORITY_SUFFIXES = (
+    ".microsoftonline.com",
+    ".microsoftonline.us",
+    ".chinacloudapi.cn",
+    ".microsoftonline.cn",
+    ".microsoftonline.de",
+)
+_AADSTS = re.compile(r"AADSTS\d+")
+_TRANSIENT_ERRORS = frozenset({"temporarily_unavailable", "server_error"})
+
+
+class TokenProvider:
+    """Access tokens for one tenant's app registration; thread-safe."""
+
+    def __init__(
+        self,
+        *,
+        tenant_id: str,
+        client_id: str,
+        session: requests.Session,
+        policy: HttpPolicy,
+        authority_host: str = "https://login.microsoftonline.com",
+        client_secret: str | None = None,
+        certificate_path: str | None = None,
+        certificate_passphrase: str | None = None,
+    ) -> None:
+        if bool(client_secret) == bool(certificate_path):
+            raise ValueError("give exactly one credential: certificate_path or client_secret")
+        self._tenant_id = tenant_id
+        self._client_id = client_id
+        self._session = session
+        self._policy = policy
+        self._authority = f"{authority_host.rstrip('/')}/{tenant_id}"
+        self._credential: str | dict[str, str]
+        if certificate_path:
+            self._credential = {"private_key_pfx_path": certificate_path}
+            if certificate_passphrase:
+                self._credential["passphrase"] = certificate_passphrase
+        else:
+            self._credential = client_secret or ""
+        self._lock = threading.Lock()
+        self._app: msal.ConfidentialClientApplication | None = None
+
+    @property
+    def tenant_id(self) -> str:
+        """The tenant these tokens are for."""
+        return self._tenant_id
+
+    def token(self, resource_url: str) -> str:
+        """A bearer token for ``{resource_url}/.default`` (served from MSAL's cache when valid)."""
+        return self._policy.call(lambda: self._acquire(resource_url), safe=True)
+
+    def app_token(self, resource_url: str) -> AppToken:
+        """What the token for ``resource_url`` says about our app (roles, ids, expiry) — for the doctor."""
+        token = self.token(resource_url)
+        try:
+            claims: dict[str, Any] = jwt.decode(token, options={"verify_signature": False})
+        except jwt.PyJWTError:
+            raise AuthenticationError(
+                "the identity platform returned a token that is not a JWT", service=SERVICE
+            ) from None
+        expires = claims.get("exp")
+        return AppToken(
+            tenant_id=str(claims.get("tid", "")),
+            audience=str(claims.get("aud", "")),
+            roles=frozenset(str(r) for r in claims.get("roles", ())),
+            service_principal_id=claims.get("oid"),
+            expires_on=datetime.fromtimestamp(expires, UTC) if expires else None,
+        )
+
+    def _acquire(self, resource_url: str) -> str:
+        scope = f"{resource_url.rstrip('/')}/.default"
+        try:
+            result = self._application().acquire_token_for_client(scopes=[scope])
+        except requests.RequestException as exc:
+            raise error_for_exception(exc, service=SERVICE) from None
+        except ValueError as exc:  # MSAL: unreadable certificate, unusable authority metadata
+            raise AuthenticationError(
+                f"cannot use the app credential or authority ({type(exc).__name__})",
+                service=SERVICE,
+            ) from None
+        if result and "access_token" in result:
+            return str(result["access_token"])
+        raise _token_error(result or {}, scope)
+
+    def _application(self) -> msal.ConfidentialClientApplication:
+        with self._lock:
+            if self._app is None:
+                try:
+                    self._app = msal.ConfidentialClientApplication(
+                        self._client_id,
+                        client_credential=self._credential,
+                        authority=self._authority,
+                        http_client=self._session,
+                        instance_discovery=_is_microsoft_authority(self._authority),
+                        token_cache=msal.TokenCache(),
+                    )
+                except requests.RequestException as exc:
+                    raise error_for_exception(exc, service=SERVICE) from None
+                except ValueError as exc:
+                    raise AuthenticationError(
+                        f"cannot set up MSAL for authority {self._authority}: "
+                        f"{_first_line(str(exc))}",
+                        service=SERVICE,
+                    ) from None
+            return self._app
+
+
+def _is_microsoft_authority(authority: str) -> bool:
+    host = urlsplit(authority).hostname or ""
+    return any(f".{host}".endswith(suffix) for suffix in _MICROSOFT_AUTHORITY_SUFFIXES)
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else ""
+
+
+def _token_error(result: dict[str, Any], scope: str) -> ConnectorError:
+    error = str(result.get("error", "unknown_error"))
+    description = str(result.get("error_description", ""))
+    match = _AADSTS.search(description)
+    code = match.group(0) if match else error
+    # The first line of an AADSTS description names the problem ("Invalid client secret provided")
+    # without echoing credentials; trace and correlation ids follow on later lines.
+    summary = _first_line(description) or error
+    message = f"token request for {scope} failed: {error}: {summary}"
+    if error in _TRANSIENT_ERRORS:
+        return TransientError(message, service=SERVICE, code=code)
+    if error == "invalid_scope":
+        return PermanentError(message, service=SERVICE, code=code)
+    return AuthenticationError(message, service=SERVICE, code=code)
