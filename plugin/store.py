@@ -1,8 +1,8 @@
-"""The state store: every ticket's remediation state, stage timestamps and vaulted passwords.
+"""The state store: every ticket's remediation state and its stage timestamps.
 
-SQLite by default, PostgreSQL for several replicas — both through SQLAlchemy, so nothing above this module
-knows which engine runs. State is written before every side effect (the workflow calls ``save``), which is
-what makes a crash at any point recoverable.
+SQLite by default, PostgreSQL for several replicas — both through SQLAlchemy, so nothing above this
+module knows which engine runs. State is written before every side effect (the workflow calls ``save``),
+which is what makes a crash at any point recoverable.
 """
 
 from __future__ import annotations
@@ -11,104 +11,11 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
 
+from mailunblock.plugin.db import create_store_engine, metadata, stage_events, tickets
 from mailunblock.workflows.state import TicketState
-from sqlalchemy import (
-    Column,
-    DateTime,
-    Engine,
-    Integer,
-    LargeBinary,
-    MetaData,
-    String,
-    Table,
-    Text,
-    create_engine,
-    delete,
-    event,
-    insert,
-    select,
-    update,
-)
-from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.pool import ConnectionPoolEntry
-
-metadata = MetaData()
-
-
-class _UTCDateTime(DateTime):
-    """A DateTime that always hands back timezone-aware UTC values (SQLite forgets the zone)."""
-
-    cache_ok = True
-
-    def __init__(self) -> None:
-        super().__init__(timezone=True)
-
-    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value
-
-
-def _utc() -> _UTCDateTime:
-    return _UTCDateTime()
-
-
-tickets = Table(
-    "tickets",
-    metadata,
-    Column("issue_key", String(64), primary_key=True),
-    Column("stage", String(32), nullable=False, index=True),
-    Column("tenant", String(128), index=True),
-    Column("account_id", String(128), index=True),
-    Column("terminal", Integer, nullable=False, default=0, index=True),
-    Column("state", Text, nullable=False),
-    Column("first_seen", _utc(), nullable=False),
-    Column("updated_at", _utc(), nullable=False),
-)
-
-stage_events = Table(
-    "stage_events",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("issue_key", String(64), nullable=False, index=True),
-    Column("tenant", String(128)),
-    Column("stage", String(32), nullable=False),
-    Column("at", _utc(), nullable=False),
-)
-
-vaulted_passwords = Table(
-    "vaulted_passwords",
-    metadata,
-    Column("issue_key", String(64), primary_key=True),
-    Column("ciphertext", LargeBinary),
-    Column("stored_at", _utc(), nullable=False),
-    Column("expires_at", _utc(), nullable=False),
-    Column("revealed_at", _utc()),
-    Column("revealed_by", String(256)),
-    Column("wiped_reason", String(32)),
-)
-
-
-def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=FULL")  # a kill -9 must not lose a recorded intent
-    cursor.execute("PRAGMA busy_timeout=10000")
-    cursor.close()
-
-
-def create_store_engine(url: str) -> Engine:
-    """Build the SQLAlchemy engine, creating the SQLite folder if needed."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, future=True, pool_pre_ping=True)
-    if parsed.get_backend_name() == "sqlite":
-        event.listen(engine, "connect", _sqlite_pragmas)
-    return engine
+from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy.engine import Connection
 
 
 class StateStore:
@@ -158,7 +65,7 @@ class StateStore:
                     stage_events.c.issue_key == state.issue_key
                 )
             ).all()
-            seen = {(stage, at.replace(tzinfo=UTC) if at.tzinfo is None else at) for stage, at in recorded}
+            seen = {(stage, at) for stage, at in recorded}
             fresh = [
                 {"issue_key": state.issue_key, "tenant": state.tenant, "stage": str(e.stage), "at": e.at}
                 for e in state.history

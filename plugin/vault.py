@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
-from mailunblock.plugin.store import vaulted_passwords
+from mailunblock.plugin.db import vaulted_passwords
 from mailunblock.workflows.ports import Clock
 from sqlalchemy import Engine, insert, select, update
 

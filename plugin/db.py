@@ -1,0 +1,104 @@
+"""Database schema and engine for the state store (SQLAlchemy Core; SQLite or PostgreSQL)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Engine,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    create_engine,
+    event,
+)
+from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy.pool import ConnectionPoolEntry
+
+metadata = MetaData()
+
+
+class _UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp that always comes back timezone-aware in UTC (SQLite forgets the zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Store UTC."""
+        return value.astimezone(UTC) if value is not None else None
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Hand back aware UTC."""
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+def _utc() -> _UTCDateTime:
+    return _UTCDateTime()
+
+
+tickets = Table(
+    "tickets",
+    metadata,
+    Column("issue_key", String(64), primary_key=True),
+    Column("stage", String(32), nullable=False, index=True),
+    Column("tenant", String(128), index=True),
+    Column("account_id", String(128), index=True),
+    Column("terminal", Integer, nullable=False, default=0, index=True),
+    Column("state", Text, nullable=False),
+    Column("first_seen", _utc(), nullable=False),
+    Column("updated_at", _utc(), nullable=False),
+)
+
+stage_events = Table(
+    "stage_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("issue_key", String(64), nullable=False, index=True),
+    Column("tenant", String(128)),
+    Column("stage", String(32), nullable=False),
+    Column("at", _utc(), nullable=False),
+)
+
+vaulted_passwords = Table(
+    "vaulted_passwords",
+    metadata,
+    Column("issue_key", String(64), primary_key=True),
+    Column("ciphertext", LargeBinary),
+    Column("stored_at", _utc(), nullable=False),
+    Column("expires_at", _utc(), nullable=False),
+    Column("revealed_at", _utc()),
+    Column("revealed_by", String(256)),
+    Column("wiped_reason", String(32)),
+)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")  # a kill -9 must not lose a recorded intent
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+def create_store_engine(url: str) -> Engine:
+    """Build the SQLAlchemy engine, creating the SQLite folder if needed."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, future=True, pool_pre_ping=True)
+    if parsed.get_backend_name() == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+

@@ -1,0 +1,132 @@
+"""The poller: one cycle reads the tickets that need work and advances each one.
+
+Modelled on Home Assistant's update coordinator: one object, one update method, connector errors mapped
+to "this cycle failed" (logged, retried next cycle). Progress lives in the state store, never only here.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from types import FrameType
+
+from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+from mailunblock.connectors.errors import ConnectorError, NotFoundError
+from mailunblock.connectors.models import JiraIssue
+from mailunblock.plugin.store import StateStore
+from mailunblock.workflows.engine import RemediationEngine
+from mailunblock.workflows.state import TicketState
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CycleReport:
+    """What one polling cycle did."""
+
+    seen: int = 0
+    advanced: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when the cycle reached Jira and no ticket failed unexpectedly."""
+        return self.error is None and not self.failed
+
+
+class Poller:
+    """Reads the selected tickets and hands each to the remediation engine."""
+
+    def __init__(
+        self,
+        search: Callable[[], Iterable[JiraIssue]],
+        get_issue: Callable[[str], JiraIssue],
+        engine: RemediationEngine,
+        store: StateStore,
+    ) -> None:
+        self._search = search
+        self._get_issue = get_issue
+        self._engine = engine
+        self._store = store
+
+    def run_cycle(self) -> CycleReport:
+        """Advance every ticket that needs work; never raises for a per-ticket or Jira failure."""
+        report = CycleReport()
+        seen: set[str] = set()
+        try:
+            for issue in self._search():
+                seen.add(issue.key)
+                report.seen += 1
+                self._advance(issue, self._store.load(issue.key), report)
+        except ConnectorError as exc:
+            report.error = f"ticket search failed: {exc}"
+            log.warning("cycle failed, will retry next cycle: %s", report.error)
+            return report
+        # Tickets we were working on that left the selection (closed, label removed): let the engine
+        # see them once more so it can stop cleanly and say what was and was not done.
+        for state in self._store.open_states():
+            if state.issue_key in seen:
+                continue
+            try:
+                issue = self._get_issue(state.issue_key)
+            except NotFoundError:
+                log.warning("%s no longer exists or is not visible; keeping its state", state.issue_key)
+                continue
+            except ConnectorError as exc:
+                report.failed[state.issue_key] = str(exc)
+                continue
+            self._advance(issue, state, report)
+        return report
+
+    def _advance(self, issue: JiraIssue, state: TicketState | None, report: CycleReport) -> None:
+        if state is not None and state.is_terminal:
+            return
+        try:
+            after = self._engine.process(issue, state)
+        except ConnectorError as exc:
+            report.failed[issue.key] = str(exc)
+            log.warning("%s: %s (will retry next cycle)", issue.key, exc)
+            return
+        except Exception as exc:
+            report.failed[issue.key] = f"{type(exc).__name__}: {exc}"
+            log.error("%s: unexpected %s; see debug log", issue.key, type(exc).__name__)
+            log.debug("details", exc_info=True)
+            return
+        if state is None or after.stage != state.stage:
+            report.advanced.append(f"{issue.key}: {after.stage}")
+
+
+def run_forever(poller: Poller, interval_seconds: float, on_cycle: Callable[[CycleReport], None]) -> None:
+    """Run cycles on an APScheduler interval until SIGTERM/SIGINT; a running cycle finishes first."""
+    scheduler = BlockingScheduler(timezone="UTC")
+
+    def cycle() -> None:
+        on_cycle(poller.run_cycle())
+
+    scheduler.add_job(
+        cycle,
+        IntervalTrigger(seconds=interval_seconds),
+        id="poll",
+        max_instances=1,
+        coalesce=True,
+        misfire_grace_time=None,
+        next_run_time=None,
+    )
+    stopping = threading.Event()
+
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        if not stopping.is_set():
+            stopping.set()
+            log.warning("received %s: finishing the current cycle, then stopping", signal.Signals(signum).name)
+            scheduler.shutdown(wait=False)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    cycle()  # first cycle immediately, in the foreground
+    if not stopping.is_set():
+        scheduler.start()

@@ -1,0 +1,83 @@
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from mailunblock.plugin.db import create_store_engine, metadata, vaulted_passwords
+from mailunblock.plugin.vault import PasswordVault, VaultError, load_or_create_key
+from sqlalchemy import select
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.current = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
+
+    def now(self) -> datetime:
+        return self.current
+
+
+@pytest.fixture
+def vault(tmp_path: Path) -> tuple[PasswordVault, FakeClock, object]:
+    engine = create_store_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    metadata.create_all(engine)
+    clock = FakeClock()
+    key = load_or_create_key(tmp_path / "vault.key")
+    return PasswordVault(engine, key, clock), clock, engine
+
+
+def test_password_is_encrypted_at_rest_and_revealed_exactly_once(vault) -> None:
+    store, clock, engine = vault
+    store.store("HELP-1", "Xy7!secret-Password", clock.now() + timedelta(hours=24))
+    with engine.connect() as conn:
+        ciphertext = conn.execute(select(vaulted_passwords.c.ciphertext)).scalar_one()
+    assert b"secret-Password" not in ciphertext
+    assert store.reveal("HELP-1", "alice") == "Xy7!secret-Password"
+    with pytest.raises(VaultError, match="already revealed at 2026-11-27 09:00 UTC by alice") as second:
+        store.reveal("HELP-1", "mallory")
+    assert "secret-Password" not in str(second.value)
+    entry = store.entry("HELP-1")
+    assert entry is not None and entry.wiped_reason == "revealed" and entry.revealed_by == "alice"
+    with engine.connect() as conn:
+        assert conn.execute(select(vaulted_passwords.c.ciphertext)).scalar_one() is None
+
+
+def test_expired_password_is_wiped_and_not_revealed(vault) -> None:
+    store, clock, _ = vault
+    store.store("HELP-2", "Pw-1!abcdefgh", clock.now() + timedelta(hours=1))
+    clock.current += timedelta(hours=2)
+    with pytest.raises(VaultError, match="expired"):
+        store.reveal("HELP-2", "alice")
+    entry = store.entry("HELP-2")
+    assert entry is not None and entry.wiped_reason == "expired" and entry.revealed_at is None
+
+
+def test_purge_wipes_only_expired_entries(vault) -> None:
+    store, clock, _ = vault
+    store.store("HELP-3", "Old-1!abcdefg", clock.now() + timedelta(hours=1))
+    store.store("HELP-4", "New-1!abcdefg", clock.now() + timedelta(hours=48))
+    clock.current += timedelta(hours=2)
+    assert store.purge_expired() == 1
+    assert store.reveal("HELP-4", "bob") == "New-1!abcdefg"
+
+
+def test_unknown_ticket_and_wrong_key(vault, tmp_path: Path) -> None:
+    store, clock, engine = vault
+    with pytest.raises(VaultError, match="no password is stored for HELP-9"):
+        store.reveal("HELP-9", "alice")
+    store.store("HELP-5", "Pw-1!abcdefgh", clock.now() + timedelta(hours=1))
+    other = PasswordVault(engine, load_or_create_key(tmp_path / "other.key"), clock)
+    with pytest.raises(VaultError, match="vault key does not match"):
+        other.reveal("HELP-5", "alice")
+
+
+def test_key_file_is_private_and_stable(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "vault.key"
+    first = load_or_create_key(path)
+    assert load_or_create_key(path) == first
+    assert path.stat().st_mode & 0o777 == 0o600
+
+
+def test_hint_names_the_command_and_never_the_password(vault, tmp_path: Path) -> None:
+    store, clock, engine = vault
+    assert "mailunblock reveal HELP-1" in store.retrieval_hint("HELP-1")
+    linked = PasswordVault(engine, load_or_create_key(tmp_path / "unused.key"), clock, "https://mu.example/")
+    assert "https://mu.example/reveal/HELP-1" in linked.retrieval_hint("HELP-1")
