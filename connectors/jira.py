@@ -1,0 +1,486 @@
+"""Jira (Cloud or Data Center): the tickets mailunblock works on.
+
+Built on the ``jira`` library for authentication, TLS and session set-up, with its own retries switched
+off (its session retries 429/503 even for POSTs, which doubles comments). Requests go through the
+library's authenticated session to the v2 REST API (plain-text bodies on both deployments); only reads
+and idempotent updates are retried, by the shared :class:`HttpPolicy`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+from urllib.parse import quote
+
+import requests
+from jira import JIRA, JIRAError
+from mailunblock.connectors.errors import ConnectorError, PermanentError
+from mailunblock.connectors.http import (
+    HttpPolicy,
+    error_for_exception,
+    error_for_status,
+    json_body,
+    retry_after_seconds,
+)
+from mailunblock.connectors.models import (
+    JiraComment,
+    JiraIssue,
+    JiraStatusChange,
+    JiraTransition,
+    JiraUser,
+)
+
+log = logging.getLogger(__name__)
+
+SERVICE = "jira"
+API = "/rest/api/2"
+SEARCH_JQL = f"{API}/search/jql"  # Cloud: token paging, no total
+SEARCH = f"{API}/search"  # Data Center: startAt/total paging (410 Gone on Cloud)
+ISSUE = f"{API}/issue/{{key}}"
+COMMENTS = f"{API}/issue/{{key}}/comment"
+TRANSITIONS = f"{API}/issue/{{key}}/transitions"
+ISSUE_LINK = f"{API}/issueLink"
+MYSELF = f"{API}/myself"
+USER = f"{API}/user"
+USER_GROUPS = f"{API}/user/groups"
+GROUPS_PICKER = f"{API}/groups/picker"
+PROJECT_ROLES = f"{API}/project/{{project}}/role"
+PROJECT_ROLE = f"{API}/project/{{project}}/role/{{role_id}}"
+
+MARKER_PROPERTY = "mailunblock"
+JSM_VISIBILITY_PROPERTY = "sd.public.comment"
+LINK_TYPE = "Relates"
+BASE_FIELDS = (
+    "summary", "description", "status", "labels", "reporter", "created", "updated", "comment",
+    "issuelinks",
+)
+
+
+class Deployment(StrEnum):
+    """Jira flavour: Cloud identifies users by accountId, Data Center by name."""
+
+    CLOUD = "cloud"
+    DATACENTER = "datacenter"
+
+
+class InternalNotes(StrEnum):
+    """How a comment is kept from the reporter."""
+
+    JSM = "jsm"
+    GROUP = "group"
+    ROLE = "role"
+
+
+class JiraClient:
+    """Tickets on one Jira site (satisfies ``workflows.ports.Tickets``)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        policy: HttpPolicy,
+        deployment: str = Deployment.CLOUD,
+        email: str | None = None,
+        api_token: str | None = None,
+        personal_access_token: str | None = None,
+        internal_notes: str = InternalNotes.JSM,
+        internal_visibility: str | None = None,
+        approver_groups: Sequence[str] = (),
+        approver_roles: Sequence[str] = (),
+        role_projects: Sequence[str] = (),
+        affected_account_field: str | None = None,
+        page_size: int = 50,
+    ) -> None:
+        self._url = url.rstrip("/")
+        self._policy = policy
+        self._deployment = Deployment(deployment)
+        self._internal_notes = InternalNotes(internal_notes)
+        if self._internal_notes is not InternalNotes.JSM and not internal_visibility:
+            raise ValueError(f"internal notes by {self._internal_notes} need internal_visibility")
+        self._internal_visibility = internal_visibility
+        self._approver_groups = {g.lower() for g in approver_groups}
+        self._approver_roles = {r.lower() for r in approver_roles}
+        self._role_projects = tuple(role_projects)
+        self._affected_field = affected_account_field
+        self._page_size = page_size
+        self._fields = [*BASE_FIELDS, *([affected_account_field] if affected_account_field else [])]
+        options: dict[str, Any] = {"server": self._url, "verify": policy.verify}
+        if self._deployment is Deployment.CLOUD:
+            if not (email and api_token):
+                raise ValueError("Jira Cloud needs email and api_token")
+            jira = JIRA(
+                options=options, basic_auth=(email, api_token), max_retries=0,
+                timeout=policy.timeout, get_server_info=False,
+            )
+        else:
+            if not personal_access_token:
+                raise ValueError("Jira Data Center needs personal_access_token")
+            jira = JIRA(
+                options=options, token_auth=personal_access_token, max_retries=0,
+                timeout=policy.timeout, get_server_info=False,
+            )
+        # The library's ResilientSession passes ``verify`` explicitly on each request, so the
+        # configured bundle wins over REQUESTS_CA_BUNDLE; max_retries=0 makes it send exactly once.
+        self._session: requests.Session = jira._session
+
+    # --- the Tickets protocol -------------------------------------------------------------------
+
+    def search(self, jql: str) -> Iterator[JiraIssue]:
+        """Every ticket matching ``jql``, with comments and status changes, page by page."""
+        if self._deployment is Deployment.CLOUD:
+            token: str | None = None
+            while True:
+                body: dict[str, Any] = {
+                    "jql": jql, "fields": self._fields, "expand": "changelog",
+                    "maxResults": self._page_size,
+                }
+                if token:
+                    body["nextPageToken"] = token
+                page = self._call("POST", SEARCH_JQL, json=body, safe=True)
+                yield from (self._issue(raw) for raw in page.get("issues", []))
+                token = page.get("nextPageToken")
+                if page.get("isLast", True) or not token:
+                    return
+        start = 0
+        while True:
+            body = {
+                "jql": jql, "fields": self._fields, "expand": ["changelog"], "startAt": start,
+                "maxResults": self._page_size,
+            }
+            page = self._call("POST", SEARCH, json=body, safe=True)
+            issues = page.get("issues", [])
+            yield from (self._issue(raw) for raw in issues)
+            start += len(issues)
+            if not issues or start >= int(page.get("total", 0)):
+                return
+
+    def get_issue(self, issue_key: str) -> JiraIssue:
+        """Re-read one ticket (status, labels, comments, status changes)."""
+        params = {"fields": ",".join(self._fields), "expand": "changelog"}
+        return self._issue(self._call("GET", ISSUE.format(key=_seg(issue_key)), params=params))
+
+    def post_comment(self, issue_key: str, body: str, *, internal: bool, marker: str) -> str:
+        """Post a comment carrying ``marker`` as a hidden property; return its id. Never retried."""
+        properties: list[dict[str, Any]] = [{"key": MARKER_PROPERTY, "value": {"marker": marker}}]
+        payload: dict[str, Any] = {"body": body}
+        if internal and self._internal_notes is InternalNotes.JSM:
+            properties.append({"key": JSM_VISIBILITY_PROPERTY, "value": {"internal": True}})
+        elif internal:
+            payload["visibility"] = {
+                "type": self._internal_notes.value, "value": self._internal_visibility,
+            }
+        payload["properties"] = properties
+        created = self._call("POST", COMMENTS.format(key=_seg(issue_key)), json=payload, safe=False)
+        return str(created["id"])
+
+    def find_comment(self, issue_key: str, marker: str) -> str | None:
+        """Return the id of the comment carrying ``marker``, if one exists (crash reconciliation)."""
+        path = COMMENTS.format(key=_seg(issue_key))
+        start = 0
+        while True:
+            params = {"startAt": str(start), "maxResults": str(self._page_size), "expand": "properties"}
+            page = self._call("GET", path, params=params)
+            comments = page.get("comments", [])
+            for comment in comments:
+                for prop in comment.get("properties") or ():
+                    value = prop.get("value")
+                    if (
+                        prop.get("key") == MARKER_PROPERTY
+                        and isinstance(value, dict)
+                        and value.get("marker") == marker
+                    ):
+                        return str(comment["id"])
+            start += len(comments)
+            if not comments or start >= int(page.get("total", 0)):
+                return None
+
+    def update_labels(
+        self, issue_key: str, *, add: Sequence[str] = (), remove: Sequence[str] = ()
+    ) -> None:
+        """Add and remove labels in one update (idempotent, so it may be retried)."""
+        operations = [{"add": label} for label in add] + [{"remove": label} for label in remove]
+        if operations:
+            body = {"update": {"labels": operations}}
+            self._call("PUT", ISSUE.format(key=_seg(issue_key)), json=body)
+
+    def transition(self, issue_key: str, transition_name: str) -> bool:
+        """Apply the transition with this name (case-insensitive); False when none is offered."""
+        wanted = transition_name.casefold()
+        match = next((t for t in self.transitions(issue_key) if t.name.casefold() == wanted), None)
+        if match is None:
+            return False
+        body = {"transition": {"id": match.id}}
+        self._call("POST", TRANSITIONS.format(key=_seg(issue_key)), json=body, safe=False)
+        return True
+
+    def link_issues(self, issue_key: str, other_key: str) -> None:
+        """Link two tickets ("Relates"), unless they are linked already."""
+        params = {"fields": "issuelinks"}
+        raw = self._call("GET", ISSUE.format(key=_seg(issue_key)), params=params)
+        for link in raw.get("fields", {}).get("issuelinks") or ():
+            linked = link.get("inwardIssue") or link.get("outwardIssue") or {}
+            if str(linked.get("key", "")).upper() == other_key.upper():
+                return
+        body = {
+            "type": {"name": LINK_TYPE},
+            "inwardIssue": {"key": issue_key},
+            "outwardIssue": {"key": other_key},
+        }
+        self._call("POST", ISSUE_LINK, json=body, safe=False)
+
+    def is_approver(self, user: JiraUser) -> bool:
+        """True when the user belongs to a configured approver group or project role."""
+        groups = self.user_groups(user)
+        if self._approver_groups & groups:
+            return True
+        return bool(self._approver_roles) and any(
+            self._in_role(project, user, groups) for project in self._role_projects
+        )
+
+    # --- extras for the poller and the doctor --------------------------------------------------
+
+    def transitions(self, issue_key: str) -> list[JiraTransition]:
+        """Transitions the ticket offers right now."""
+        raw = self._call("GET", TRANSITIONS.format(key=_seg(issue_key)))
+        return [
+            JiraTransition(
+                id=str(t["id"]), name=t.get("name", ""), to_status=t.get("to", {}).get("name", "")
+            )
+            for t in raw.get("transitions", [])
+        ]
+
+    def transition_names(self, issue_key: str) -> list[str]:
+        """Names of the transitions the ticket offers right now."""
+        return [t.name for t in self.transitions(issue_key)]
+
+    def myself(self) -> JiraUser:
+        """The user mailunblock authenticates as."""
+        return _user(self._call("GET", MYSELF))
+
+    def check_jql(self, jql: str) -> None:
+        """Raise PermanentError with Jira's message when ``jql`` is not a valid, bounded query."""
+        if self._deployment is Deployment.CLOUD:
+            body: dict[str, Any] = {"jql": jql, "fields": ["id"], "maxResults": 1}
+            self._call("POST", SEARCH_JQL, json=body, safe=True)
+        else:
+            body = {"jql": jql, "fields": ["id"], "maxResults": 1, "startAt": 0}
+            self._call("POST", SEARCH, json=body, safe=True)
+
+    def group_exists(self, name: str) -> bool:
+        """True when a group with exactly this name (case-insensitive) exists."""
+        params = {"query": name, "maxResults": "50"}
+        raw = self._call("GET", GROUPS_PICKER, params=params)
+        return any(g.get("name", "").casefold() == name.casefold() for g in raw.get("groups", []))
+
+    def user_groups(self, user: JiraUser) -> set[str]:
+        """Names (lower-cased) of the groups the user belongs to."""
+        if self._deployment is Deployment.CLOUD:
+            if not user.account_id:
+                return set()
+            raw = self._call("GET", USER_GROUPS, params={"accountId": user.account_id})
+            return {str(g.get("name", "")).lower() for g in raw or ()}
+        if not user.name:
+            return set()
+        raw = self._call("GET", USER, params={"username": user.name, "expand": "groups"})
+        return {str(g.get("name", "")).lower() for g in raw.get("groups", {}).get("items", [])}
+
+    def user_locale(self, user: JiraUser) -> tuple[str | None, str | None]:
+        """The user's Jira locale and time zone, when their profile shows them."""
+        if self._deployment is Deployment.CLOUD:
+            params = {"accountId": user.account_id or ""}
+        else:
+            params = {"username": user.name or ""}
+        raw = self._call("GET", USER, params=params)
+        return raw.get("locale"), raw.get("timeZone")
+
+    # --- plumbing -------------------------------------------------------------------------------
+
+    def _in_role(self, project: str, user: JiraUser, groups: set[str]) -> bool:
+        roles = self._call("GET", PROJECT_ROLES.format(project=_seg(project)))
+        for name, url in roles.items():
+            if name.lower() not in self._approver_roles:
+                continue
+            role_id = str(url).rstrip("/").rsplit("/", 1)[-1]
+            role = self._call("GET", PROJECT_ROLE.format(project=_seg(project), role_id=role_id))
+            for actor in role.get("actors", []):
+                member = actor.get("actorUser") or {}
+                group = actor.get("actorGroup") or {}
+                if user.account_id and member.get("accountId") == user.account_id:
+                    return True
+                if user.name and actor.get("type") == "atlassian-user-role-actor" and (
+                    actor.get("name") == user.name
+                ):
+                    return True
+                group_name = group.get("name") or (
+                    actor.get("name") if actor.get("type") == "atlassian-group-role-actor" else None
+                )
+                if group_name and group_name.lower() in groups:
+                    return True
+        return False
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, str] | None = None,
+        json: Any = None,
+        safe: bool | None = None,
+    ) -> Any:
+        """One request; ``safe`` defaults to True for GET/PUT (reads, idempotent updates)."""
+        url = f"{self._url}{path}"
+        retry = safe if safe is not None else method in ("GET", "PUT")
+
+        def once() -> Any:
+            try:
+                response = self._session.request(method, url, params=params, json=json)
+            except JIRAError as exc:
+                raise _jira_error(exc.response, exc.status_code) from None
+            except requests.RequestException as exc:
+                raise error_for_exception(exc, service=SERVICE) from None
+            document = json_body(response)
+            return {} if document is None else document
+
+        return self._policy.call(once, safe=retry)
+
+    def _issue(self, raw: dict[str, Any]) -> JiraIssue:
+        fields = raw.get("fields", {})
+        status = fields.get("status") or {}
+        reporter = fields.get("reporter")
+        comments = (fields.get("comment") or {}).get("comments", [])
+        return JiraIssue(
+            key=raw["key"],
+            id=str(raw.get("id", "")),
+            summary=fields.get("summary") or "",
+            description=_text(fields.get("description")),
+            status=status.get("name", ""),
+            status_category=(status.get("statusCategory") or {}).get("key", ""),
+            labels=tuple(fields.get("labels") or ()),
+            reporter=_user(reporter) if reporter else None,
+            created=_datetime(fields.get("created")),
+            updated=_datetime(fields.get("updated")),
+            comments=tuple(_comment(c) for c in comments),
+            affected_account=_field_value(fields.get(self._affected_field))
+            if self._affected_field else None,
+            status_changes=_status_changes(raw.get("changelog") or {}),
+        )
+
+
+def _seg(value: str) -> str:
+    return quote(value, safe="")
+
+
+def _jira_error(response: requests.Response | None, status: int | None) -> ConnectorError:
+    if response is None:
+        return PermanentError(f"request failed (HTTP {status})", service=SERVICE)
+    body = json_body(response)
+    messages: list[str] = []
+    if isinstance(body, dict):
+        messages += [str(m) for m in body.get("errorMessages") or ()]
+        errors = body.get("errors") or {}
+        if isinstance(errors, dict):
+            messages += [f"{k}: {v}" for k, v in errors.items()]
+        if body.get("message"):
+            messages.append(str(body["message"]))
+    message = "; ".join(messages) or f"HTTP {response.status_code} {response.reason or ''}".strip()
+    return error_for_status(
+        response.status_code,
+        message,
+        service=SERVICE,
+        retry_after=_retry_after(response),
+    )
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    seconds = retry_after_seconds(response.headers)
+    if seconds is not None:
+        return seconds
+    reset = response.headers.get("X-RateLimit-Reset")
+    if not reset:
+        return None
+    try:
+        when = datetime.fromisoformat(reset.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def _datetime(value: str | None) -> datetime:
+    if not value:
+        return datetime.fromtimestamp(0, UTC)
+    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _text(value: Any) -> str:
+    """Plain text of a v2 string or a v3 Atlassian Document Format node."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict):
+        if value.get("type") == "text":
+            return str(value.get("text", ""))
+        if value.get("type") == "hardBreak":
+            return "\n"
+        parts = [_text(child) for child in value.get("content") or ()]
+        joiner = "\n" if value.get("type") == "doc" else ""
+        return joiner.join(parts)
+    return str(value)
+
+
+def _user(raw: dict[str, Any]) -> JiraUser:
+    return JiraUser(
+        display_name=raw.get("displayName") or raw.get("name") or "",
+        account_id=raw.get("accountId"),
+        name=raw.get("name"),
+        key=raw.get("key"),
+        email=raw.get("emailAddress"),
+        locale=raw.get("locale"),
+        time_zone=raw.get("timeZone"),
+    )
+
+
+def _comment(raw: dict[str, Any]) -> JiraComment:
+    internal = raw.get("jsdPublic") is False or bool(raw.get("visibility"))
+    return JiraComment(
+        id=str(raw["id"]),
+        author=_user(raw.get("author") or {}),
+        body=_text(raw.get("body")),
+        created=_datetime(raw.get("created")),
+        internal=internal,
+    )
+
+
+def _status_changes(changelog: dict[str, Any]) -> tuple[JiraStatusChange, ...]:
+    changes = [
+        JiraStatusChange(
+            author=_user(history.get("author") or {}),
+            from_status=item.get("fromString") or "",
+            to_status=item.get("toString") or "",
+            at=_datetime(history.get("created")),
+        )
+        for history in changelog.get("histories", [])
+        for item in history.get("items", [])
+        if item.get("field") == "status"
+    ]
+    return tuple(sorted(changes, key=lambda c: c.at))
+
+
+def _field_value(value: Any) -> str | None:
+    """A custom field as text: a string, an option's value, a user's e-mail, or a list's first item."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, list):
+        return _field_value(value[0]) if value else None
+    if isinstance(value, dict):
+        for key in ("emailAddress", "value", "name", "displayName"):
+            if value.get(key):
+                return str(value[key])
+        return None
+    return str(value).strip() or None
