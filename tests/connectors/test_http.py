@@ -1,0 +1,178 @@
+"""The shared HTTP policy: retries only for safe calls, capped waits, CA bundle precedence, classification."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+import requests
+from requests.adapters import BaseAdapter
+
+from mailunblock.connectors.errors import (
+    AuthenticationError,
+    NotFoundError,
+    PermanentError,
+    PermissionDeniedError,
+    ThrottledError,
+    TransientError,
+)
+from mailunblock.connectors.http import (
+    HttpPolicy,
+    build_session,
+    error_for_exception,
+    error_for_status,
+    retry_after_seconds,
+)
+
+
+class Flaky:
+    """A call failing with the given errors first, then returning 'ok'."""
+
+    def __init__(self, *errors: Exception) -> None:
+        self.errors = list(errors)
+        self.calls = 0
+
+    def __call__(self) -> str:
+        self.calls += 1
+        if self.errors:
+            raise self.errors.pop(0)
+        return "ok"
+
+
+def policy(waits: list[float], **kwargs: Any) -> HttpPolicy:
+    return HttpPolicy(sleep=waits.append, **kwargs)
+
+
+def test_safe_call_is_retried_after_throttling_with_retry_after_capped() -> None:
+    waits: list[float] = []
+    call = Flaky(ThrottledError("slow down", retry_after=30), ThrottledError("again", retry_after=500))
+    assert policy(waits, max_retry_wait=120).call(call, safe=True) == "ok"
+    assert call.calls == 3
+    assert 30 <= waits[0] <= 31
+    assert 120 <= waits[1] <= 121  # capped, plus jitter
+
+
+def test_transient_errors_back_off_exponentially() -> None:
+    waits: list[float] = []
+    call = Flaky(TransientError("503"), TransientError("503"), TransientError("timeout"))
+    assert policy(waits).call(call, safe=True) == "ok"
+    assert [int(w) for w in waits] == [1, 2, 4]
+
+
+def test_unsafe_call_is_never_retried() -> None:
+    waits: list[float] = []
+    call = Flaky(ThrottledError("slow down", retry_after=1))
+    with pytest.raises(ThrottledError):
+        policy(waits).call(call, safe=False)
+    assert call.calls == 1
+    assert waits == []
+
+
+def test_permanent_errors_are_not_retried() -> None:
+    waits: list[float] = []
+    call = Flaky(PermanentError("bad request"))
+    with pytest.raises(PermanentError):
+        policy(waits).call(call, safe=True)
+    assert call.calls == 1
+
+
+def test_gives_up_after_max_retries_and_reraises_the_typed_error() -> None:
+    waits: list[float] = []
+    call = Flaky(*[TransientError("503") for _ in range(10)])
+    with pytest.raises(TransientError):
+        policy(waits, max_retries=2).call(call, safe=True)
+    assert call.calls == 3
+
+
+class RecordingAdapter(BaseAdapter):
+    """Transport that records the TLS and timeout settings each request is sent with."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent: list[dict[str, Any]] = []
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+        self.sent.append(kwargs)
+        response = requests.Response()
+        response.status_code = 200
+        response.request = request
+        return response
+
+    def close(self) -> None:
+        pass
+
+
+def test_configured_ca_bundle_wins_over_requests_ca_bundle(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
+    monkeypatch.setenv("CURL_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
+    session = build_session(HttpPolicy(ca_bundle=str(tmp_path / "ca.pem"), timeout=7))
+    adapter = RecordingAdapter()
+    session.mount("https://", adapter)
+    session.get("https://service.invalid/x")
+    assert adapter.sent[0]["verify"] == str(tmp_path / "ca.pem")
+    assert adapter.sent[0]["timeout"] == 7
+
+
+def test_without_a_configured_bundle_the_environment_applies(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
+    session = build_session(HttpPolicy())
+    adapter = RecordingAdapter()
+    session.mount("https://", adapter)
+    session.get("https://service.invalid/x", timeout=3)
+    assert adapter.sent[0]["verify"] == "/etc/ssl/certs/ca-certificates.crt"
+    assert adapter.sent[0]["timeout"] == 3
+
+
+@pytest.mark.parametrize(
+    ("status", "kind"),
+    [
+        (401, AuthenticationError),
+        (403, PermissionDeniedError),
+        (404, NotFoundError),
+        (429, ThrottledError),
+        (500, TransientError),
+        (503, TransientError),
+        (400, PermanentError),
+        (409, PermanentError),
+    ],
+)
+def test_status_classification(status: int, kind: type[Exception]) -> None:
+    error = error_for_status(status, "message", service="svc", retry_after=12)
+    assert type(error) is kind
+    assert error.service == "svc"
+    if isinstance(error, ThrottledError):
+        assert error.retry_after == 12
+
+
+def test_throttled_without_retry_after_gets_a_default_wait() -> None:
+    error = error_for_status(429, "slow", service="svc")
+    assert isinstance(error, ThrottledError)
+    assert error.retry_after > 0
+
+
+@pytest.mark.parametrize(
+    ("exc", "kind"),
+    [
+        (requests.ConnectTimeout("secret-url?token=abc"), TransientError),
+        (requests.ReadTimeout("x"), TransientError),
+        (requests.ConnectionError("x"), TransientError),
+        (requests.exceptions.SSLError("x"), PermanentError),
+    ],
+)
+def test_transport_failures_are_typed_and_do_not_repeat_the_request(
+    exc: requests.RequestException, kind: type[Exception]
+) -> None:
+    error = error_for_exception(exc, service="svc")
+    assert type(error) is kind
+    assert "token" not in str(error)
+
+
+def test_retry_after_accepts_seconds_and_http_dates() -> None:
+    assert retry_after_seconds({"Retry-After": "17"}) == 17
+    now = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+    assert retry_after_seconds({"Retry-After": "Thu, 01 Jan 2026 12:01:00 GMT"}, now) == 60
+    assert retry_after_seconds({}) is None
+    assert retry_after_seconds({"Retry-After": "soon"}) is None
