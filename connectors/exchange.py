@@ -38,17 +38,18 @@ ANCHOR_MAILBOX = "APP:SystemMailbox{{bb558c35-97f1-4cb9-8ff7-d53741dc928c}}@{ten
 GET_BLOCKED = "Get-BlockedSenderAddress"
 REMOVE_BLOCKED = "Remove-BlockedSenderAddress"
 
-# Microsoft does not publish these texts; the patterns cover the wordings seen in the cmdlets' errors
-# ("... has exceeded the number of times it can be unblocked ... contact support", "... is not
-# blocked / not in the restricted list / couldn't be found").
+# Microsoft does not publish these texts. Real details read "Ex<id>|<exception type>|<text>"; the
+# patterns cover the wordings reported for the limit ("... has reached the limit of unblocks ... Contact
+# Microsoft Support", "exceeded the number of times it can be unblocked") and for an address that is not
+# listed ("... isn't on the list of restricted senders", "couldn't be found", "is not blocked").
 _UNBLOCK_LIMIT = re.compile(
     r"(unblock|remov)\w*\b.{0,80}\blimit|limit\b.{0,80}\b(unblock|remov)|exceeded.{0,60}"
-    r"\b(times|number)\b|contact (microsoft )?support",
+    r"\b(times|number)\b|UnblockLimit",
     re.IGNORECASE | re.DOTALL,
 )
 _NOT_BLOCKED = re.compile(
-    r"\bnot\b.{0,20}\b(blocked|restricted)\b|is(n't| not) (on|in) the (blocked|restricted)"
-    r"|(couldn't|could not|cannot|can't) be found|no (blocked|restricted) (sender|user)s? found",
+    r"\bnot\b.{0,20}\b(blocked|restricted)\b|is(n't| not) (on|in) the (list of )?(blocked|restricted)"
+    r"|(couldn't|could not|cannot|can't) be found|ManagementObjectNotFound",
     re.IGNORECASE | re.DOTALL,
 )
 
@@ -142,7 +143,7 @@ def error_text(document: Any) -> str:
     error = _ci(document, "error")
     details = _ci(error, "details")
     if isinstance(details, list):
-        messages = [str(_ci(d, "message")) for d in details if _ci(d, "message")]
+        messages = [_strip_tag(str(_ci(d, "message"))) for d in details if _ci(d, "message")]
         if messages:
             return "; ".join(messages)
     inner = _ci(_ci(_ci(error, "innererror"), "internalexception"), "message")
@@ -151,17 +152,31 @@ def error_text(document: Any) -> str:
     return str(_ci(error, "message") or "")
 
 
+def _strip_tag(message: str) -> str:
+    """Drop the "Ex1A2B3C|Some.Exception.Type|" prefix of a cmdlet error detail."""
+    parts = message.split("|", 2)
+    return parts[2] if len(parts) == 3 and parts[0].startswith("Ex") else message
+
+
+def _raw_details(document: Any) -> str:
+    details = _ci(_ci(document, "error"), "details")
+    if not isinstance(details, list):
+        return ""
+    return " ".join(str(_ci(d, "message") or "") for d in details)
+
+
 def _exchange_error(
     response: requests.Response, document: Any, cmdlet: str
 ) -> ConnectorError:
     text = error_text(document) or response.reason or f"HTTP {response.status_code}"
+    evidence = f"{_raw_details(document)} {text}"
     code = _ci(_ci(document, "error"), "code")
     code = str(code) if code else None
     message = f"{cmdlet}: {text}"
     if cmdlet == REMOVE_BLOCKED and response.status_code < 500 and response.status_code != 429:
-        if _UNBLOCK_LIMIT.search(text):
+        if _UNBLOCK_LIMIT.search(evidence):
             return UnblockLimitReachedError(message, service=SERVICE, code=code)
-        if _NOT_BLOCKED.search(text):
+        if _NOT_BLOCKED.search(evidence):
             return NotBlockedError(message, service=SERVICE, code=code)
     return error_for_status(
         response.status_code,
