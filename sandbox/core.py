@@ -11,7 +11,7 @@ import json
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -79,7 +79,8 @@ class CallRecord:
     def cmdlet(self) -> str | None:
         """For Exchange InvokeCommand calls: the cmdlet name."""
         if isinstance(self.body, dict):
-            return self.body.get("CmdletInput", {}).get("CmdletName")
+            name = self.body.get("CmdletInput", {}).get("CmdletName")
+            return name if isinstance(name, str) else None
         return None
 
 
@@ -190,10 +191,17 @@ def _request_body() -> Any:
         return {"_form": {k: v for k, v in request.form.items()}} if request.form else "<non-json>"
 
 
-def instrument(app: Flask, service: str, ctx: SandboxContext, fault_body: Any = None) -> None:
+def instrument(
+    app: Flask,
+    service: str,
+    ctx: SandboxContext,
+    fault_body: Any | Callable[[int], Any] = None,
+) -> None:
     """Attach latency, fault injection and call logging to an emulator app.
 
-    ``fault_body`` is the JSON error body the service's documentation shows for 429/5xx responses.
+    ``fault_body`` is the JSON error body the service's documentation shows for 429/5xx responses, or
+    a function of the status code returning it. Every response carries a ``Server`` header naming the
+    emulator, so nobody mistakes it for the real service.
     """
 
     @app.before_request
@@ -208,8 +216,9 @@ def instrument(app: Flask, service: str, ctx: SandboxContext, fault_body: Any = 
             time.sleep(rule.delay_seconds)
         if rule.status is None:
             return None
+        body = fault_body(rule.status) if callable(fault_body) else fault_body
         response = Response(
-            json.dumps(fault_body if fault_body is not None else {"error": "injected fault"}),
+            json.dumps(body if body is not None else {"error": "injected fault"}),
             status=rule.status,
             mimetype="application/json",
         )
@@ -220,6 +229,7 @@ def instrument(app: Flask, service: str, ctx: SandboxContext, fault_body: Any = 
 
     @app.after_request
     def _log_call(response: Response) -> Response:
+        response.headers["Server"] = f"mailunblock-sandbox/{service} (EMULATOR)"
         body = redact(_request_body())
         ctx.calls.append(
             CallRecord(
