@@ -127,3 +127,7 @@ class PasswordVault(Protocol):
     def retrieval_hint(self, issue_key: str) -> str:
         """Text for the internal note telling the agent how to retrieve it (a command or a link)."""
         ...
+
+    def recall(self, issue_key: str) -> str | None:
+        """The stored, unrevealed, unexpired password (to retry an interrupted reset); not a reveal."""
+        ...

@@ -1,0 +1,91 @@
+"""What a step works with: the ports, the ticket as just read, and its state."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from mailunblock.connectors.models import JiraIssue
+from mailunblock.workflows import messages
+from mailunblock.workflows.policy import RemediationPolicy
+from mailunblock.workflows.ports import Clock, PasswordVault, StateRepository, Tickets
+from mailunblock.workflows.state import Stage, TicketState
+from mailunblock.workflows.tenants import TenantRegistry, TenantServices
+
+log = logging.getLogger(__name__)
+
+MARKER_PREFIX = "mailunblock"
+
+
+@dataclass
+class StepContext:
+    """One engine pass over one ticket."""
+
+    policy: RemediationPolicy
+    tickets: Tickets
+    tenants: TenantRegistry
+    repository: StateRepository
+    vault: PasswordVault
+    clock: Clock
+    issue: JiraIssue
+    state: TicketState
+
+    def now(self) -> datetime:
+        """Current time from the injected clock."""
+        return self.clock.now()
+
+    def save(self) -> None:
+        """Persist the state (before every side effect, and after it to confirm it)."""
+        self.repository.save(self.state)
+
+    @property
+    def tenant(self) -> TenantServices:
+        """The tenant of the affected account (only after triage)."""
+        if self.state.tenant is None:
+            raise LookupError(f"{self.state.issue_key} has no tenant yet")
+        return self.tenants.get(self.state.tenant)
+
+    def enter(self, stage: Stage) -> None:
+        """Move to ``stage``, record it in the history and save."""
+        log.info("%s: %s -> %s", self.state.issue_key, self.state.stage, stage)
+        self.state.enter(stage, self.now())
+        self.state.retry_at = None
+        self.save()
+
+    def finish(self, stage: Stage, actions: Sequence[str]) -> None:
+        """Enter a final stage with the ticket updates still to make (see ``closing``)."""
+        self.state.closing = tuple(actions)
+        self.state.closing_started = ()
+        self.state.next_check_at = None
+        self.enter(stage)
+
+    def marker(self, name: str) -> str:
+        """The invisible, stable marker of one of our comments on this ticket."""
+        return f"{MARKER_PREFIX}:{self.state.issue_key}:{'-'.join(name.split())}"
+
+    def post(self, name: str, template: str, *, public: bool, **values: Any) -> str:
+        """Post a comment exactly once, even across crashes; return its id."""
+        state = self.state
+        if name in state.posted:
+            return state.posted[name]
+        marker = self.marker(name)
+        if name in state.pending:
+            found = self.tickets.find_comment(state.issue_key, marker)
+            if found is not None:
+                return self._posted(name, found)
+        else:
+            state.pending = (*state.pending, name)
+            self.save()
+        locale = state.locale if public else self.policy.locale
+        body = messages.render(locale, template, **values)
+        comment_id = self.tickets.post_comment(state.issue_key, body, internal=not public, marker=marker)
+        return self._posted(name, comment_id)
+
+    def _posted(self, name: str, comment_id: str) -> str:
+        self.state.posted[name] = comment_id
+        self.state.pending = tuple(p for p in self.state.pending if p != name)
+        self.save()
+        return comment_id

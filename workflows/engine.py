@@ -1,0 +1,182 @@
+"""The remediation engine: advances one ticket as far as it can, saving before every side effect."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import timedelta
+
+from mailunblock.connectors.errors import (
+    AuthenticationError,
+    ConnectorError,
+    PermissionDeniedError,
+    ThrottledError,
+    TransientError,
+)
+from mailunblock.connectors.models import JiraIssue
+from mailunblock.workflows import (
+    approval,
+    closing,
+    mailbox,
+    notify,
+    password,
+    restricted,
+    sessions,
+    triage,
+    verify,
+)
+from mailunblock.workflows.context import StepContext
+from mailunblock.workflows.policy import RemediationPolicy
+from mailunblock.workflows.ports import Clock, PasswordVault, StateRepository, Tickets
+from mailunblock.workflows.state import TERMINAL_STAGES, Stage, TicketState
+from mailunblock.workflows.tenants import TenantRegistry
+
+log = logging.getLogger(__name__)
+
+STEPS: dict[Stage, Callable[[StepContext], None]] = {
+    Stage.NEW: triage.run,
+    Stage.AWAITING_APPROVAL: approval.run,
+    Stage.APPROVED: password.run,
+    Stage.PASSWORD_RESET: sessions.run,
+    Stage.SESSIONS_REVOKED: mailbox.run,
+    Stage.MAILBOX_CHECKED: restricted.check,
+    Stage.LIST_CHECKED: restricted.unblock,
+    Stage.WAITING_FOR_SEND: verify.run,
+}
+
+# What a stage is doing, as a code the failure template turns into words.
+ACTIVITY: dict[Stage, str] = {
+    Stage.NEW: "triage",
+    Stage.AWAITING_APPROVAL: "approval",
+    Stage.APPROVED: "password",
+    Stage.PASSWORD_RESET: "sessions",
+    Stage.SESSIONS_REVOKED: "mailbox",
+    Stage.MAILBOX_CHECKED: "list",
+    Stage.LIST_CHECKED: "unblock",
+    Stage.WAITING_FOR_SEND: "verify",
+}
+
+_RETRYABLE = (ThrottledError, TransientError, AuthenticationError, PermissionDeniedError)
+_KINDS: tuple[tuple[type[ConnectorError], str], ...] = (
+    (ThrottledError, "throttled"),
+    (TransientError, "transient"),
+    (AuthenticationError, "authentication"),
+    (PermissionDeniedError, "permission"),
+)
+
+
+def _kind(error: ConnectorError) -> str:
+    return next((name for cls, name in _KINDS if isinstance(error, cls)), "permanent")
+
+
+class RemediationEngine:
+    """Decides and performs the next steps of a ticket's remediation."""
+
+    def __init__(
+        self,
+        policy: RemediationPolicy,
+        tickets: Tickets,
+        tenants: TenantRegistry,
+        repository: StateRepository,
+        vault: PasswordVault,
+        clock: Clock,
+    ) -> None:
+        self._policy = policy
+        self._tickets = tickets
+        self._tenants = tenants
+        self._repository = repository
+        self._vault = vault
+        self._clock = clock
+
+    def due(self, state: TicketState) -> bool:
+        """Whether ``process`` has work to do now (a cancelled or closed ticket is always worth a call)."""
+        now = self._clock.now()
+        if state.is_terminal or (state.retry_at is not None and now < state.retry_at):
+            return False
+        if state.stage is Stage.WAITING_FOR_SEND and not state.closing:
+            return state.next_check_at is None or now >= state.next_check_at
+        return True
+
+    def process(self, issue: JiraIssue, state: TicketState | None) -> TicketState:
+        """Advance the ticket as far as possible now; return its (saved) state."""
+        if state is None:
+            state = TicketState.first_seen(issue.key, self._clock.now())
+        if state.is_terminal:
+            return state
+        ctx = StepContext(
+            self._policy, self._tickets, self._tenants, self._repository, self._vault, self._clock,
+            issue, state,
+        )
+        if not state.closing:
+            self._stop_if_abandoned(ctx)
+        if not self.due(state):
+            return state
+        try:
+            if not state.closing:
+                self._advance(ctx)
+            closing.run(ctx)
+        except _RETRYABLE as error:
+            self._retry_later(ctx, error)
+        except ConnectorError as error:
+            self._give_up(ctx, error)
+        return state
+
+    def _advance(self, ctx: StepContext) -> None:
+        state = ctx.state
+        while state.stage not in TERMINAL_STAGES:
+            before = state.stage
+            STEPS[before](ctx)
+            if state.stage is before:
+                return
+
+    def _stop_if_abandoned(self, ctx: StepContext) -> None:
+        issue, state = ctx.issue, ctx.state
+        if issue.is_done:
+            reason = "closed"
+        elif self._policy.trigger_label not in issue.labels:
+            reason = "untagged"
+        else:
+            return
+        state.refusal = reason
+        ctx.finish(Stage.CANCELLED, ["note:cancelled"] if state.posted else [])
+
+    def _retry_later(self, ctx: StepContext, error: ConnectorError) -> None:
+        state = ctx.state
+        kind = _kind(error)
+        wait = (
+            timedelta(seconds=error.retry_after)
+            if isinstance(error, ThrottledError)
+            else self._policy.retry_after
+        )
+        state.retry_at = ctx.now() + wait
+        ctx.save()
+        activity = ACTIVITY.get(state.stage, "closing")
+        log.warning("%s: %s failed (%s), retry at %s: %s",
+                    state.issue_key, activity, kind, state.retry_at.isoformat(), error)
+        try:
+            notify.failure(ctx, f"failure-{state.stage}-{kind}", activity, str(error), kind,
+                           state.retry_at)
+        except ConnectorError as note_error:
+            log.warning("%s: could not post the failure note: %s", state.issue_key, note_error)
+
+    def _give_up(self, ctx: StepContext, error: ConnectorError) -> None:
+        state = ctx.state
+        activity = ACTIVITY.get(state.stage, "closing")
+        log.warning("%s: %s failed permanently: %s", state.issue_key, activity, error)
+        if state.closing:
+            # A ticket update that cannot succeed: say so once and move on to the next one.
+            failed, state.closing = state.closing[0], state.closing[1:]
+            ctx.save()
+            try:
+                notify.failure(ctx, f"failure-closing-{failed}", activity, str(error), "permanent",
+                               None)
+                closing.run(ctx)
+            except ConnectorError as again:
+                log.warning("%s: closing the ticket failed: %s", state.issue_key, again)
+            return
+        state.refusal, state.refusal_detail = "failed", f"{activity}: {error}"
+        ctx.finish(Stage.ESCALATED, restricted.escalation_actions(ctx))
+        try:
+            closing.run(ctx)
+        except ConnectorError as again:
+            log.warning("%s: escalating the ticket failed: %s", state.issue_key, again)

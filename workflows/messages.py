@@ -1,0 +1,75 @@
+"""Rendering of ticket comments: Jinja2 templates per language, dates and times with Babel."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from functools import cache
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from babel.dates import format_skeleton, format_time
+from jinja2 import Environment, PackageLoader, StrictUndefined
+
+SUPPORTED_LOCALES = ("en", "fr")
+
+
+@cache
+def _environment() -> Environment:
+    # Jira wiki text, not HTML: autoescape would mangle "&", "<" and quotes.
+    return Environment(
+        loader=PackageLoader("mailunblock.workflows", "templates"),
+        undefined=StrictUndefined,
+        autoescape=False,  # noqa: S701
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=False,
+    )
+
+
+def render(locale: str, name: str, **values: Any) -> str:
+    """Render ``templates/<locale>/<name>.j2``."""
+    return _environment().get_template(f"{locale}/{name}.j2").render(**values).strip()
+
+
+def pick_locale(*candidates: str | None, default: str = "en") -> str:
+    """The first candidate we have templates for ("fr_FR", "fr-CA" and "fr" all give "fr")."""
+    for candidate in candidates:
+        if candidate:
+            language = candidate.replace("-", "_").split("_")[0].lower()
+            if language in SUPPORTED_LOCALES:
+                return language
+    return default
+
+
+def pick_time_zone(*candidates: str | None, default: str = "UTC") -> str:
+    """The first candidate that is a known IANA time zone."""
+    for candidate in candidates:
+        if candidate:
+            try:
+                ZoneInfo(candidate)
+            except (ZoneInfoNotFoundError, ValueError):
+                continue
+            return candidate
+    return default
+
+
+def clock_time(moment: datetime, locale: str, time_zone: str) -> str:
+    """A time of day as people in ``locale`` write it, in ``time_zone`` (e.g. "15:10", "3:10 PM")."""
+    return format_time(moment, "short", tzinfo=ZoneInfo(time_zone), locale=locale)
+
+
+def day(moment: datetime, locale: str, time_zone: str) -> str:
+    """A day as people in ``locale`` write it, in ``time_zone`` (e.g. "lundi 2 mars")."""
+    return format_skeleton("MMMMEEEEd", moment, tzinfo=ZoneInfo(time_zone), locale=locale)
+
+
+def window(start: datetime, end: datetime, now: datetime, locale: str, time_zone: str) -> dict[str, str]:
+    """Template values describing a time window; ``day`` is empty when it starts today."""
+    zone = ZoneInfo(time_zone)
+    same_day = start.astimezone(zone).date() == now.astimezone(zone).date()
+    return {
+        "start": clock_time(start, locale, time_zone),
+        "end": clock_time(end, locale, time_zone),
+        "day": "" if same_day else day(start, locale, time_zone),
+        "time_zone": time_zone,
+    }

@@ -1,0 +1,213 @@
+"""The comments mailunblock writes, each built from the ticket's state and posted exactly once."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from mailunblock.workflows import messages
+from mailunblock.workflows.context import StepContext
+from mailunblock.workflows.state import Stage
+
+if TYPE_CHECKING:
+    from mailunblock.workflows.approval import Attempt
+
+
+def _internal_time(ctx: StepContext, moment: datetime) -> str:
+    policy = ctx.policy
+    when = messages.window(moment, moment, ctx.now(), policy.locale, policy.time_zone)
+    return f"{when['day']} {when['start']} ({policy.time_zone})".strip()
+
+
+def _hours(value: float) -> str:
+    return f"{value:g}"
+
+
+def _account(ctx: StepContext) -> dict[str, Any]:
+    state = ctx.state
+    return {
+        "account_upn": state.account_upn or "",
+        "account_name": state.account_name,
+        "addresses": list(state.account_addresses),
+        "tenant": state.tenant or "",
+        "reporter_name": state.reporter_name,
+        "reporter_email": state.reporter_email or "",
+        "not_reporter": not state.reporter_is_account,
+    }
+
+
+def done_summary(ctx: StepContext) -> dict[str, Any]:
+    """What was and was not done so far, for the internal notes."""
+    state = ctx.state
+    expires = state.password_expires_at
+    return {
+        **_account(ctx),
+        "password_reset": state.password_reset_at is not None,
+        "password_uncertain": state.password_intent_at is not None and state.password_reset_at is None,
+        "password_hint": ctx.vault.retrieval_hint(state.issue_key),
+        "password_expires": _internal_time(ctx, expires) if expires else "",
+        "sessions_revoked": state.sessions_revoked_at is not None,
+        "inbox_rules_checked": state.inbox_rules_checked,
+        "inbox_rules_error": state.inbox_rules_error or "",
+        "suspicious_rules": list(state.suspicious_rules),
+        "list_checked": state.entered_at(Stage.LIST_CHECKED) is not None,
+        "listed_addresses": list(state.listed_addresses),
+        "unblocked_addresses": list(state.unblocked_addresses),
+        "unblock_uncertain": [a for a in state.unblock_intents if a not in state.unblocked_addresses],
+    }
+
+
+def acknowledge(ctx: StepContext) -> None:
+    """Tell the reporter the request was picked up."""
+    ctx.post("ack", "ack", public=True, reporter_name=ctx.state.reporter_name)
+
+
+def plan(ctx: StepContext) -> str:
+    """The internal note with the exact plan and how to approve it; returns its comment id."""
+    policy = ctx.policy
+    return ctx.post(
+        "plan",
+        "plan",
+        public=False,
+        **_account(ctx),
+        check_inbox_rules=policy.check_inbox_rules,
+        approve_status=policy.approve_status or "",
+        auto_approve=policy.auto_approve,
+        eta_min=_hours(policy.eta_min.total_seconds() / 3600),
+        eta_max=_hours(policy.eta_max.total_seconds() / 3600),
+        escalate_after=_hours(policy.escalate_after.total_seconds() / 3600),
+    )
+
+
+def refusal(ctx: StepContext) -> None:
+    """Why automation refused this ticket and what the agent should do."""
+    state = ctx.state
+    ctx.post(
+        "refused",
+        "refused",
+        public=False,
+        reason=state.refusal or "",
+        detail=state.refusal_detail,
+        related_key=state.related_key or "",
+    )
+
+
+def ignored(ctx: StepContext, attempt: Attempt, reason: str) -> None:
+    """One note per ignored approval attempt."""
+    ctx.post(
+        f"ignored-{attempt.source_id}",
+        "ignored",
+        public=False,
+        author=attempt.author.display_name,
+        reject=attempt.verdict == "/reject",
+        via_status=attempt.kind == "transition",
+        reason=reason,
+    )
+
+
+def rejection(ctx: StepContext) -> None:
+    """The agent rejected the plan: nothing was done."""
+    state = ctx.state
+    ctx.post(
+        "rejected",
+        "rejected",
+        public=False,
+        by=state.approved_by or "",
+        reason=state.rejection_reason or "",
+    )
+
+
+def summary(ctx: StepContext) -> None:
+    """Internal note after the remediation: what was done and how to hand the password over."""
+    state = ctx.state
+    when: dict[str, str] = {}
+    if state.eta_start and state.eta_end:
+        when = messages.window(
+            state.eta_start, state.eta_end, ctx.now(), ctx.policy.locale, ctx.policy.time_zone
+        )
+    ctx.post("summary", "summary", public=False, **done_summary(ctx), window=when)
+
+
+def eta(ctx: StepContext) -> None:
+    """Public comment: what was done, how to get the password, when sending should resume."""
+    state = ctx.state
+    assert state.eta_start and state.eta_end  # set by the unblock step
+    ctx.post(
+        "eta",
+        "eta",
+        public=True,
+        reporter_name=state.reporter_name,
+        account_upn=state.account_upn or "",
+        sessions_revoked=state.sessions_revoked_at is not None,
+        window=messages.window(state.eta_start, state.eta_end, ctx.now(), state.locale, state.time_zone),
+    )
+
+
+def not_listed(ctx: StepContext) -> None:
+    """Public comment: no restriction found, and the sending-limit case."""
+    state = ctx.state
+    ctx.post(
+        "not-listed",
+        "not_listed",
+        public=True,
+        reporter_name=state.reporter_name,
+        account_upn=state.account_upn or "",
+        password_reset=state.password_reset_at is not None,
+    )
+
+
+def resolved(ctx: StepContext) -> None:
+    """Public comment: the account can send again."""
+    ctx.post("resolved", "resolved", public=True, reporter_name=ctx.state.reporter_name)
+
+
+def escalation(ctx: StepContext) -> None:
+    """Internal note: automation stops here, a person takes over."""
+    state = ctx.state
+    ctx.post(
+        "escalated",
+        "escalated",
+        public=False,
+        **done_summary(ctx),
+        reason=state.refusal or "",
+        detail=state.refusal_detail,
+        escalate_after=_hours(ctx.policy.escalate_after.total_seconds() / 3600),
+    )
+
+
+def cancellation(ctx: StepContext) -> None:
+    """Internal note: the ticket was closed or untagged mid-way; what was and was not done."""
+    state = ctx.state
+    ctx.post(
+        "cancelled",
+        "cancelled",
+        public=False,
+        **done_summary(ctx),
+        reason=state.refusal or "",
+        trigger_label=ctx.policy.trigger_label,
+    )
+
+
+def failure(ctx: StepContext, name: str, action: str, error: str, kind: str,
+            retry_at: datetime | None) -> None:
+    """Internal note naming what failed and what to do."""
+    ctx.post(
+        name,
+        "failure",
+        public=False,
+        action=action,
+        error=error,
+        kind=kind,
+        retry_at=_internal_time(ctx, retry_at) if retry_at else "",
+    )
+
+
+def transition_missing(ctx: StepContext, transition: str) -> None:
+    """Internal note: a configured transition is not offered on this ticket."""
+    ctx.post(
+        "transition-" + "-".join(transition.lower().split()),
+        "transition_missing",
+        public=False,
+        transition=transition,
+        status=ctx.issue.status,
+    )

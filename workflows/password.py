@@ -1,0 +1,71 @@
+"""Password reset: a strong random password, vaulted and intent recorded before Graph is called."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+
+from mailunblock.workflows.context import StepContext
+from mailunblock.workflows.state import Stage
+
+log = logging.getLogger(__name__)
+
+# Characters that survive being read out over the phone: no 0/O, 1/l/I, and only easy symbols.
+_LOWER = "abcdefghijkmnopqrstuvwxyz"
+_UPPER = "ABCDEFGHJKLMNPQRSTUVWXYZ"
+_DIGITS = "23456789"
+_SYMBOLS = "!#$%*+-=?@"
+_CLASSES = (_LOWER, _UPPER, _DIGITS, _SYMBOLS)
+MIN_LENGTH = 12
+
+
+def generate_password(length: int) -> str:
+    """A random password with every Entra character class (lower, upper, digit, symbol)."""
+    if length < MIN_LENGTH:
+        raise ValueError(f"password length must be at least {MIN_LENGTH}")
+    alphabet = "".join(_CLASSES)
+    chars = [secrets.choice(c) for c in _CLASSES]
+    chars += [secrets.choice(alphabet) for _ in range(length - len(chars))]
+    for i in range(len(chars) - 1, 0, -1):  # Fisher-Yates with a CSPRNG
+        j = secrets.randbelow(i + 1)
+        chars[i], chars[j] = chars[j], chars[i]
+    return "".join(chars)
+
+
+def _reset_already_happened(ctx: StepContext) -> bool:
+    state = ctx.state
+    assert state.account_id and state.password_intent_at  # set before the reset
+    user = ctx.tenant.directory.get_user(state.account_id)
+    # Graph keeps whole seconds: compare with the intent truncated to the second.
+    return bool(
+        user.last_password_change
+        and user.last_password_change >= state.password_intent_at.replace(microsecond=0)
+    )
+
+
+def run(ctx: StepContext) -> None:
+    """APPROVED: reset the password exactly once per approval, even across crashes."""
+    state = ctx.state
+    assert state.account_id  # set by triage
+    directory = ctx.tenant.directory
+    password: str | None = None
+    if state.password_intent_at is not None:
+        if _reset_already_happened(ctx):
+            log.info("%s: interrupted password reset had gone through", state.issue_key)
+            _confirm(ctx)
+            return
+        password = ctx.vault.recall(state.issue_key)
+    if password is None:
+        password = generate_password(ctx.policy.password_length)
+        now = ctx.now()
+        state.password_expires_at = now + ctx.policy.password_ttl
+        ctx.vault.store(state.issue_key, password, state.password_expires_at)
+        state.password_intent_at = now
+        ctx.save()
+    directory.reset_password(state.account_id, password)
+    _confirm(ctx)
+
+
+def _confirm(ctx: StepContext) -> None:
+    ctx.state.password_reset_at = ctx.now()
+    ctx.enter(Stage.PASSWORD_RESET)

@@ -1,0 +1,37 @@
+"""What the remediation may do and what it promises (the plugin maps its configuration into this)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+ANY_DIRECTORY_ROLE = "*"
+
+
+@dataclass(frozen=True)
+class RemediationPolicy:
+    """Timings, safety exclusions, labels and transitions of the remediation."""
+
+    eta_min: timedelta = timedelta(hours=3)
+    eta_max: timedelta = timedelta(hours=4)
+    escalate_after: timedelta = timedelta(hours=24)
+    verify_every: timedelta = timedelta(minutes=30)
+    retry_after: timedelta = timedelta(minutes=5)  # wait after a failure that gave no Retry-After
+    excluded_roles: tuple[str, ...] = (ANY_DIRECTORY_ROLE,)
+    auto_approve: bool = False
+    check_inbox_rules: bool = True
+    password_length: int = 20
+    password_ttl: timedelta = timedelta(hours=24)
+    locale: str = "en"
+    time_zone: str = "UTC"
+    trigger_label: str = "mail-blocked"
+    resolved_label: str = "mail-unblocked"
+    escalated_label: str = "mailunblock-escalated"
+    resolve_transition: str | None = "Resolve"
+    escalate_transition: str | None = None
+    approve_status: str | None = None  # a move to this status by an approver counts as approval
+
+    def excludes_role(self, display_name: str, template_id: str) -> bool:
+        """True when holding this directory role keeps an account out of automation."""
+        wanted = {r.lower() for r in self.excluded_roles}
+        return bool(wanted & {ANY_DIRECTORY_ROLE, display_name.lower(), template_id.lower()})

@@ -1,0 +1,64 @@
+"""The Restricted users list: check every address of the account, unblock each listed one once."""
+
+from __future__ import annotations
+
+from mailunblock.connectors.errors import NotBlockedError, UnblockLimitReachedError
+from mailunblock.workflows import notify
+from mailunblock.workflows.context import StepContext
+from mailunblock.workflows.state import Stage
+
+
+def check(ctx: StepContext) -> None:
+    """MAILBOX_CHECKED: record which addresses of the account are on the list."""
+    state = ctx.state
+    entries = ctx.tenant.restricted.blocked_entries(state.account_addresses)
+    state.listed_addresses = tuple(dict.fromkeys(e.sender_address.lower() for e in entries))
+    ctx.enter(Stage.LIST_CHECKED)
+
+
+def escalation_actions(ctx: StepContext) -> list[str]:
+    """Ticket updates when a person must take over."""
+    policy = ctx.policy
+    actions = [
+        "note:escalated",
+        f"add-label:{policy.escalated_label}",
+        f"remove-label:{policy.trigger_label}",
+    ]
+    if policy.escalate_transition:
+        actions.append(f"transition:{policy.escalate_transition}")
+    return actions
+
+
+def unblock(ctx: StepContext) -> None:
+    """LIST_CHECKED: unblock each listed address at most once, then tell agent and user."""
+    state, policy = ctx.state, ctx.policy
+    if not state.listed_addresses:
+        ctx.finish(
+            Stage.NOT_LISTED,
+            ["note:summary", "note:not-listed", f"remove-label:{policy.trigger_label}"],
+        )
+        return
+    for address in state.listed_addresses:
+        if address in state.unblock_intents:
+            continue  # attempted before a crash: never call it twice, verification will tell
+        state.unblock_intents = (*state.unblock_intents, address)
+        state.unblocked_at = state.unblocked_at or ctx.now()
+        ctx.save()
+        try:
+            ctx.tenant.restricted.unblock(address, reason=f"{state.issue_key}: approved remediation")
+        except NotBlockedError:
+            pass  # already gone from the list: the goal is reached
+        except UnblockLimitReachedError as error:
+            state.refusal, state.refusal_detail = "unblock_limit", f"{address}: {error}"
+            ctx.finish(Stage.ESCALATED, escalation_actions(ctx))
+            return
+        state.unblocked_addresses = (*state.unblocked_addresses, address)
+        ctx.save()
+    assert state.unblocked_at  # set with the first intent
+    state.eta_start = state.unblocked_at + policy.eta_min
+    state.eta_end = state.unblocked_at + policy.eta_max
+    state.next_check_at = state.eta_start
+    ctx.save()
+    notify.summary(ctx)
+    notify.eta(ctx)
+    ctx.enter(Stage.WAITING_FOR_SEND)
