@@ -14,8 +14,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flask import Flask, Response, g, request
-from werkzeug.exceptions import HTTPException
-
 from mailunblock.sandbox.core import SandboxContext, instrument
 from mailunblock.sandbox.jira.adf import ADF_REQUIRED, adf_to_text, is_adf, render_html, text_to_adf
 from mailunblock.sandbox.jira.state import (
@@ -31,6 +29,7 @@ from mailunblock.sandbox.jira.state import (
     User,
     not_found,
 )
+from werkzeug.exceptions import HTTPException
 
 SERVER_HEADER = "mailunblock-jira-EMULATOR"
 API = "/rest/api/<any('2','3','latest'):ver>"
@@ -289,23 +288,27 @@ class _Renderer:
 
 def select_fields(fields: list[str], default: tuple[str, ...]) -> tuple[list[str], bool]:
     """Resolve a ``fields`` parameter: (selected field ids in order, whether ``key`` was asked)."""
-    tokens = [t.strip() for item in fields for t in item.split(",") if t.strip()] or list(default)
+    items = [t.strip() for raw in fields for t in raw.split(",") if t.strip()] or list(default)
     selected: list[str] = []
     excluded: set[str] = set()
     wants_key = False
-    for token in tokens:
-        if token == "*all":
+    for item in items:
+        if item == "*all":
             selected.extend(ALL_FIELDS)
-        elif token == "*navigable":
+        elif item == "*navigable":
             selected.extend(NAVIGABLE_FIELDS)
-        elif token.startswith("-"):
-            excluded.add(token[1:])
-        elif token == "key":
+        elif item.startswith("-"):
+            excluded.add(item[1:])
+        elif item == "key":
             wants_key = True
-        elif token in ALL_FIELDS:
-            selected.append(token)  # unknown ids (and "id") are ignored, as Jira does
+        elif item in ALL_FIELDS:
+            selected.append(item)  # unknown ids (and "id") are ignored, as Jira does
     ordered = [name for name in dict.fromkeys(selected) if name not in excluded]
     return ordered, wants_key
+
+
+def _expand(raw: Any) -> set[str]:
+    return {part.strip() for part in str(raw or "").split(",") if part.strip()}
 
 
 def _list_param(name: str) -> list[str]:
@@ -320,7 +323,7 @@ def _json_body(required: bool = True) -> Any:
         return {}
     try:
         return json.loads(raw)
-    except ValueError as exc:
+    except json.JSONDecodeError as exc:
         raise JiraApiError(400, [f"Unexpected character in JSON body: {exc.msg}"]) from exc
 
 
@@ -546,7 +549,7 @@ def create_jira_app(state: JiraState, ctx: SandboxContext) -> Flask:
             proj = find_project(key)
             role = proj.roles.get(role_id)
             if role is None:
-                raise JiraApiError(404, [f"Can not retrieve a role actor for a null project role."])
+                raise JiraApiError(404, ["Can not retrieve a role actor for a null project role."])
             r = renderer(ver)
             actors: list[dict[str, Any]] = []
             for account in sorted(role.users):
@@ -579,7 +582,7 @@ def create_jira_app(state: JiraState, ctx: SandboxContext) -> Flask:
             field_list, props = _list_param("fields"), _list_param("properties")
         start = _int_param(params["startAt"], "startAt", 0)
         limit = min(_int_param(params["maxResults"], "maxResults", 50), 1000)
-        expand = set(str(params["expand"] or "").split(","))
+        expand = _expand(params["expand"])
         with state.locked():
             found = state.search(str(params["jql"] or ""), viewer())
             r = renderer(ver)
@@ -611,7 +614,7 @@ def create_jira_app(state: JiraState, ctx: SandboxContext) -> Flask:
             token = body.get("nextPageToken")
             limit_raw = body.get("maxResults")
             field_list = list(body.get("fields") or [])
-            expand = set(str(body.get("expand") or "").split(","))
+            expand = _expand(body.get("expand"))
             props = list(body.get("properties") or [])
             reconcile = list(body.get("reconcileIssues") or [])
         else:
@@ -619,7 +622,7 @@ def create_jira_app(state: JiraState, ctx: SandboxContext) -> Flask:
             token = request.args.get("nextPageToken")
             limit_raw = request.args.get("maxResults")
             field_list = _list_param("fields")
-            expand = set(request.args.get("expand", "").split(","))
+            expand = _expand(request.args.get("expand"))
             props = _list_param("properties")
             reconcile = _list_param("reconcileIssues")
         selected, _ = select_fields(field_list, ("id",))
@@ -645,7 +648,7 @@ def create_jira_app(state: JiraState, ctx: SandboxContext) -> Flask:
         with state.locked():
             issue = visible_issue(key)
             return renderer(ver).issue(
-                issue, _list_param("fields"), set(request.args.get("expand", "").split(",")),
+                issue, _list_param("fields"), _expand(request.args.get("expand")),
                 _list_param("properties"), ALL_FIELDS,
             )
 
@@ -703,7 +706,7 @@ def create_jira_app(state: JiraState, ctx: SandboxContext) -> Flask:
                                      "-created, +created"])
         start = _int_param(request.args.get("startAt"), "startAt", 0)
         limit = _int_param(request.args.get("maxResults"), "maxResults", 100)
-        expand = set(request.args.get("expand", "").split(","))
+        expand = _expand(request.args.get("expand"))
         with state.locked():
             issue = visible_issue(key)
             r = renderer(ver)
@@ -717,7 +720,7 @@ def create_jira_app(state: JiraState, ctx: SandboxContext) -> Flask:
     @app.post(f"{API}/issue/<key>/comment")
     def add_comment(ver: str, key: str) -> Any:
         body = _json_body()
-        expand = set(request.args.get("expand", "").split(","))
+        expand = _expand(request.args.get("expand"))
         with state.locked():
             issue = visible_issue(key)
             text = _incoming_text(body.get("body"), ver == "3", "comment")
@@ -739,7 +742,7 @@ def create_jira_app(state: JiraState, ctx: SandboxContext) -> Flask:
             if not state.comment_visible(viewer(), issue, comment):
                 raise not_found(f"Can not find a comment for the id: {comment_id}.")
             return renderer(ver).comment(issue, comment,
-                                         set(request.args.get("expand", "").split(",")))
+                                         _expand(request.args.get("expand")))
 
     @app.put(f"{API}/issue/<key>/comment/<comment_id>")
     def edit_comment(ver: str, key: str, comment_id: str) -> Any:

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from types import MappingProxyType
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -605,8 +606,7 @@ class JiraState:
             raise not_found(f"Can not find a comment for the id: {comment_id}.")
 
     def set_comment_property(self, comment_id: str, prop_key: str, value: Any) -> bool:
-        """Set a comment property; return True if it was created. ``sd.public.comment`` flips
-        internal/public (an email already sent stays sent)."""
+        """Set a comment property (True if created); ``sd.public.comment`` flips internal/public."""
         with self._lock:
             _, comment = self.comment_by_id(comment_id)
             created = prop_key not in comment.properties
@@ -763,8 +763,7 @@ class JiraState:
             ]
             found.sort(key=lambda issue: int(issue.id), reverse=True)  # default: key DESC
             for sort_field, descending in reversed(keys):
-                found.sort(key=lambda issue, f=sort_field: _sort_value(self, issue, f),
-                           reverse=descending)
+                found.sort(key=partial(_sort_value, self, name=sort_field), reverse=descending)
             return found
 
     def _indexed(self, issue: Issue, reconcile: set[str]) -> Issue | None:
@@ -1087,7 +1086,7 @@ def _text_of(issue: Issue, name: str) -> str:
     return " ".join((issue.summary, issue.description, comments))
 
 
-def _sort_value(state: JiraState, issue: Issue, name: str) -> Any:
+def _sort_value(state: JiraState, issue: Issue, *, name: str) -> Any:
     if name == "key":
         return (issue.project, int(issue.key.rsplit("-", 1)[1]))
     if name in ("created", "updated"):
