@@ -84,3 +84,38 @@ def config_check(config_path: Path) -> None:
 def config_schema() -> None:
     """Print the JSON schema of the configuration file."""
     click.echo(json.dumps(Config.model_json_schema(), indent=2))
+
+
+@main.command()
+@_config_option
+def doctor(config_path: Path) -> None:
+    """Check Jira and every tenant end to end; exit 1 if anything fails."""
+    from mailunblock.plugin.doctor import Status, run_doctor
+
+    cfg = _load(config_path)
+    failed = 0
+    for result in run_doctor(cfg):
+        click.echo(result.render())
+        failed += result.status is Status.FAIL
+    click.echo(f"\n{'all checks passed' if not failed else f'{failed} check(s) FAILED'}")
+    sys.exit(1 if failed else 0)
+
+
+@main.command()
+@click.option("--scenario", default="default", show_default=True, help="Scenario name or TOML file.")
+@click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("var/sandbox"),
+              show_default=True, help="Where the CA, certificates, secrets and Jira token are written.")
+@click.option("--speed", type=float, default=1.0, show_default=True, help="Sandbox clock speed factor.")
+@click.option("--without-permission", "revoke", multiple=True, metavar="TENANT:PERMISSION",
+              help="Start with an app permission missing, e.g. contoso:User.RevokeSessions.All.")
+def sandbox(scenario: str, state_dir: Path, speed: float, revoke: tuple[str, ...]) -> None:
+    """Run the local EMULATORS of Jira and Microsoft 365 on loopback until Ctrl-C."""
+    from mailunblock.sandbox.server import serve
+
+    pairs = []
+    for item in revoke:
+        tenant, sep, permission = item.partition(":")
+        if not sep or not tenant or not permission:
+            raise click.BadParameter(f"{item!r}: expected TENANT:PERMISSION", param_hint="--without-permission")
+        pairs.append((tenant, permission))
+    serve(state_dir=state_dir, scenario=scenario, speed=speed, revoke=pairs)

@@ -1,0 +1,156 @@
+"""Build every long-lived object once, from the configuration: connectors, store, vault, engine.
+
+The only place where configuration meets connectors; the poller, the doctor and the demo all start here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from mailunblock.connectors.exchange import ExchangeClient
+from mailunblock.connectors.graph import GraphClient
+from mailunblock.connectors.http import HttpPolicy, build_session
+from mailunblock.connectors.identity import TokenProvider
+from mailunblock.connectors.jira import JiraClient
+from mailunblock.plugin.config import Config, TenantConfig
+from mailunblock.plugin.store import StateStore
+from mailunblock.plugin.vault import PasswordVault, load_or_create_key
+from mailunblock.workflows.engine import RemediationEngine
+from mailunblock.workflows.policy import RemediationPolicy
+from mailunblock.workflows.ports import Clock
+from mailunblock.workflows.tenants import TenantRegistry, TenantServices
+
+
+@dataclass(frozen=True)
+class TenantClients:
+    """The connectors of one tenant."""
+
+    config: TenantConfig
+    tokens: TokenProvider
+    graph: GraphClient
+    exchange: ExchangeClient
+
+
+def http_policy(config: Config, ca_bundle: str | None) -> HttpPolicy:
+    """The shared HTTP policy with one service's CA bundle."""
+    return HttpPolicy(
+        timeout=config.http.timeout_seconds,
+        max_retries=config.http.max_retries,
+        max_retry_wait=config.http.max_retry_wait_seconds,
+        ca_bundle=ca_bundle,
+    )
+
+
+def build_jira(config: Config) -> JiraClient:
+    """The Jira connector (secrets resolved now, never stored on the config)."""
+    jira = config.jira
+    ca = str(config.path(jira.ca_bundle)) if jira.ca_bundle else None
+    return JiraClient(
+        jira.url,
+        policy=http_policy(config, ca),
+        deployment=jira.deployment.value,
+        email=jira.email,
+        api_token=config.secret(jira.api_token) if jira.api_token else None,
+        personal_access_token=(
+            config.secret(jira.personal_access_token) if jira.personal_access_token else None
+        ),
+        internal_notes=jira.internal_notes.value,
+        internal_visibility=jira.internal_visibility,
+        approver_groups=jira.approver_groups,
+        approver_roles=jira.approver_roles,
+        affected_account_field=jira.affected_account_field,
+        page_size=jira.page_size,
+    )
+
+
+def build_tenant(config: Config, tenant: TenantConfig) -> TenantClients:
+    """The identity, Graph and Exchange connectors of one tenant, sharing one session."""
+    ca = str(config.path(tenant.ca_bundle)) if tenant.ca_bundle else None
+    policy = http_policy(config, ca)
+    session = build_session(policy)
+    tokens = TokenProvider(
+        tenant_id=tenant.tenant_id,
+        client_id=tenant.client_id,
+        session=session,
+        policy=policy,
+        authority_host=tenant.authority_host,
+        client_secret=config.secret(tenant.client_secret) if tenant.client_secret else None,
+        certificate_path=str(config.path(tenant.certificate_path)) if tenant.certificate_path else None,
+        certificate_passphrase=(
+            config.secret(tenant.certificate_passphrase) if tenant.certificate_passphrase else None
+        ),
+    )
+    return TenantClients(
+        config=tenant,
+        tokens=tokens,
+        graph=GraphClient(tenant.graph_url, tokens, session, policy),
+        exchange=ExchangeClient(tenant.exchange_url, tenant.tenant_id, tokens, session, policy),
+    )
+
+
+def remediation_policy(config: Config) -> RemediationPolicy:
+    """Map the configuration onto the workflow's policy."""
+    policy, jira = config.policy, config.jira
+    return RemediationPolicy(
+        eta_min=timedelta(hours=policy.eta_min_hours),
+        eta_max=timedelta(hours=policy.eta_max_hours),
+        escalate_after=timedelta(hours=policy.escalate_after_hours),
+        verify_every=timedelta(minutes=policy.verify_every_minutes),
+        excluded_roles=policy.excluded_roles,
+        auto_approve=policy.auto_approve,
+        check_inbox_rules=policy.check_inbox_rules,
+        password_length=policy.password_length,
+        password_ttl=timedelta(hours=policy.password_ttl_hours),
+        locale=policy.locale,
+        time_zone=policy.time_zone,
+        trigger_label=jira.labels.trigger,
+        resolved_label=jira.labels.resolved,
+        escalated_label=jira.labels.escalated,
+        resolve_transition=jira.transitions.resolve,
+        escalate_transition=jira.transitions.escalate,
+        approve_status=jira.transitions.approve,
+    )
+
+
+def open_vault(config: Config, store: StateStore, clock: Clock) -> PasswordVault:
+    """The password vault, keyed by ``store.vault_key`` or the key file in the data folder."""
+    if config.store.vault_key:
+        key = config.secret(config.store.vault_key).encode("ascii")
+    else:
+        key = load_or_create_key(config.data_dir / "vault.key")
+    hint_url = (config.web.public_url or f"http://{config.web.listen}") if config.web.enabled else None
+    return PasswordVault(store.engine, key, clock, hint_url)
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Everything a running mailunblock holds, built once at start-up."""
+
+    config: Config
+    jira: JiraClient
+    tenants: dict[str, TenantClients]
+    store: StateStore
+    vault: PasswordVault
+    engine: RemediationEngine
+
+
+def build_runtime(config: Config, clock: Clock) -> Runtime:
+    """Wire connectors, store, vault and engine from the configuration."""
+    jira = build_jira(config)
+    tenants = {t.name: build_tenant(config, t) for t in config.tenants}
+    store = StateStore.from_url(config.database_url)
+    vault = open_vault(config, store, clock)
+    registry = TenantRegistry(
+        TenantServices(
+            name=name,
+            domains=clients.config.domains,
+            directory=clients.graph,
+            restricted=clients.exchange,
+            locale=clients.config.locale,
+            time_zone=clients.config.time_zone,
+        )
+        for name, clients in tenants.items()
+    )
+    engine = RemediationEngine(remediation_policy(config), jira, registry, store, vault, clock)
+    return Runtime(config, jira, tenants, store, vault, engine)
