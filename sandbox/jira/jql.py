@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 KEYWORDS = frozenset({"and", "or", "not", "in", "is", "empty", "null", "order", "by", "asc", "desc"})
-_RESERVED_CHARS = "+.;?*/%^$#@[]"
+_RESERVED_CHARS = "+;?*/%^$#@[]"
 _OPERATORS = ("!=", ">=", "<=", "!~", "=", ">", "<", "~")
 _VALID_OPERATORS = (
     "'=', '!=', '<', '>', '<=', '>=', '~', '!~', 'IN', 'NOT IN', 'IS' and 'IS NOT'"
@@ -170,7 +170,7 @@ def tokenize(jql: str) -> list[Token]:
             )
         else:
             start = i
-            while i < len(jql) and (jql[i].isalnum() or jql[i] in "_-:"):
+            while i < len(jql) and (jql[i].isalnum() or jql[i] in "_-:."):
                 i += 1
             if i == start:
                 raise _error(f"The character '{ch}' is a reserved JQL character.", pos)
