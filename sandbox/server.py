@@ -88,7 +88,7 @@ class _QuietHandler(WSGIRequestHandler):
 
     def version_string(self) -> str:
         """Name the emulator in the Server header instead of werkzeug."""
-        return f"mailunblock-sandbox ({BANNER})"
+        return "mailunblock-sandbox (EMULATOR - not Microsoft, not Atlassian)"
 
 
 def _read_or_create_token(path: Path) -> str:

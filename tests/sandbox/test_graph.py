@@ -1,0 +1,337 @@
+"""Graph emulator: users, filters, paging, password reset rules, sessions, roles, rules, errors."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+import requests
+
+from mailunblock.sandbox.core import FaultRule
+from mailunblock.sandbox.server import Sandbox
+
+ADELE = "4f1c2a9e-0b6d-4e55-8a11-2c3d4e5f6a01"
+GOOD_PASSWORD = "Correct-Horse-42-battery"
+
+
+def _auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _assert_graph_error(response: requests.Response, status: int, code: str) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    error: dict[str, Any] = response.json()["error"]
+    assert error["code"] == code
+    assert error["message"]
+    assert set(error["innerError"]) == {"date", "request-id", "client-request-id"}
+    return error
+
+
+def test_get_user_by_upn_with_select(
+    sandbox: Sandbox, http: requests.Session, graph_token: str
+) -> None:
+    response = http.get(
+        f"{sandbox.graph_url}/v1.0/users/Adele.Vance@contoso.com",
+        params={"$select": "id,mail,proxyAddresses,onPremisesSyncEnabled,lastPasswordChangeDateTime"},
+        headers=_auth(graph_token),
+        timeout=10,
+    )
+    assert response.status_code == 200
+    body = response.json()
+    assert body["id"] == ADELE
+    assert set(body) == {
+        "@odata.context", "id", "mail", "proxyAddresses", "onPremisesSyncEnabled",
+        "lastPasswordChangeDateTime",
+    }
+    assert body["lastPasswordChangeDateTime"].endswith("Z")
+
+
+def test_default_properties_exclude_proxy_addresses(
+    sandbox: Sandbox, http: requests.Session, graph_token: str
+) -> None:
+    body = http.get(
+        f"{sandbox.graph_url}/v1.0/users/{ADELE}", headers=_auth(graph_token), timeout=10
+    ).json()
+    assert body["userPrincipalName"] == "adele.vance@contoso.com"
+    assert "proxyAddresses" not in body
+
+
+def test_unknown_user_is_request_resource_not_found(
+    sandbox: Sandbox, http: requests.Session, graph_token: str
+) -> None:
+    response = http.get(
+        f"{sandbox.graph_url}/v1.0/users/nobody@contoso.com", headers=_auth(graph_token), timeout=10
+    )
+    _assert_graph_error(response, 404, "Request_ResourceNotFound")
+
+
+def test_filter_by_alias_or_mail(sandbox: Sandbox, http: requests.Session, graph_token: str) -> None:
+    response = http.get(
+        f"{sandbox.graph_url}/v1.0/users",
+        params={
+            "$filter": "mail eq 'sales@contoso.com' or userPrincipalName eq 'sales@contoso.com' "
+            "or proxyAddresses/any(x:x eq 'smtp:sales@contoso.com')",
+            "$select": "id,userPrincipalName",
+        },
+        headers=_auth(graph_token),
+        timeout=10,
+    )
+    assert response.status_code == 200
+    assert [u["userPrincipalName"] for u in response.json()["value"]] == ["henry.ng@contoso.com"]
+
+
+def test_users_of_another_tenant_are_invisible(
+    sandbox: Sandbox, http: requests.Session, graph_token: str
+) -> None:
+    response = http.get(
+        f"{sandbox.graph_url}/v1.0/users",
+        params={"$filter": "mail eq 'chloe.dupont@fabrikam.fr'"},
+        headers=_auth(graph_token),
+        timeout=10,
+    )
+    assert response.json()["value"] == []
+
+
+def test_unsupported_filter_is_400(sandbox: Sandbox, http: requests.Session, graph_token: str) -> None:
+    response = http.get(
+        f"{sandbox.graph_url}/v1.0/users",
+        params={"$filter": "startswith(mail,'a')"},
+        headers=_auth(graph_token),
+        timeout=10,
+    )
+    _assert_graph_error(response, 400, "Request_UnsupportedQuery")
+
+
+def test_paging_with_next_link(sandbox: Sandbox, http: requests.Session, graph_token: str) -> None:
+    url: str | None = f"{sandbox.graph_url}/v1.0/users?$top=4&$select=id"
+    seen: list[str] = []
+    pages = 0
+    while url:
+        body = http.get(url, headers=_auth(graph_token), timeout=10).json()
+        seen += [u["id"] for u in body["value"]]
+        url = body.get("@odata.nextLink")
+        pages += 1
+    assert pages == 3  # 10 contoso users, 4 per page
+    assert len(seen) == len(set(seen)) == 10
+
+
+def test_tokens_are_checked(
+    sandbox: Sandbox, http: requests.Session, exchange_token: str
+) -> None:
+    url = f"{sandbox.graph_url}/v1.0/users/{ADELE}"
+    missing = http.get(url, timeout=10)
+    assert _assert_graph_error(missing, 401, "InvalidAuthenticationToken")["message"]
+    assert "WWW-Authenticate" in missing.headers
+    _assert_graph_error(
+        http.get(url, headers=_auth(exchange_token), timeout=10), 401, "InvalidAuthenticationToken"
+    )
+    _assert_graph_error(
+        http.get(url, headers=_auth("not.a.jwt"), timeout=10), 401, "InvalidAuthenticationToken"
+    )
+
+
+def test_expired_token_against_sandbox_clock(
+    make_sandbox: Callable[..., Sandbox],
+    session_for: Callable[[Sandbox], requests.Session],
+    token_for: Callable[[Sandbox, str, str], str],
+) -> None:
+    box = make_sandbox()
+    token = token_for(box, "contoso", "graph")
+    http = session_for(box)
+    url = f"{box.graph_url}/v1.0/users/{ADELE}"
+    assert http.get(url, headers=_auth(token), timeout=10).status_code == 200
+    box.clock.advance(timedelta(minutes=61))
+    error = _assert_graph_error(
+        http.get(url, headers=_auth(token), timeout=10), 401, "InvalidAuthenticationToken"
+    )
+    assert "expired" in error["message"]
+
+
+def test_password_reset_sets_timestamp_and_counts(
+    sandbox: Sandbox, http: requests.Session, graph_token: str
+) -> None:
+    user = "diego.siciliani@contoso.com"
+    before = sandbox.microsoft.reset_count("contoso", user)
+    response = http.patch(
+        f"{sandbox.graph_url}/v1.0/users/{user}",
+        json={"passwordProfile": {"password": GOOD_PASSWORD, "forceChangePasswordNextSignIn": True}},
+        headers=_auth(graph_token),
+        timeout=10,
+    )
+    assert response.status_code == 204
+    assert sandbox.microsoft.reset_count("contoso", user) == before + 1
+    changed = http.get(
+        f"{sandbox.graph_url}/v1.0/users/{user}?$select=lastPasswordChangeDateTime",
+        headers=_auth(graph_token),
+        timeout=10,
+    ).json()["lastPasswordChangeDateTime"]
+    assert abs(datetime.fromisoformat(changed) - sandbox.clock.now()) < timedelta(minutes=1)
+    logged = [r for r in sandbox.calls.records("graph") if r.method == "PATCH"]
+    assert logged
+    assert all(GOOD_PASSWORD not in repr(r) for r in logged)
+    assert all(GOOD_PASSWORD not in repr(r) for r in sandbox.calls)
+
+
+def test_weak_password_is_refused_with_the_entra_message(
+    sandbox: Sandbox, http: requests.Session, graph_token: str
+) -> None:
+    for weak in ("Sh0rt!A", "alllowercaseletters", "NoDigitsOrSymbols", "é" * 12 + "A1!"):
+        response = http.patch(
+            f"{sandbox.graph_url}/v1.0/users/diego.siciliani@contoso.com",
+            json={"passwordProfile": {"password": weak}},
+            headers=_auth(graph_token),
+            timeout=10,
+        )
+        error = _assert_graph_error(response, 400, "Request_BadRequest")
+        assert error["message"].startswith(
+            "The specified password does not comply with password complexity requirements."
+        )
+
+
+def test_admin_target_needs_privileged_authentication_administrator(
+    sandbox: Sandbox, http: requests.Session, graph_token: str
+) -> None:
+    response = http.patch(
+        f"{sandbox.graph_url}/v1.0/users/ben.walters@contoso.com",
+        json={"passwordProfile": {"password": GOOD_PASSWORD}},
+        headers=_auth(graph_token),
+        timeout=10,
+    )
+    error = _assert_graph_error(response, 403, "Authorization_RequestDenied")
+    assert error["message"] == "Insufficient privileges to complete the operation."
+    assert sandbox.microsoft.reset_count("contoso", "ben.walters@contoso.com") == 0
+
+
+def test_synced_user_cannot_be_reset_in_the_cloud(
+    sandbox: Sandbox, http: requests.Session, graph_token: str
+) -> None:
+    response = http.patch(
+        f"{sandbox.graph_url}/v1.0/users/frank.synced@contoso.com",
+        json={"passwordProfile": {"password": GOOD_PASSWORD}},
+        headers=_auth(graph_token),
+        timeout=10,
+    )
+    error = _assert_graph_error(response, 400, "Request_BadRequest")
+    assert "on-premises mastered Directory Sync objects" in error["message"]
+
+
+def test_revoked_permission_gives_403(
+    make_sandbox: Callable[..., Sandbox],
+    session_for: Callable[[Sandbox], requests.Session],
+    token_for: Callable[[Sandbox, str, str], str],
+) -> None:
+    box = make_sandbox(revoke=[("contoso", "User-PasswordProfile.ReadWrite.All")])
+    response = session_for(box).patch(
+        f"{box.graph_url}/v1.0/users/{ADELE}",
+        json={"passwordProfile": {"password": GOOD_PASSWORD}},
+        headers=_auth(token_for(box, "contoso", "graph")),
+        timeout=10,
+    )
+    _assert_graph_error(response, 403, "Authorization_RequestDenied")
+
+
+def test_missing_directory_role_gives_403(
+    make_sandbox: Callable[..., Sandbox],
+    session_for: Callable[[Sandbox], requests.Session],
+    token_for: Callable[[Sandbox, str, str], str],
+) -> None:
+    box = make_sandbox(revoke=[("contoso", "User Administrator")])
+    response = session_for(box).patch(
+        f"{box.graph_url}/v1.0/users/{ADELE}",
+        json={"passwordProfile": {"password": GOOD_PASSWORD}},
+        headers=_auth(token_for(box, "contoso", "graph")),
+        timeout=10,
+    )
+    _assert_graph_error(response, 403, "Authorization_RequestDenied")
+    assert box.microsoft.reset_count("contoso", ADELE) == 0
+
+
+def test_revoke_sign_in_sessions(sandbox: Sandbox, http: requests.Session, graph_token: str) -> None:
+    before = sandbox.microsoft.revocation_count("contoso", "grace.hill@contoso.com")
+    response = http.post(
+        f"{sandbox.graph_url}/v1.0/users/grace.hill@contoso.com/revokeSignInSessions",
+        headers=_auth(graph_token),
+        timeout=10,
+    )
+    assert response.status_code == 200
+    assert response.json()["value"] is True
+    assert response.json()["@odata.context"].endswith("$metadata#Edm.Boolean")
+    assert sandbox.microsoft.revocation_count("contoso", "grace.hill@contoso.com") == before + 1
+
+
+def test_directory_roles_of_users_and_of_the_app(
+    sandbox: Sandbox, http: requests.Session, graph_token: str
+) -> None:
+    admin = http.get(
+        f"{sandbox.graph_url}/v1.0/users/ben.walters@contoso.com/transitiveMemberOf/"
+        "microsoft.graph.directoryRole",
+        headers=_auth(graph_token),
+        timeout=10,
+    ).json()["value"]
+    assert [(r["displayName"], r["roleTemplateId"]) for r in admin] == [
+        ("Global Administrator", "62e90394-69f5-4237-9190-012177145e10")
+    ]
+    plain = http.get(
+        f"{sandbox.graph_url}/v1.0/users/{ADELE}/transitiveMemberOf/microsoft.graph.directoryRole",
+        headers=_auth(graph_token),
+        timeout=10,
+    ).json()["value"]
+    assert plain == []
+    sp = sandbox.microsoft.tenants["contoso"].spec.app.service_principal_id
+    own = http.get(
+        f"{sandbox.graph_url}/v1.0/servicePrincipals/{sp}/transitiveMemberOf/"
+        "microsoft.graph.directoryRole",
+        headers=_auth(graph_token),
+        timeout=10,
+    ).json()["value"]
+    assert {r["displayName"] for r in own} == {"User Administrator", "Exchange Administrator"}
+
+
+def test_inbox_rules_show_forwarding(
+    sandbox: Sandbox, http: requests.Session, graph_token: str
+) -> None:
+    rules = http.get(
+        f"{sandbox.graph_url}/v1.0/users/grace.hill@contoso.com/mailFolders/inbox/messageRules",
+        headers=_auth(graph_token),
+        timeout=10,
+    ).json()["value"]
+    forwards = [r for r in rules if r["actions"].get("forwardTo")]
+    assert forwards[0]["actions"]["forwardTo"][0]["emailAddress"]["address"].endswith(
+        "@attacker.example"
+    )
+
+
+def test_guest_has_no_mailbox(sandbox: Sandbox, http: requests.Session, graph_token: str) -> None:
+    response = http.get(
+        f"{sandbox.graph_url}/v1.0/users/4f1c2a9e-0b6d-4e55-8a11-2c3d4e5f6a06/mailFolders/inbox/"
+        "messageRules",
+        headers=_auth(graph_token),
+        timeout=10,
+    )
+    _assert_graph_error(response, 404, "MailboxNotEnabledForRESTAPI")
+
+
+def test_throttling_fault_has_retry_after_and_graph_body(
+    sandbox: Sandbox, http: requests.Session, graph_token: str
+) -> None:
+    sandbox.faults.add(FaultRule(service="graph", status=429, retry_after=37, path_contains="/users"))
+    response = http.get(
+        f"{sandbox.graph_url}/v1.0/users/{ADELE}", headers=_auth(graph_token), timeout=10
+    )
+    assert response.status_code == 429
+    assert response.headers["Retry-After"] == "37"
+    assert response.json()["error"]["code"] == "TooManyRequests"
+    again = http.get(
+        f"{sandbox.graph_url}/v1.0/users/{ADELE}", headers=_auth(graph_token), timeout=10
+    )
+    assert again.status_code == 200
+
+
+def test_responses_name_the_emulator(
+    sandbox: Sandbox, http: requests.Session, graph_token: str
+) -> None:
+    response = http.get(
+        f"{sandbox.graph_url}/v1.0/users/{ADELE}", headers=_auth(graph_token), timeout=10
+    )
+    assert "EMULATOR" in response.headers["Server"]
