@@ -10,10 +10,9 @@ from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
-from werkzeug.test import TestResponse
-
 from mailunblock.sandbox.core import CallLog, Faults, SandboxClock, SandboxContext
 from mailunblock.sandbox.jira import JiraState, create_jira_app, demo_scenario
+from werkzeug.test import TestResponse
 
 START = datetime(2026, 11, 27, 11, 53, 21, tzinfo=UTC)
 BOT_EMAIL = "mailunblock@msp-helpdesk.example"
@@ -66,7 +65,7 @@ def make_harness(section: dict[str, Any], headers: dict[str, str] | None = None)
     return JiraHarness(state, ctx, app.test_client(), headers or basic(BOT_EMAIL, BOT_TOKEN))
 
 
-@pytest.fixture
-def jira() -> Iterator[JiraHarness]:
+@pytest.fixture(name="jira")
+def jira_fixture() -> Iterator[JiraHarness]:
     """The demo Jira Cloud, authenticated as the bot."""
     yield make_harness(demo_scenario())

@@ -7,8 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from jira_fixtures import BOT_EMAIL, BOT_TOKEN, JiraHarness, basic, jira  # noqa: F401
-
+from jira_fixtures import BOT_EMAIL, BOT_TOKEN, JiraHarness, basic, jira_fixture  # noqa: F401
 from mailunblock.sandbox.core import FaultRule
 
 MAIL_BLOCKED = ["HELP-1", "HELP-2", "HELP-3", "HELP-4", "HELP-5"]
@@ -158,7 +157,6 @@ def test_unknown_body_field_is_rejected(jira: JiraHarness) -> None:
 
 def test_search_is_eventually_consistent_unless_reconciled() -> None:
     from jira_fixtures import make_harness
-
     from mailunblock.sandbox.jira import demo_scenario
 
     section = demo_scenario()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 from jira_fixtures import BOT_EMAIL, BOT_TOKEN, JiraHarness, basic, make_harness
-
 from mailunblock.sandbox.jira import demo_scenario
 
 PAT = {"Authorization": f"Bearer {BOT_TOKEN}"}

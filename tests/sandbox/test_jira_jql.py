@@ -5,8 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from jira_fixtures import JiraHarness, jira  # noqa: F401
-
+from jira_fixtures import JiraHarness, jira_fixture  # noqa: F401
 from mailunblock.sandbox.jira.jql import JqlError, Query, parse
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from jira_fixtures import JiraHarness, jira  # noqa: F401
+from jira_fixtures import JiraHarness, jira_fixture  # noqa: F401
 from openapi_schema_validator import OAS30ReadValidator
 
 SPEC_NAME = "jira-cloud-platform-v3.openapi.json"
