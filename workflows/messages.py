@@ -7,7 +7,7 @@ from functools import cache
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from babel.dates import format_skeleton, format_time
+from babel.dates import format_date, format_time
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
 SUPPORTED_LOCALES = ("en", "fr")
@@ -59,8 +59,8 @@ def clock_time(moment: datetime, locale: str, time_zone: str) -> str:
 
 
 def day(moment: datetime, locale: str, time_zone: str) -> str:
-    """A day as people in ``locale`` write it, in ``time_zone`` (e.g. "lundi 2 mars")."""
-    return format_skeleton("MMMMEEEEd", moment, tzinfo=ZoneInfo(time_zone), locale=locale)
+    """A day as people in ``locale`` write it, in ``time_zone`` (e.g. "lundi 2 mars 2026")."""
+    return format_date(moment.astimezone(ZoneInfo(time_zone)), "full", locale=locale)
 
 
 def window(start: datetime, end: datetime, now: datetime, locale: str, time_zone: str) -> dict[str, str]:

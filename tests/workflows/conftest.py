@@ -1,0 +1,406 @@
+"""Fakes of the workflow ports, built from the domain models, plus a fake clock and crash injection."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from mailunblock.connectors.errors import (
+    ConnectorError,
+    NotFoundError,
+    UnblockLimitReachedError,
+)
+from mailunblock.connectors.models import (
+    BlockedSender,
+    DirectoryRole,
+    DirectoryUser,
+    InboxRule,
+    JiraComment,
+    JiraIssue,
+    JiraStatusChange,
+    JiraUser,
+)
+from mailunblock.workflows.engine import RemediationEngine
+from mailunblock.workflows.policy import RemediationPolicy
+from mailunblock.workflows.state import TicketState
+from mailunblock.workflows.tenants import TenantRegistry, TenantServices
+
+START = datetime(2026, 3, 2, 13, 10, tzinfo=UTC)  # 14:10 in Paris, 08:10 in New York
+KEY = "HELP-101"
+
+ALICE = JiraUser("Alice Martin", account_id="acc-alice", email="alice@contoso.com",
+                 locale="fr_FR", time_zone="Europe/Paris")
+BOB = JiraUser("Bob Agent", account_id="acc-bob", email="bob@contoso.com", locale="en_US")
+CAROL = JiraUser("Carol Agent", account_id="acc-carol", email="carol@contoso.com")
+EVE = JiraUser("Eve Outsider", account_id="acc-eve", email="eve@contoso.com")
+BOT = JiraUser("mailunblock", account_id="acc-bot")
+
+
+class SimulatedCrash(Exception):  # noqa: N818 -- named after what it simulates
+    """The process dies at this step boundary."""
+
+
+class FakeClock:
+    """A clock that moves only when told to."""
+
+    def __init__(self, now: datetime = START) -> None:
+        self.current = now
+
+    def now(self) -> datetime:
+        return self.current
+
+    def advance(self, **kwargs: float) -> None:
+        self.current += timedelta(**kwargs)
+
+
+class Boundaries:
+    """Counts side-effect boundaries and raises SimulatedCrash at the chosen one."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.crash_at: int | None = None
+        self.crashed_at: str | None = None
+
+    def mark(self, label: str) -> None:
+        self.count += 1
+        if self.count == self.crash_at:
+            self.crashed_at = label
+            raise SimulatedCrash(label)
+
+    def around(self, label: str, action: Callable[[], object]) -> object:
+        self.mark(f"before {label}")
+        result = action()
+        self.mark(f"after {label}")
+        return result
+
+
+@dataclass
+class Posted:
+    comment: JiraComment
+    marker: str
+
+
+class FakeTickets:
+    """One Jira project holding one ticket under test (plus others for linking)."""
+
+    def __init__(self, clock: FakeClock, boundaries: Boundaries) -> None:
+        self.clock = clock
+        self.boundaries = boundaries
+        self.ids = itertools.count(10000)
+        self.summary = "Cannot send email"
+        self.description = "My messages bounce with 550 5.1.8 Access denied, bad outbound sender."
+        self.status = "Open"
+        self.status_category = "new"
+        self.labels: list[str] = ["mail-blocked"]
+        self.reporter: JiraUser | None = ALICE
+        self.affected_account: str | None = None
+        self.comments: list[JiraComment] = []
+        self.posted: list[Posted] = []
+        self.status_changes: list[JiraStatusChange] = []
+        self.approvers = {BOB.ref, CAROL.ref}
+        self.transitions = {"Resolve": ("Resolved", "done"), "Escalate": ("Escalated", "indeterminate")}
+        self.applied: list[str] = []
+        self.links: list[tuple[str, str]] = []
+        self.label_updates = 0
+        self.fail: dict[str, list[ConnectorError]] = {}
+
+    def _maybe_fail(self, method: str) -> None:
+        if self.fail.get(method):
+            raise self.fail[method].pop(0)
+
+    def issue(self) -> JiraIssue:
+        return JiraIssue(
+            key=KEY, id="20001", summary=self.summary, description=self.description,
+            status=self.status, status_category=self.status_category, labels=tuple(self.labels),
+            reporter=self.reporter, created=START - timedelta(minutes=5), updated=self.clock.now(),
+            comments=tuple(self.comments), affected_account=self.affected_account,
+            status_changes=tuple(self.status_changes),
+        )
+
+    def add_comment(self, author: JiraUser, body: str) -> JiraComment:
+        comment = JiraComment(str(next(self.ids)), author, body, self.clock.now())
+        self.comments.append(comment)
+        return comment
+
+    def move(self, author: JiraUser, to_status: str) -> None:
+        self.status_changes.append(JiraStatusChange(author, self.status, to_status, self.clock.now()))
+        self.status = to_status
+
+    def get_issue(self, issue_key: str) -> JiraIssue:
+        return self.issue()
+
+    def post_comment(self, issue_key: str, body: str, *, internal: bool, marker: str) -> str:
+        self._maybe_fail("post_comment")
+
+        def post() -> str:
+            comment = JiraComment(str(next(self.ids)), BOT, body, self.clock.now(), internal)
+            self.comments.append(comment)
+            self.posted.append(Posted(comment, marker))
+            return comment.id
+
+        return str(self.boundaries.around("post_comment", post))
+
+    def find_comment(self, issue_key: str, marker: str) -> str | None:
+        return next((p.comment.id for p in self.posted if p.marker == marker), None)
+
+    def update_labels(self, issue_key: str, *, add: Sequence[str] = (),
+                      remove: Sequence[str] = ()) -> None:
+        self._maybe_fail("update_labels")
+
+        def update() -> None:
+            self.label_updates += 1
+            self.labels = [lb for lb in self.labels if lb not in remove]
+            self.labels += [lb for lb in add if lb not in self.labels]
+
+        self.boundaries.around("update_labels", update)
+
+    def transition(self, issue_key: str, transition_name: str) -> bool:
+        target = self.transitions.get(transition_name)
+        if target is None or self.status == target[0]:
+            return False
+
+        def apply() -> None:
+            self.applied.append(transition_name)
+            self.status, self.status_category = target
+
+        self.boundaries.around("transition", apply)
+        return True
+
+    def link_issues(self, issue_key: str, other_key: str) -> None:
+        self.boundaries.around("link_issues", lambda: self.links.append((issue_key, other_key)))
+
+    def is_approver(self, user: JiraUser) -> bool:
+        self._maybe_fail("is_approver")
+        return user.ref in self.approvers
+
+    # --- what the tests look at
+    def notes(self) -> list[str]:
+        return [p.comment.body for p in self.posted if p.comment.internal]
+
+    def public(self) -> list[str]:
+        return [p.comment.body for p in self.posted if not p.comment.internal]
+
+    def markers(self) -> list[str]:
+        return [p.marker.rsplit(":", 1)[1] for p in self.posted]
+
+
+def alice_user(**changes: object) -> DirectoryUser:
+    user = DirectoryUser(
+        id="u-alice", user_principal_name="alice@contoso.com", mail="alice@contoso.com",
+        proxy_addresses=("SMTP:alice@contoso.com", "smtp:a.martin@contoso.com"),
+        account_enabled=True, user_type="Member", on_premises_sync_enabled=False,
+        last_password_change=datetime(2025, 11, 3, 9, 0, tzinfo=UTC), display_name="Alice Martin",
+        preferred_language="fr-FR",
+    )
+    return replace(user, **changes)  # type: ignore[arg-type]
+
+
+class FakeDirectory:
+    """Graph for one tenant."""
+
+    def __init__(self, clock: FakeClock, boundaries: Boundaries) -> None:
+        self.clock = clock
+        self.boundaries = boundaries
+        self.users: dict[str, DirectoryUser] = {"u-alice": alice_user()}
+        self.roles: dict[str, list[DirectoryRole]] = {}
+        self.rules: dict[str, list[InboxRule]] = {}
+        self.resets: list[tuple[str, str]] = []
+        self.revokes: list[str] = []
+        self.fail: dict[str, list[ConnectorError]] = {}
+        self.fail_after: dict[str, list[ConnectorError]] = {}
+
+    def _maybe_fail(self, method: str) -> None:
+        if self.fail.get(method):
+            raise self.fail[method].pop(0)
+
+    def get_user(self, user_id_or_upn: str) -> DirectoryUser:
+        self._maybe_fail("get_user")
+        for user in self.users.values():
+            if user_id_or_upn.lower() in (user.id, user.user_principal_name.lower()):
+                return user
+        raise NotFoundError("user not found", service="graph", code="Request_ResourceNotFound")
+
+    def find_users_by_address(self, address: str) -> list[DirectoryUser]:
+        self._maybe_fail("find_users_by_address")
+        address = address.lower()
+        return [u for u in self.users.values()
+                if address in (*u.smtp_addresses, u.user_principal_name.lower())]
+
+    def directory_roles(self, user_id: str) -> list[DirectoryRole]:
+        return list(self.roles.get(user_id, []))
+
+    def reset_password(self, user_id: str, password: str) -> None:
+        self._maybe_fail("reset_password")
+
+        def reset() -> None:
+            self.resets.append((user_id, password))
+            user = self.users[user_id]
+            self.users[user_id] = replace(user, last_password_change=self.clock.now().replace(microsecond=0))
+
+        self.boundaries.around("reset_password", reset)
+        if self.fail_after.get("reset_password"):
+            raise self.fail_after["reset_password"].pop(0)
+
+    def revoke_sessions(self, user_id: str) -> None:
+        self._maybe_fail("revoke_sessions")
+        self.boundaries.around("revoke_sessions", lambda: self.revokes.append(user_id))
+
+    def inbox_rules(self, user_id: str) -> list[InboxRule]:
+        self._maybe_fail("inbox_rules")
+        return list(self.rules.get(user_id, []))
+
+
+class FakeRestricted:
+    """The Restricted users list of one tenant."""
+
+    def __init__(self, clock: FakeClock, boundaries: Boundaries) -> None:
+        self.clock = clock
+        self.boundaries = boundaries
+        self.entries: dict[str, BlockedSender] = {}
+        self.unblocks: list[str] = []
+        self.limit_reached = False
+        self.sticky = False  # unblock accepted but the entry stays
+        self.fail: dict[str, list[ConnectorError]] = {}
+
+    def block(self, address: str, at: datetime | None = None) -> None:
+        at = at or self.clock.now() - timedelta(hours=1)
+        self.entries[address] = BlockedSender(
+            address, "ExceedingLimitType=External;InternalRecipientCountToday=0;"
+            "ExternalRecipientCountToday=512", at, at, False)
+
+    def blocked_entries(self, addresses: Sequence[str]) -> list[BlockedSender]:
+        if self.fail.get("blocked_entries"):
+            raise self.fail["blocked_entries"].pop(0)
+        wanted = {a.lower() for a in addresses}
+        return [e for a, e in self.entries.items() if a.lower() in wanted]
+
+    def unblock(self, address: str, reason: str) -> None:
+        if self.limit_reached:
+            raise UnblockLimitReachedError("the sender has exceeded the unblock limit",
+                                           service="exchange")
+
+        def remove() -> None:
+            self.unblocks.append(address)
+            if not self.sticky:
+                self.entries.pop(address, None)
+
+        self.boundaries.around("unblock", remove)
+
+
+class FakeRepository:
+    """Keeps what was saved, as JSON-safe dicts (like the real store)."""
+
+    def __init__(self, boundaries: Boundaries) -> None:
+        self.boundaries = boundaries
+        self.saved: dict[str, dict[str, object]] = {}
+        self.saves = 0
+
+    def save(self, state: TicketState) -> None:
+        def store() -> None:
+            self.saves += 1
+            self.saved[state.issue_key] = state.to_dict()
+
+        self.boundaries.around("save", store)
+
+    def load(self, issue_key: str) -> TicketState | None:
+        data = self.saved.get(issue_key)
+        return TicketState.from_dict(data) if data else None
+
+    def active_ticket_for_account(self, tenant: str, account_id: str, exclude_key: str) -> str | None:
+        for key in self.saved:
+            state = self.load(key)
+            if (state and key != exclude_key and state.tenant == tenant
+                    and state.account_id == account_id and not state.is_terminal):
+                return key
+        return None
+
+
+class FakeVault:
+    """Keeps passwords in memory (the real one encrypts)."""
+
+    def __init__(self, boundaries: Boundaries) -> None:
+        self.boundaries = boundaries
+        self.passwords: dict[str, str] = {}
+        self.stored: list[str] = []
+
+    def store(self, issue_key: str, password: str, expires_at: datetime) -> None:
+        def keep() -> None:
+            self.passwords[issue_key] = password
+            self.stored.append(password)
+
+        self.boundaries.around("vault.store", keep)
+
+    def retrieval_hint(self, issue_key: str) -> str:
+        return f"run `mailunblock reveal {issue_key}` on the mailunblock host (works once)"
+
+    def recall(self, issue_key: str) -> str | None:
+        return self.passwords.get(issue_key)
+
+
+@dataclass
+class World:
+    """Everything one test needs: the fakes, the policy, and a way to run poller cycles."""
+
+    clock: FakeClock = field(default_factory=FakeClock)
+    boundaries: Boundaries = field(default_factory=Boundaries)
+    policy: RemediationPolicy = field(default_factory=RemediationPolicy)
+    tenant_locale: str | None = None
+    tenant_time_zone: str | None = None
+    key: str = KEY
+    alice: JiraUser = ALICE
+    bob: JiraUser = BOB
+    carol: JiraUser = CAROL
+    eve: JiraUser = EVE
+
+    def __post_init__(self) -> None:
+        self.tickets = FakeTickets(self.clock, self.boundaries)
+        self.directory = FakeDirectory(self.clock, self.boundaries)
+        self.restricted = FakeRestricted(self.clock, self.boundaries)
+        self.repository = FakeRepository(self.boundaries)
+        self.vault = FakeVault(self.boundaries)
+        self.restricted.block("alice@contoso.com")
+
+    def engine(self) -> RemediationEngine:
+        tenant = TenantServices("contoso", ("contoso.com", "contoso.fr"), self.directory,
+                                self.restricted, self.tenant_locale, self.tenant_time_zone)
+        return RemediationEngine(self.policy, self.tickets, TenantRegistry([tenant]),
+                                 self.repository, self.vault, self.clock)
+
+    def state(self) -> TicketState:
+        state = self.repository.load(KEY)
+        assert state is not None
+        return state
+
+    def cycle(self) -> TicketState:
+        """One poller cycle: a fresh engine over the re-read ticket and the stored state."""
+        return self.engine().process(self.tickets.issue(), self.repository.load(KEY))
+
+    def approve(self, author: JiraUser = BOB) -> TicketState:
+        self.tickets.add_comment(author, "/approve")
+        return self.cycle()
+
+    @staticmethod
+    def user(**changes: object) -> DirectoryUser:
+        return alice_user(**changes)
+
+    def passwords(self) -> list[str]:
+        return [p for _, p in self.directory.resets] + self.vault.stored
+
+
+@pytest.fixture
+def world() -> World:
+    return World()
+
+
+@pytest.fixture
+def make_world() -> Callable[..., World]:
+    return World
+
+
+@pytest.fixture
+def simulated_crash() -> type[SimulatedCrash]:
+    return SimulatedCrash

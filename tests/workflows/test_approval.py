@@ -1,0 +1,158 @@
+"""Approval rules: only an approver other than the reporter and the user, after the plan."""
+
+from __future__ import annotations
+
+from mailunblock.connectors.models import JiraUser
+from mailunblock.workflows.approval import parse_command
+from mailunblock.workflows.policy import RemediationPolicy
+from mailunblock.workflows.state import Stage
+
+
+def _nothing_done(world):
+    assert world.directory.resets == [] and world.restricted.unblocks == []
+
+
+def test_parse_command():
+    assert parse_command("  /APPROVE ") == ("/approve", "")
+    assert parse_command("/reject not this user\nsee chat") == ("/reject", "not this user\nsee chat")
+    assert parse_command("I will /approve later") is None
+    assert parse_command("") is None
+
+
+def test_non_approver_is_ignored_once(world):
+    world.cycle()
+    comment = world.tickets.add_comment(world.eve, "/approve")
+    state = world.cycle()
+
+    assert state.stage is Stage.AWAITING_APPROVAL
+    assert state.ignored == {comment.id: "not_approver"}
+    assert world.tickets.notes()[-1] == "Approval by Eve Outsider ignored: Eve Outsider is not an approver."
+    world.cycle()
+    world.cycle()
+    assert world.tickets.markers().count(f"ignored-{comment.id}") == 1
+    _nothing_done(world)
+
+    assert world.approve().stage is Stage.WAITING_FOR_SEND
+
+
+def test_reporter_cannot_approve_even_as_approver(world):
+    world.tickets.reporter = world.carol
+    world.tickets.affected_account = "alice@contoso.com"
+    world.cycle()
+    state = world.approve(world.carol)
+
+    assert state.stage is Stage.AWAITING_APPROVAL
+    assert "the reporter cannot approve their own request" in world.tickets.notes()[-1]
+    _nothing_done(world)
+
+
+def test_reporter_matched_by_email_on_another_jira_account(world):
+    world.cycle()
+    twin = JiraUser("Alice (agent account)", account_id="acc-alice-2", email="ALICE@contoso.com")
+    world.tickets.approvers.add(twin.ref)
+    assert world.approve(twin).stage is Stage.AWAITING_APPROVAL
+    assert "the reporter cannot approve" in world.tickets.notes()[-1]
+
+
+def test_affected_user_cannot_approve_through_an_alias(world):
+    world.tickets.reporter = world.carol
+    world.tickets.affected_account = "alice@contoso.com"
+    world.cycle()
+    alias = JiraUser("A. Martin", account_id="acc-am", email="a.martin@contoso.com")
+    world.tickets.approvers.add(alias.ref)
+
+    assert world.approve(alias).stage is Stage.AWAITING_APPROVAL
+    assert "the affected user cannot approve their own remediation" in world.tickets.notes()[-1]
+    _nothing_done(world)
+
+
+def test_approval_before_the_plan_is_ignored(world):
+    early = world.tickets.add_comment(world.bob, "/approve")
+    state = world.cycle()
+
+    assert state.stage is Stage.AWAITING_APPROVAL
+    assert state.ignored == {early.id: "before_plan"}
+    assert "it came before the remediation plan" in world.tickets.notes()[-1]
+    _nothing_done(world)
+
+
+def test_approval_on_an_untagged_ticket_does_nothing(world):
+    world.cycle()
+    world.tickets.labels.remove("mail-blocked")
+    state = world.approve()
+
+    assert state.stage is Stage.CANCELLED
+    assert world.tickets.markers() == ["ack", "plan", "cancelled"]
+    assert 'The label "mail-blocked" was removed' in world.tickets.notes()[-1]
+    assert "(x) Password not reset." in world.tickets.notes()[-1]
+    _nothing_done(world)
+
+
+def test_reject(world):
+    world.cycle()
+    world.tickets.add_comment(world.bob, "/reject the user is travelling, call first")
+    state = world.cycle()
+
+    assert state.stage is Stage.REJECTED and state.rejection_reason == "the user is travelling, call first"
+    assert 'Bob Agent rejected the remediation: "the user is travelling, call first"' in \
+        world.tickets.notes()[-1]
+    assert "mail-blocked" not in world.tickets.labels
+    _nothing_done(world)
+
+
+def test_reject_by_a_non_approver_is_ignored(world):
+    world.cycle()
+    world.tickets.add_comment(world.eve, "/reject no")
+    assert world.cycle().stage is Stage.AWAITING_APPROVAL
+    assert world.tickets.notes()[-1].startswith("Rejection by Eve Outsider ignored")
+
+
+def test_first_valid_command_wins(world):
+    world.cycle()
+    world.tickets.add_comment(world.eve, "/approve")
+    world.tickets.add_comment(world.bob, "/reject wrong account")
+    world.tickets.add_comment(world.carol, "/approve")
+    state = world.cycle()
+    assert state.stage is Stage.REJECTED and state.approved_by == "Bob Agent"
+
+
+def test_transition_by_an_approver_after_the_plan(make_world):
+    world = make_world(policy=RemediationPolicy(approve_status="Approved"))
+    world.cycle()
+    assert "moves the ticket to the status \"Approved\"" in world.tickets.notes()[0]
+    world.clock.advance(minutes=1)
+    world.tickets.move(world.eve, "Approved")
+    assert world.cycle().stage is Stage.AWAITING_APPROVAL
+    assert world.tickets.notes()[-1].startswith("Approval by moving the ticket by Eve Outsider ignored")
+
+    world.clock.advance(minutes=1)
+    world.tickets.move(world.bob, "Approved")
+    state = world.cycle()
+    assert state.stage is Stage.WAITING_FOR_SEND and state.approval_kind == "transition"
+
+
+def test_transition_before_the_plan_is_ignored(make_world):
+    world = make_world(policy=RemediationPolicy(approve_status="Approved"))
+    world.tickets.move(world.bob, "Approved")
+    world.clock.advance(seconds=1)
+    assert world.cycle().stage is Stage.AWAITING_APPROVAL
+    assert "it came before the remediation plan" in world.tickets.notes()[-1]
+
+
+def test_auto_approval_is_recorded(make_world):
+    world = make_world(policy=RemediationPolicy(auto_approve=True))
+    state = world.cycle()
+
+    assert state.stage is Stage.WAITING_FOR_SEND
+    assert (state.approval_kind, state.approved_by) == ("auto", "auto-approval policy")
+    assert Stage.APPROVED in [e.stage for e in state.history]
+    assert "Auto-approval is on" in world.tickets.notes()[0]
+
+
+def test_french_ignored_note(make_world):
+    world = make_world(policy=RemediationPolicy(locale="fr"))
+    world.cycle()
+    world.tickets.add_comment(world.eve, "/reject non")
+    world.cycle()
+    assert world.tickets.notes()[-1] == (
+        "Refus ignoré (auteur : Eve Outsider) : Eve Outsider ne fait pas partie des approbateurs.")
