@@ -757,6 +757,13 @@ def create_jira_app(state: JiraState, ctx: SandboxContext) -> Flask:
                 state.set_comment_property(comment.id, prop_key, value)
             return renderer(ver).comment(issue, comment, set())
 
+    @app.delete(f"{API}/issue/<key>/comment/<comment_id>")
+    def delete_comment(ver: str, key: str, comment_id: str) -> Any:
+        with state.locked():
+            issue = visible_issue(key)
+            state.delete_comment(issue.key, comment_id)
+        return Response(status=204)
+
     @app.get(f"{API}/comment/<comment_id>/properties")
     def comment_property_keys(ver: str, comment_id: str) -> Any:
         with state.locked():

@@ -636,23 +636,37 @@ class JiraState:
             self._record(issue, actor, [item])
 
     def update_fields(self, key: str, values: dict[str, Any], actor: str) -> None:
-        """Set plain fields (summary, description, customfield_10050)."""
+        """Set plain fields (summary, description, customfield_10050) with changelog entries."""
         with self._lock:
             issue = self.find_issue(key)
             self._before_write(issue)
             items: list[dict[str, str | None]] = []
             for name, value in values.items():
-                old = getattr(issue, name) if name in ("summary", "description") else (
-                    issue.custom.get(name)
-                )
-                if name in ("summary", "description"):
-                    setattr(issue, name, value)
-                else:
+                custom = name == AFFECTED_ACCOUNT_FIELD
+                old = issue.custom.get(name) if custom else getattr(issue, name)
+                if custom:
                     issue.custom[name] = value
-                items.append({"field": name, "fieldtype": "jira" if name[0] != "c" else "custom",
-                              "fieldId": name, "from": None, "fromString": old, "to": None,
-                              "toString": value})
+                else:
+                    setattr(issue, name, value)
+                items.append({
+                    "field": "Affected account" if custom else name,
+                    "fieldtype": "custom" if custom else "jira",
+                    "fieldId": name,
+                    "from": None,
+                    "fromString": old,
+                    "to": None,
+                    "toString": value,
+                })
             self._record(issue, actor, items)
+
+    def delete_comment(self, key: str, comment_id: str) -> None:
+        """Delete a comment (bumps ``updated``)."""
+        with self._lock:
+            issue = self.find_issue(key)
+            comment = self.find_comment(issue, comment_id)
+            self._before_write(issue)
+            issue.comments.remove(comment)
+            issue.updated = self.clock.now()
 
     def set_status(self, key: str, status: str, actor: str | None = None) -> None:
         """Force a status (no workflow check); changelog entry authored by ``actor`` if given."""

@@ -511,3 +511,21 @@ def test_field_list_has_affected_account(jira: JiraHarness) -> None:
     fields = jira.get("/rest/api/3/field").get_json()
     custom = next(f for f in fields if f["id"] == "customfield_10050")
     assert (custom["name"], custom["custom"]) == ("Affected account", True)
+
+
+def test_summary_and_affected_account_edits_are_in_the_changelog(jira: JiraHarness) -> None:
+    response = jira.put("/rest/api/3/issue/HELP-3", json={"fields": {
+        "summary": "Lidia blocked", "customfield_10050": "lidia@contoso.com"}})
+    assert response.status_code == 204
+    issue = jira.state.issue("HELP-3")
+    assert (issue.summary, issue.custom["customfield_10050"]) == ("Lidia blocked",
+                                                                  "lidia@contoso.com")
+    fields = {item["fieldId"] for item in issue.changelog[-1].items}
+    assert fields == {"summary", "customfield_10050"}
+
+
+def test_delete_comment(jira: JiraHarness) -> None:
+    comment_id = jira.state.add_comment("HELP-1", "alice", "bye")
+    assert jira.delete(f"/rest/api/2/issue/HELP-1/comment/{comment_id}").status_code == 204
+    assert jira.state.comments("HELP-1") == []
+    assert jira.delete(f"/rest/api/2/issue/HELP-1/comment/{comment_id}").status_code == 404
