@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 import requests
-
 from mailunblock.sandbox.server import DEFAULT_PORTS, Sandbox
 
 EPHEMERAL = {name: 0 for name in DEFAULT_PORTS}

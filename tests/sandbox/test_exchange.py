@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 import requests
-
 from mailunblock.sandbox.server import Sandbox
 
 CONTOSO_ID = "9188040d-6c67-4c5b-b112-36a304b66dad"

@@ -7,7 +7,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import requests
-
 from mailunblock.sandbox.core import FaultRule
 from mailunblock.sandbox.server import Sandbox
 

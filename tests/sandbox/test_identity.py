@@ -13,7 +13,6 @@ import pytest
 import requests
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
-
 from mailunblock.sandbox.server import Sandbox
 
 CONTOSO_ID = "9188040d-6c67-4c5b-b112-36a304b66dad"
