@@ -8,7 +8,6 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
-
 from mailunblock.connectors.errors import (
     ConnectorError,
     NotFoundError,
@@ -40,7 +39,7 @@ EVE = JiraUser("Eve Outsider", account_id="acc-eve", email="eve@contoso.com")
 BOT = JiraUser("mailunblock", account_id="acc-bot")
 
 
-class SimulatedCrash(Exception):  # noqa: N818 -- named after what it simulates
+class SimulatedCrash(Exception):
     """The process dies at this step boundary."""
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-
 from mailunblock.connectors.models import DirectoryRole
 from mailunblock.workflows.policy import RemediationPolicy
 from mailunblock.workflows.state import Stage, TicketState
