@@ -7,9 +7,13 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from mailunblock.plugin.config import Config, ConfigError, load_config
+
+if TYPE_CHECKING:
+    from mailunblock.plugin.services import Runtime
 
 CONFIG_HELP = "Configuration file (TOML). Default: $MAILUNBLOCK_CONFIG, else ./mailunblock.toml."
 
@@ -119,3 +123,90 @@ def sandbox(scenario: str, state_dir: Path, speed: float, revoke: tuple[str, ...
             raise click.BadParameter(f"{item!r}: expected TENANT:PERMISSION", param_hint="--without-permission")
         pairs.append((tenant, permission))
     serve(state_dir=state_dir, scenario=scenario, speed=speed, revoke=pairs)
+
+
+def _runtime(config_path: Path) -> Runtime:
+    from mailunblock.plugin.clock import SystemClock
+    from mailunblock.plugin.services import build_runtime
+
+    cfg = _load(config_path)
+    try:
+        return build_runtime(cfg, SystemClock())
+    except (ConfigError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@main.command()
+@_config_option
+@click.option("--once", is_flag=True, help="Run a single cycle and exit (for cron).")
+def run(config_path: Path, once: bool) -> None:
+    """Poll Jira and remediate tickets until SIGTERM/SIGINT."""
+    from mailunblock.plugin.poller import CycleReport, Poller, run_forever
+
+    runtime = _runtime(config_path)
+    poller = Poller(
+        lambda: runtime.jira.search(runtime.config.jira.search_jql),
+        runtime.jira.get_issue,
+        runtime.engine,
+        runtime.store,
+    )
+
+    def report(cycle: CycleReport) -> None:
+        purged = runtime.vault.purge_expired()
+        stamp = f"cycle: {cycle.seen} ticket(s) selected"
+        if cycle.error:
+            click.echo(f"{stamp}; FAILED: {cycle.error} (retrying next cycle)", err=True)
+            return
+        click.echo(stamp + (f", {purged} expired password(s) wiped" if purged else ""))
+        for line in cycle.advanced:
+            click.echo(f"  {line}")
+        for key, why in cycle.failed.items():
+            click.echo(f"  {key}: failed: {why}", err=True)
+
+    if once:
+        cycle = poller.run_cycle()
+        report(cycle)
+        sys.exit(0 if cycle.error is None else 1)
+    click.echo(f"polling {runtime.config.jira.url} every {runtime.config.poller.interval_seconds:g} s (Ctrl-C stops)")
+    run_forever(poller, runtime.config.poller.interval_seconds, report)
+
+
+@main.command()
+@_config_option
+@click.argument("ticket")
+def reveal(config_path: Path, ticket: str) -> None:
+    """Print the password mailunblock set for TICKET — once. Hand it over by phone or in person."""
+    import getpass
+
+    from mailunblock.plugin.vault import VaultError
+
+    runtime = _runtime(config_path)
+    try:
+        password = runtime.vault.reveal(ticket.upper(), revealed_by=f"{getpass.getuser()} (CLI)")
+    except VaultError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"New password for {ticket.upper()} (shown once; the user must change it at sign-in):", err=True)
+    click.echo(password)
+
+
+@main.command()
+@_config_option
+def status(config_path: Path) -> None:
+    """List the tickets mailunblock knows, with their stage."""
+    runtime = _runtime(config_path)
+    states = runtime.store.all_states()
+    if not states:
+        click.echo("no tickets yet")
+    for state in states:
+        since = state.history[-1].at.strftime("%Y-%m-%d %H:%M UTC") if state.history else ""
+        click.echo(f"{state.issue_key:12} {state.stage!s:22} {state.tenant or '-':12} {since}")
+
+
+@main.command()
+@click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Keep the sandbox state, config and store here (default: a temporary folder).")
+def demo(workdir: Path | None) -> None:
+    """Show the whole remediation on the sandbox EMULATORS (no configuration needed)."""
+    from mailunblock.plugin.demo import run_demo
+
+    sys.exit(run_demo(click.echo, workdir))

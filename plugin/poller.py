@@ -86,6 +86,7 @@ class Poller:
     def _advance(self, issue: JiraIssue, state: TicketState | None, report: CycleReport) -> None:
         if state is not None and state.is_terminal:
             return
+        before = state.stage if state is not None else None
         try:
             after = self._engine.process(issue, state)
         except ConnectorError as exc:
@@ -97,7 +98,7 @@ class Poller:
             log.error("%s: unexpected %s; see debug log", issue.key, type(exc).__name__)
             log.debug("details", exc_info=True)
             return
-        if state is None or after.stage != state.stage:
+        if after.stage != before:
             report.advanced.append(f"{issue.key}: {after.stage}")
 
 

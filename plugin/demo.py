@@ -1,0 +1,161 @@
+"""``mailunblock demo``: the whole story on the sandbox EMULATORS in under two minutes.
+
+Starts the sandbox, seeds realistic tickets, plays the approving agent (and a few people who must not
+be able to approve), runs the real poller and engine on the sandbox clock — jumping it ahead in 30-minute
+steps instead of waiting hours — and ends with a per-ticket summary.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from mailunblock.plugin.config import load_config
+from mailunblock.plugin.poller import Poller
+from mailunblock.plugin.services import Runtime, build_runtime
+from mailunblock.sandbox.server import Sandbox
+
+STEP = timedelta(minutes=30)
+HORIZON = timedelta(hours=30)
+BOT = "mailunblock"
+
+
+@dataclass(frozen=True)
+class AgentAction:
+    """A comment someone posts on a ticket at a given cycle of the demo."""
+
+    cycle: int
+    key: str
+    author: str
+    body: str
+    why: str
+
+
+class Demo:
+    """One run of the demo: sandbox, runtime, poller, and the printed story."""
+
+    def __init__(self, workdir: Path, echo: Callable[[str], None]) -> None:
+        self._workdir = workdir
+        self._echo = echo
+        self._shown: dict[str, int] = {}
+
+    def run(self) -> int:
+        """Play the story; return the process exit code (0 when every ticket ended as expected)."""
+        with Sandbox("default", self._workdir / "sandbox", ports=dict.fromkeys(
+            ("jira", "identity", "graph", "exchange", "control"), 0)) as sandbox:
+            config_path = sandbox.write_config(
+                self._workdir / "mailunblock.toml",
+                jira={"affected_account_field": "customfield_10050"},
+                store={"data_dir": str(self._workdir / "data")},
+            )
+            runtime = build_runtime(load_config(config_path), sandbox.clock)
+            self._intro(sandbox, config_path)
+            extra = self._seed(sandbox)
+            return self._play(sandbox, runtime, extra)
+
+    def _intro(self, sandbox: Sandbox, config_path: Path) -> None:
+        self._echo("=" * 78)
+        self._echo("mailunblock demo — on the bundled sandbox: EMULATORS of Jira and Microsoft 365 on")
+        self._echo("127.0.0.1. No real tenant, ticket or mailbox is touched.")
+        self._echo(f"  Jira      {sandbox.jira_url}    Graph {sandbox.graph_url}    Exchange {sandbox.exchange_url}")
+        self._echo(f"  config    {config_path}")
+        self._echo("=" * 78)
+
+    def _seed(self, sandbox: Sandbox) -> list[AgentAction]:
+        jira: Any = sandbox.jira
+        megan = jira.create_issue(
+            "Mail to customers bounces", "megan.bowen@contoso.com", labels=["mail-blocked"],
+            description="Since this morning my messages to customers bounce (5.1.90?).",
+        )
+        self._echo(f"\nTickets labelled mail-blocked in the HELP service desk (sandbox time "
+                   f"{sandbox.clock.now():%H:%M} UTC):")
+        for issue in sorted(jira.issues.values(), key=lambda i: int(i.id)):
+            if "mail-blocked" in issue.labels:
+                reporter = jira.user(issue.reporter).email
+                self._echo(f"  {issue.key:8} {issue.summary!r:42} reported by {reporter}")
+        return [
+            AgentAction(2, "HELP-1", "adele.vance@contoso.com", "/approve",
+                        "the reporter tries to approve her own remediation"),
+            AgentAction(2, "HELP-3", "mallory", "/approve", "someone outside the approver group tries"),
+            AgentAction(3, "HELP-1", "alice", "/approve", "agent Alice approves"),
+            AgentAction(3, "HELP-2", "bob", "/approve", "agent Bob approves Chloé's ticket"),
+            AgentAction(3, "HELP-3", "alice", "/approve", "agent Alice approves (affected account is not the reporter)"),
+            AgentAction(3, megan, "bob", "/approve", "agent Bob approves Megan's ticket"),
+        ]
+
+    def _play(self, sandbox: Sandbox, runtime: Runtime, actions: list[AgentAction]) -> int:
+        poller = Poller(lambda: runtime.jira.search(runtime.config.jira.search_jql),
+                        runtime.jira.get_issue, runtime.engine, runtime.store)
+        jira: Any = sandbox.jira
+        start = sandbox.clock.now()
+        cycle = 0
+        while sandbox.clock.now() - start < HORIZON:
+            cycle += 1
+            for action in (a for a in actions if a.cycle == cycle):
+                jira.add_comment(action.key, action.author, action.body)
+                self._echo(f"\n  >> {action.key}: {jira.user(action.author).display_name} comments "
+                           f"{action.body!r} — {action.why}")
+            if cycle == 4:
+                dup = jira.create_issue("Still cannot send!!", "adele.vance@contoso.com",
+                                        labels=["mail-blocked"], description="Same problem as before.")
+                self._echo(f"\n  >> {dup}: Adele files a second ticket while the first is in progress")
+            report = poller.run_cycle()
+            self._echo(f"\n[cycle {cycle}, sandbox time {sandbox.clock.now():%a %H:%M} UTC] "
+                       f"{report.seen} ticket(s) selected")
+            self._show_new_comments(jira)
+            if cycle > 4 and all(s.is_terminal for s in runtime.store.all_states()):
+                break
+            sandbox.clock.advance(STEP)
+        return self._summary(sandbox, runtime)
+
+    def _show_new_comments(self, jira: Any) -> None:
+        for issue in sorted(jira.issues.values(), key=lambda i: int(i.id)):
+            comments = issue.comments
+            for comment in comments[self._shown.get(issue.key, 0):]:
+                author = jira.user(comment.author)
+                if author.display_name.startswith(BOT):
+                    private = comment.internal or comment.visibility is not None
+                    audience = "internal note" if private else "public, emailed to reporter"
+                    self._echo(f"  {issue.key:8} {audience:28} {_headline(comment.body)}")
+            self._shown[issue.key] = len(comments)
+
+    def _summary(self, sandbox: Sandbox, runtime: Runtime) -> int:
+        jira: Any = sandbox.jira
+        self._echo("\n" + "=" * 78 + "\nSummary (sandbox time)\n")
+        self._echo(f"  {'ticket':8} {'account':30} {'outcome':18} {'resets':>6} {'unblocks':>8}  elapsed")
+        for state in runtime.store.all_states():
+            account = state.account_upn or "-"
+            resets = unblocks = 0
+            if state.tenant and state.account_upn:
+                resets = sandbox.microsoft.reset_count(state.tenant, state.account_upn)
+                unblocks = sum(sandbox.microsoft.unblock_count(state.tenant, a) for a in state.account_addresses)
+            elapsed = state.history[-1].at - state.history[0].at
+            hours, rest = divmod(int(elapsed.total_seconds()) // 60, 60)
+            self._echo(f"  {state.issue_key:8} {account:30} {state.stage!s:18} {resets:>6} {unblocks:>8}"
+                       f"  {hours:d}h{rest:02d}")
+        self._echo("\nEvery password was vaulted, never written to Jira; in real use an agent runs")
+        self._echo("`mailunblock reveal HELP-1 --config FILE` once and gives it to the user by phone.")
+        self._echo("Next: `mailunblock sandbox` + `mailunblock doctor --config config/sandbox.toml`, then")
+        self._echo("`mailunblock run --config config/sandbox.toml --once`; README.md explains the rest.")
+        leaked = [n for k in jira.issues.values() for n in jira.notifications(k.key) if "password:" in n.body.lower()]
+        return 1 if leaked else 0
+
+
+def _headline(body: str) -> str:
+    for line in body.splitlines():
+        text = line.removeprefix("h3.").strip().strip("*")
+        if text:
+            return text if len(text) <= 90 else text[:87] + "..."
+    return ""
+
+
+def run_demo(echo: Callable[[str], None], workdir: Path | None = None) -> int:
+    """Run the demo in ``workdir`` (a fresh temporary folder by default)."""
+    if workdir is not None:
+        return Demo(workdir, echo).run()
+    with tempfile.TemporaryDirectory(prefix="mailunblock-demo-") as tmp:
+        return Demo(Path(tmp), echo).run()
