@@ -168,7 +168,7 @@ class RemediationEngine:
             failed, state.closing = state.closing[0], state.closing[1:]
             ctx.save()
             try:
-                notify.failure(ctx, f"failure-closing-{failed}", activity, str(error), "permanent",
+                notify.failure(ctx, f"failure-closing-{failed.replace(':', '-')}", activity, str(error), "permanent",
                                None)
                 closing.run(ctx)
             except ConnectorError as again:

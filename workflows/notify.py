@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 def _internal_time(ctx: StepContext, moment: datetime) -> str:
     policy = ctx.policy
     when = messages.window(moment, moment, ctx.now(), policy.locale, policy.time_zone)
-    return f"{when['day']} {when['start']} ({policy.time_zone})".strip()
+    return f"{when['day'] or messages.day(moment, policy.locale, policy.time_zone)} {when['start']} {policy.time_zone}"
 
 
 def _hours(value: float) -> str:
@@ -138,6 +138,7 @@ def eta(ctx: StepContext) -> None:
         public=True,
         reporter_name=state.reporter_name,
         account_upn=state.account_upn or "",
+        own_account=state.reporter_is_account,
         sessions_revoked=state.sessions_revoked_at is not None,
         window=messages.window(state.eta_start, state.eta_end, ctx.now(), state.locale, state.time_zone),
     )
@@ -152,6 +153,7 @@ def not_listed(ctx: StepContext) -> None:
         public=True,
         reporter_name=state.reporter_name,
         account_upn=state.account_upn or "",
+        own_account=state.reporter_is_account,
         password_reset=state.password_reset_at is not None,
     )
 

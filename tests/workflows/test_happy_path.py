@@ -115,3 +115,15 @@ def test_state_round_trips_through_json(world):
 
     assert again == state
     assert again.history[-1].at - again.history[0].at == timedelta(0)
+
+
+def test_public_comments_address_a_reporter_who_is_not_the_user(world):
+    world.tickets.reporter = world.carol
+    world.tickets.affected_account = "alice@contoso.com"
+    world.cycle()
+    world.approve()
+
+    eta = world.tickets.public()[-1]
+    assert eta.startswith("Bonjour Carol Agent,\n\nLe compte alice@contoso.com a été sécurisé")
+    assert "le communiquera à l'utilisateur du compte par téléphone ou en personne" in eta
+    assert "Votre compte" not in eta
