@@ -106,8 +106,11 @@ def check_jira(config: Config) -> Iterator[CheckResult]:
     if auth.status is Status.FAIL:
         return
     jql = config.jira.search_jql
-    yield _check("jira: JQL valid", lambda: (jira.check_jql(jql), jql)[1],
-                 lambda e: "fix jira.jql (it must restrict the search, e.g. by label)")
+    def valid_jql() -> str:
+        jira.check_jql(jql)
+        return jql
+
+    yield _check("jira: JQL valid", valid_jql, lambda e: "fix jira.jql (it must restrict the search, e.g. by label)")
     for group in config.jira.approver_groups:
         try:
             exists = jira.group_exists(group)

@@ -87,6 +87,22 @@ class PasswordVault:
             hint += f", or open {self._hint_url.rstrip('/')}/reveal/{issue_key} once"
         return hint
 
+    def recall(self, issue_key: str) -> str | None:
+        """The stored, unrevealed, unexpired password, for retrying an interrupted reset (not a reveal)."""
+        with self._engine.connect() as conn:
+            row = conn.execute(
+                select(vaulted_passwords.c.ciphertext, vaulted_passwords.c.expires_at).where(
+                    vaulted_passwords.c.issue_key == issue_key,
+                    vaulted_passwords.c.revealed_at.is_(None),
+                )
+            ).first()
+        if row is None or row.ciphertext is None or row.expires_at <= self._clock.now():
+            return None
+        try:
+            return self._fernet.decrypt(row.ciphertext).decode("utf-8")
+        except InvalidToken:
+            return None
+
     def entry(self, issue_key: str) -> VaultEntry | None:
         """Metadata of the vaulted password for a ticket, if any."""
         with self._engine.connect() as conn:

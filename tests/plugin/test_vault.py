@@ -81,3 +81,15 @@ def test_hint_names_the_command_and_never_the_password(vault, tmp_path: Path) ->
     assert "mailunblock reveal HELP-1" in store.retrieval_hint("HELP-1")
     linked = PasswordVault(engine, load_or_create_key(tmp_path / "unused.key"), clock, "https://mu.example/")
     assert "https://mu.example/reveal/HELP-1" in linked.retrieval_hint("HELP-1")
+
+
+def test_recall_returns_the_unrevealed_password_without_consuming_it(vault) -> None:
+    store, clock, _ = vault
+    assert store.recall("HELP-6") is None
+    store.store("HELP-6", "Pw-1!recall-me", clock.now() + timedelta(hours=1))
+    assert store.recall("HELP-6") == "Pw-1!recall-me"
+    assert store.reveal("HELP-6", "alice") == "Pw-1!recall-me"
+    assert store.recall("HELP-6") is None
+    store.store("HELP-7", "Pw-1!expiring", clock.now() + timedelta(minutes=5))
+    clock.current += timedelta(minutes=10)
+    assert store.recall("HELP-7") is None
