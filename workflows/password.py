@@ -35,12 +35,10 @@ def generate_password(length: int) -> str:
 def _reset_already_happened(ctx: StepContext) -> bool:
     state = ctx.state
     assert state.account_id and state.password_intent_at  # set before the reset
-    user = ctx.tenant.directory.get_user(state.account_id)
-    # Graph keeps whole seconds: compare with the intent truncated to the second.
-    return bool(
-        user.last_password_change
-        and user.last_password_change >= state.password_intent_at.replace(microsecond=0)
-    )
+    changed = ctx.tenant.directory.get_user(state.account_id).last_password_change
+    if changed is None:
+        return False
+    return state.password_changed_before is None or changed > state.password_changed_before
 
 
 def run(ctx: StepContext) -> None:
@@ -59,6 +57,7 @@ def run(ctx: StepContext) -> None:
         password = generate_password(ctx.policy.password_length)
         now = ctx.now()
         state.password_expires_at = now + ctx.policy.password_ttl
+        state.password_changed_before = directory.get_user(state.account_id).last_password_change
         ctx.vault.store(state.issue_key, password, state.password_expires_at)
         state.password_intent_at = now
         ctx.save()

@@ -43,6 +43,7 @@ _DATETIME_FIELDS = frozenset(
     {
         "approved_at",
         "password_intent_at",
+        "password_changed_before",
         "password_reset_at",
         "password_expires_at",
         "sessions_revoked_at",
@@ -82,6 +83,9 @@ class TicketState:
     rejection_reason: str | None = None
     ignored: dict[str, str] = field(default_factory=dict)  # comment id or change id -> reason code
     password_intent_at: datetime | None = None
+    # The account's lastPasswordChangeDateTime read just before our reset: comparing with Microsoft's own
+    # earlier value (not with our clock) tells, after a crash, whether the reset went through.
+    password_changed_before: datetime | None = None
     password_reset_at: datetime | None = None
     password_expires_at: datetime | None = None
     sessions_revoked_at: datetime | None = None

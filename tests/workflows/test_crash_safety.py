@@ -123,3 +123,29 @@ def test_due_follows_retry_and_next_check(world):
     assert engine.due(state) is False
     world.clock.advance(seconds=1)
     assert engine.due(state) is True
+
+
+@pytest.mark.parametrize("microsoft_lag", [timedelta(minutes=-10), timedelta(minutes=10)])
+def test_reset_reconciliation_does_not_trust_our_clock(make_world, simulated_crash, microsoft_lag):
+    """Microsoft's clock may differ from ours: a reset that went through is still recognised after a crash."""
+    world = make_world()
+    directory = world.directory
+    original = directory.reset_password
+
+    def reset_then_crash(user_id: str, password: str) -> None:
+        original(user_id, password)
+        user = directory.users[user_id]
+        directory.users[user_id] = user.__class__(**{
+            **user.__dict__, "last_password_change": world.clock.now().replace(microsecond=0) + microsoft_lag})
+        raise simulated_crash("killed right after Graph accepted the reset")
+
+    directory.reset_password = reset_then_crash  # type: ignore[method-assign]
+    world.cycle()
+    world.tickets.add_comment(world.bob, "/approve")
+    with pytest.raises(simulated_crash):
+        world.cycle()
+    directory.reset_password = original  # type: ignore[method-assign]
+    world.clock.advance(minutes=1)
+    state = world.cycle()
+    assert len(directory.resets) == 1
+    assert state.password_reset_at is not None
