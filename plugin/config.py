@@ -117,7 +117,8 @@ class JiraTransitions(_Section):
 
     resolve: str | None = "Resolve"
     escalate: str | None = None
-    approve: str | None = None  # an agent applying this transition counts as approval
+    # A STATUS name: an approver moving the ticket into this status (by any transition) counts as approval.
+    approved_status: str | None = None
 
 
 class JiraConfig(_Section):

@@ -109,7 +109,7 @@ def remediation_policy(config: Config) -> RemediationPolicy:
         escalated_label=jira.labels.escalated,
         resolve_transition=jira.transitions.resolve,
         escalate_transition=jira.transitions.escalate,
-        approve_status=jira.transitions.approve,
+        approve_status=jira.transitions.approved_status,
     )
 
 
