@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from mailunblock.connectors.errors import NotFoundError, TransientError
+from mailunblock.connectors.models import JiraIssue
+from mailunblock.plugin.poller import Poller
+from mailunblock.plugin.store import StateStore
+from mailunblock.workflows.state import Stage, TicketState
+
+T0 = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
+
+
+def _issue(key: str) -> JiraIssue:
+    return JiraIssue(key=key, id=key[-1], summary="s", description="", status="Open", status_category="new",
+                     labels=("mail-blocked",), reporter=None, created=T0, updated=T0)
+
+
+class ScriptedEngine:
+    """Moves every ticket one stage on; can be told to blow up on a key."""
+
+    def __init__(self, store: StateStore, explode: dict[str, BaseException] | None = None) -> None:
+        self.store = store
+        self.explode = explode or {}
+        self.processed: list[str] = []
+
+    def process(self, issue: JiraIssue, state: TicketState | None) -> TicketState:
+        self.processed.append(issue.key)
+        if issue.key in self.explode:
+            raise self.explode[issue.key]
+        state = state or TicketState.first_seen(issue.key, T0)
+        state.enter(Stage.AWAITING_APPROVAL if state.stage is Stage.NEW else Stage.CANCELLED, T0)
+        self.store.save(state)
+        return state
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> StateStore:
+    return StateStore.from_url(f"sqlite:///{tmp_path / 'state.db'}")
+
+
+def test_cycle_advances_each_selected_ticket_and_reports_stage_changes(store: StateStore) -> None:
+    engine = ScriptedEngine(store)
+    poller = Poller(lambda: iter([_issue("HELP-1"), _issue("HELP-2")]), _issue, engine, store)  # type: ignore[arg-type]
+    report = poller.run_cycle()
+    assert report.ok and report.seen == 2
+    assert report.advanced == ["HELP-1: awaiting_approval", "HELP-2: awaiting_approval"]
+
+
+def test_search_failure_is_a_failed_cycle_not_a_crash(store: StateStore, caplog: pytest.LogCaptureFixture) -> None:
+    def search() -> Iterator[JiraIssue]:
+        raise TransientError("HTTP 503", service="jira")
+
+    report = Poller(search, _issue, ScriptedEngine(store), store).run_cycle()  # type: ignore[arg-type]
+    assert report.error == "ticket search failed: jira: HTTP 503"
+    assert not report.ok
+    assert "will retry next cycle" in caplog.text
+
+
+def test_tickets_that_left_the_selection_are_seen_once_more(store: StateStore) -> None:
+    engine = ScriptedEngine(store)
+    Poller(lambda: iter([_issue("HELP-1")]), _issue, engine, store).run_cycle()  # type: ignore[arg-type]
+    engine.processed.clear()
+    report = Poller(lambda: iter([]), _issue, engine, store).run_cycle()  # type: ignore[arg-type]
+    assert engine.processed == ["HELP-1"]
+    assert report.advanced == ["HELP-1: cancelled"]
+    engine.processed.clear()
+    Poller(lambda: iter([]), _issue, engine, store).run_cycle()  # type: ignore[arg-type]
+    assert engine.processed == []  # terminal now: left alone
+
+
+def test_a_vanished_ticket_keeps_its_state(store: StateStore) -> None:
+    engine = ScriptedEngine(store)
+    Poller(lambda: iter([_issue("HELP-1")]), _issue, engine, store).run_cycle()  # type: ignore[arg-type]
+
+    def gone(key: str) -> JiraIssue:
+        raise NotFoundError("Issue does not exist", service="jira")
+
+    report = Poller(lambda: iter([]), gone, engine, store).run_cycle()  # type: ignore[arg-type]
+    assert report.ok
+    assert store.load("HELP-1") is not None
+
+
+def test_one_broken_ticket_does_not_stop_the_others_and_logs_no_traceback(
+    store: StateStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    engine = ScriptedEngine(store, {"HELP-1": ValueError("bad data"), "HELP-2": TransientError("503", service="graph")})
+    search = lambda: iter([_issue("HELP-1"), _issue("HELP-2"), _issue("HELP-3")])  # noqa: E731
+    report = Poller(search, _issue, engine, store).run_cycle()  # type: ignore[arg-type]
+    assert engine.processed == ["HELP-1", "HELP-2", "HELP-3"]
+    assert report.failed == {"HELP-1": "ValueError: bad data", "HELP-2": "graph: 503"}
+    assert report.advanced == ["HELP-3: awaiting_approval"]
+    assert "Traceback" not in caplog.text

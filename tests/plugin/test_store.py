@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from mailunblock.plugin.store import StateStore
+from mailunblock.workflows.state import Stage, TicketState
+
+T0 = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> StateStore:
+    if request.param == "sqlite":
+        return StateStore.from_url(f"sqlite:///{tmp_path / 'sub' / 'state.db'}")
+    url = request.getfixturevalue("postgres_url")
+    store = StateStore.from_url(url)
+    with store.engine.begin() as conn:
+        for table in ("tickets", "stage_events", "vaulted_passwords"):
+            conn.exec_driver_sql(f"DELETE FROM {table}")
+    return store
+
+
+def _state(key: str, account: str = "u-1", tenant: str = "contoso") -> TicketState:
+    state = TicketState.first_seen(key, T0)
+    state.tenant, state.account_id = tenant, account
+    return state
+
+
+def test_state_round_trips_with_aware_timestamps(store: StateStore) -> None:
+    state = _state("HELP-1")
+    state.enter(Stage.AWAITING_APPROVAL, T0 + timedelta(minutes=1))
+    store.save(state)
+    loaded = store.load("HELP-1")
+    assert loaded is not None
+    assert loaded.to_dict() == state.to_dict()
+    assert loaded.history[-1].at.tzinfo is not None
+    assert store.load("HELP-404") is None
+
+
+def test_stage_events_are_recorded_once_each_for_sla(store: StateStore) -> None:
+    state = _state("HELP-2")
+    store.save(state)
+    state.enter(Stage.AWAITING_APPROVAL, T0 + timedelta(minutes=2))
+    store.save(state)
+    store.save(state)  # saving again adds nothing
+    events = store.stage_events("HELP-2")
+    assert [(s, at) for _, s, at in events] == [
+        ("new", T0), ("awaiting_approval", T0 + timedelta(minutes=2))
+    ]
+
+
+def test_open_states_and_account_in_flight(store: StateStore) -> None:
+    first, second, done = _state("HELP-3"), _state("HELP-4", account="u-2"), _state("HELP-5")
+    done.enter(Stage.RESOLVED, T0 + timedelta(hours=5))
+    for state in (first, second, done):
+        store.save(state)
+    assert [s.issue_key for s in store.open_states()] == ["HELP-3", "HELP-4"]
+    assert store.active_ticket_for_account("contoso", "u-1", exclude_key="HELP-9") == "HELP-3"
+    assert store.active_ticket_for_account("contoso", "u-1", exclude_key="HELP-3") is None
+    assert store.active_ticket_for_account("fabrikam", "u-1", exclude_key="HELP-9") is None
+    assert len(store.all_states()) == 3
