@@ -6,7 +6,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-
 from mailunblock.connectors.errors import NotFoundError, TransientError
 from mailunblock.connectors.models import JiraIssue
 from mailunblock.plugin.poller import Poller

@@ -4,7 +4,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-
 from mailunblock.plugin.store import StateStore
 from mailunblock.workflows.state import Stage, TicketState
 
@@ -19,7 +18,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> StateStore:
     store = StateStore.from_url(url)
     with store.engine.begin() as conn:
         for table in ("tickets", "stage_events", "vaulted_passwords"):
-            conn.exec_driver_sql(f"DELETE FROM {table}")
+            conn.exec_driver_sql(f"DELETE FROM {table}")  # noqa: S608 - fixed table names
     return store
 
 
