@@ -23,6 +23,7 @@ from mailunblock.connectors.errors import (
 )
 from mailunblock.connectors.http import HttpPolicy, error_for_exception
 from mailunblock.connectors.models import AppToken
+from msal.exceptions import MsalServiceError
 
 SERVICE = "identity"
 # Hosts of Microsoft's public and national-cloud authorities; any other host is an emulator or a
@@ -103,6 +104,10 @@ class TokenProvider:
             result = self._application().acquire_token_for_client(scopes=[scope])
         except requests.RequestException as exc:
             raise error_for_exception(exc, service=SERVICE) from None
+        except MsalServiceError:  # MSAL raises it for 5xx token responses
+            raise TransientError(
+                "the identity platform is unavailable (server error)", service=SERVICE
+            ) from None
         except ValueError as exc:  # MSAL: unreadable certificate, unusable authority metadata
             raise AuthenticationError(
                 f"cannot use the app credential or authority ({type(exc).__name__})",

@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 import requests
 from jira import JIRA, JIRAError
-from mailunblock.connectors.errors import ConnectorError, PermanentError
+from mailunblock.connectors.errors import ConnectorError, NotFoundError, PermanentError
 from mailunblock.connectors.http import (
     HttpPolicy,
     error_for_exception,
@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 SERVICE = "jira"
 API = "/rest/api/2"
 SEARCH_JQL = f"{API}/search/jql"  # Cloud: token paging, no total
-SEARCH = f"{API}/search"  # Data Center: startAt/total paging (410 Gone on Cloud)
+SEARCH = f"{API}/search"  # Data Center: GET with startAt/total paging (410 Gone on Cloud)
 ISSUE = f"{API}/issue/{{key}}"
 COMMENTS = f"{API}/issue/{{key}}/comment"
 TRANSITIONS = f"{API}/issue/{{key}}/transitions"
@@ -46,7 +46,7 @@ ISSUE_LINK = f"{API}/issueLink"
 MYSELF = f"{API}/myself"
 USER = f"{API}/user"
 USER_GROUPS = f"{API}/user/groups"
-GROUPS_PICKER = f"{API}/groups/picker"
+GROUP_MEMBERS = f"{API}/group/member"
 PROJECT_ROLES = f"{API}/project/{{project}}/role"
 PROJECT_ROLE = f"{API}/project/{{project}}/role/{{role_id}}"
 
@@ -146,11 +146,11 @@ class JiraClient:
                     return
         start = 0
         while True:
-            body = {
-                "jql": jql, "fields": self._fields, "expand": ["changelog"], "startAt": start,
-                "maxResults": self._page_size,
+            params = {
+                "jql": jql, "fields": ",".join(self._fields), "expand": "changelog",
+                "startAt": str(start), "maxResults": str(self._page_size),
             }
-            page = self._call("POST", SEARCH, json=body, safe=True)
+            page = self._call("GET", SEARCH, params=params)
             issues = page.get("issues", [])
             yield from (self._issue(raw) for raw in issues)
             start += len(issues)
@@ -266,26 +266,27 @@ class JiraClient:
             body: dict[str, Any] = {"jql": jql, "fields": ["id"], "maxResults": 1}
             self._call("POST", SEARCH_JQL, json=body, safe=True)
         else:
-            body = {"jql": jql, "fields": ["id"], "maxResults": 1, "startAt": 0}
-            self._call("POST", SEARCH, json=body, safe=True)
+            params = {"jql": jql, "fields": "id", "maxResults": "1", "validateQuery": "strict"}
+            self._call("GET", SEARCH, params=params)
 
     def group_exists(self, name: str) -> bool:
         """True when a group with exactly this name (case-insensitive) exists."""
-        params = {"query": name, "maxResults": "50"}
-        raw = self._call("GET", GROUPS_PICKER, params=params)
-        return any(g.get("name", "").casefold() == name.casefold() for g in raw.get("groups", []))
+        try:
+            self._call("GET", GROUP_MEMBERS, params={"groupname": name, "maxResults": "1"})
+        except NotFoundError:
+            return False
+        return True
 
     def user_groups(self, user: JiraUser) -> set[str]:
         """Names (lower-cased) of the groups the user belongs to."""
         if self._deployment is Deployment.CLOUD:
-            if not user.account_id:
-                return set()
-            raw = self._call("GET", USER_GROUPS, params={"accountId": user.account_id})
-            return {str(g.get("name", "")).lower() for g in raw or ()}
-        if not user.name:
+            params = {"accountId": user.account_id} if user.account_id else None
+        else:
+            params = {"username": user.name} if user.name else None
+        if params is None:
             return set()
-        raw = self._call("GET", USER, params={"username": user.name, "expand": "groups"})
-        return {str(g.get("name", "")).lower() for g in raw.get("groups", {}).get("items", [])}
+        raw = self._call("GET", USER_GROUPS, params=params)
+        return {str(g.get("name", "")).lower() for g in raw or () if isinstance(g, dict)}
 
     def user_locale(self, user: JiraUser) -> tuple[str | None, str | None]:
         """The user's Jira locale and time zone, when their profile shows them."""

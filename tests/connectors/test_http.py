@@ -7,8 +7,6 @@ from typing import Any
 
 import pytest
 import requests
-from requests.adapters import BaseAdapter
-
 from mailunblock.connectors.errors import (
     AuthenticationError,
     NotFoundError,
@@ -24,6 +22,7 @@ from mailunblock.connectors.http import (
     error_for_status,
     retry_after_seconds,
 )
+from requests.adapters import BaseAdapter
 
 
 class Flaky:
