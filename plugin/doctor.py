@@ -226,7 +226,9 @@ def _check_entra_roles(tenant: TenantClients, sp_id: str | None, prefix: str) ->
 
 
 def run_doctor(config: Config) -> Iterator[CheckResult]:
-    """Every check, Jira first, then each tenant."""
+    """Every check, Jira first, then each tenant (one retry per call: a diagnosis should be quick)."""
+    quick = config.http.model_copy(update={"max_retries": min(config.http.max_retries, 1)})
+    config = config.model_copy(update={"http": quick})
     yield from check_jira(config)
     for tenant in config.tenants:
         yield from check_tenant(config, tenant.name)

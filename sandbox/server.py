@@ -272,8 +272,10 @@ class Sandbox:
             self.authority_host, self.graph_url, self.exchange_url
         )
         for service, server in self._servers.items():
+            # A short poll interval makes stop() quick (shutdown waits for the loop to notice).
             thread = threading.Thread(
-                target=server.serve_forever, name=f"sandbox-{service}", daemon=True
+                target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                name=f"sandbox-{service}", daemon=True,
             )
             thread.start()
             self._threads.append(thread)
