@@ -1,0 +1,120 @@
+"""The Jira connector against the sandbox's Jira Cloud emulator (vcrpy cassettes)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from mailunblock.connectors.errors import (
+    AuthenticationError,
+    NotFoundError,
+    PermanentError,
+    ThrottledError,
+    TransientError,
+)
+from mailunblock.connectors.jira import JiraClient
+from mailunblock.sandbox.core import FaultRule
+
+JQL = 'labels = "mail-blocked" AND statusCategory != Done ORDER BY created ASC'
+MARKER = "mailunblock:HELP-1:eta:v1"
+
+
+def jira(env: Any, **kwargs: Any) -> JiraClient:
+    options: dict[str, Any] = {
+        "approver_groups": ["helpdesk-agents"],
+        "affected_account_field": "customfield_10050",
+        "page_size": 2,
+        **kwargs,
+    }
+    policy = options.pop("policy", None) or env.policy()
+    return JiraClient(
+        env.jira_url, policy=policy, email=env.jira_email, api_token=env.jira_token, **options
+    )
+
+
+@pytest.mark.vcr
+def test_search_pages_through_every_matching_ticket(env: Any) -> None:
+    issues = list(jira(env).search(JQL))
+    assert [i.key for i in issues] == ["HELP-1", "HELP-2", "HELP-3", "HELP-4", "HELP-5"]
+    first = issues[0]
+    assert first.labels == ("mail-blocked",) and first.status_category == "new"
+    assert "550 5.1.8" in first.description
+    assert first.reporter is not None and first.reporter.account_id
+    assert issues[2].affected_account == "lidia.holloway@contoso.com"
+
+
+@pytest.mark.vcr
+def test_comment_with_hidden_marker_is_found_again_and_internal(env: Any) -> None:
+    client = jira(env)
+    assert client.find_comment("HELP-1", MARKER) is None
+    comment_id = client.post_comment("HELP-1", "Internal: password reset.", internal=True, marker=MARKER)
+    assert client.find_comment("HELP-1", MARKER) == comment_id
+    posted = [c for c in client.get_issue("HELP-1").comments if c.id == comment_id]
+    assert posted and posted[0].internal
+    assert MARKER not in posted[0].body
+
+
+@pytest.mark.vcr
+def test_labels_transitions_and_links(env: Any) -> None:
+    client = jira(env)
+    client.update_labels("HELP-2", add=["mail-unblocked"], remove=["mail-blocked"])
+    assert client.get_issue("HELP-2").labels == ("mail-unblocked",)
+    assert "Resolve" in client.transition_names("HELP-2")
+    assert client.transition("HELP-2", "no such transition") is False
+    assert client.transition("HELP-2", "resolve") is True
+    assert client.get_issue("HELP-2").is_done
+    client.link_issues("HELP-3", "HELP-1")
+    client.link_issues("HELP-3", "HELP-1")  # second call sees the link and posts nothing
+
+
+@pytest.mark.vcr
+def test_approvers_myself_groups_and_locale(env: Any) -> None:
+    client = jira(env, approver_groups=[], approver_roles=["Service Desk Team"], role_projects=["HELP"])
+    me = client.myself()
+    assert me.account_id
+    assert client.is_approver(me)  # a direct member of the role
+    assert client.group_exists("helpdesk-agents")
+    assert not client.group_exists("no-such-group")
+    reporter = client.get_issue("HELP-1").reporter
+    assert reporter is not None
+    assert not client.is_approver(reporter)
+    assert client.user_locale(reporter) == ("en_US", "America/New_York")
+    assert jira(env).is_approver(me)  # through the approver group
+
+
+@pytest.mark.vcr
+def test_bad_jql_unknown_issue_and_bad_credentials(env: Any) -> None:
+    client = jira(env)
+    with pytest.raises(PermanentError):
+        client.check_jql("labels = = broken")
+    client.check_jql(JQL)
+    with pytest.raises(NotFoundError):
+        client.get_issue("HELP-999")
+    with pytest.raises(AuthenticationError) as caught:
+        JiraClient(env.jira_url, policy=env.policy(), email=env.jira_email,
+                   api_token="wrong-token-123").myself()
+    assert "wrong-token-123" not in str(caught.value)
+
+
+@pytest.mark.vcr
+def test_throttled_search_is_retried_but_a_comment_is_not(env: Any) -> None:
+    client = jira(env)
+    env.fault(FaultRule(service="jira", status=429, retry_after=9, method="POST",
+                        path_contains="/search/jql"))
+    assert [i.key for i in client.search(JQL)][:1] == ["HELP-1"]
+    assert len(env.sleeps) == 1 and 9 <= env.sleeps[0] <= 10
+    env.fault(FaultRule(service="jira", status=429, retry_after=9, method="POST",
+                        path_contains="/comment"))
+    with pytest.raises(ThrottledError) as caught:
+        client.post_comment("HELP-1", "hello", internal=False, marker="m-throttled")
+    assert caught.value.retry_after == 9
+    assert len(env.sleeps) == 1
+    assert client.find_comment("HELP-1", "m-throttled") is None  # nothing was posted twice
+
+
+@pytest.mark.vcr
+def test_server_errors_are_transient(env: Any) -> None:
+    client = jira(env, policy=env.policy(max_retries=0))
+    env.fault(FaultRule(service="jira", status=503, method="GET"))
+    with pytest.raises(TransientError):
+        client.get_issue("HELP-1")
