@@ -109,18 +109,23 @@ class ExchangeClient:
             url = page.get("@odata.nextLink")
 
     def _invoke(self, cmdlet: str, parameters: dict[str, Any], url: str) -> dict[str, Any]:
-        headers = {
-            "Authorization": f"Bearer {self._tokens.token(self._base)}",
-            "X-AnchorMailbox": ANCHOR_MAILBOX.format(tenant=self._tenant_id),
-            "Prefer": "odata.maxpagesize=1000",
-            "X-ResponseFormat": "json",
-            "X-CmdletName": cmdlet,
-        }
         body = {"CmdletInput": {"CmdletName": cmdlet, "Parameters": parameters}}
-        response = send(self._session, "POST", url, service=SERVICE, headers=headers, json=body)
-        document = json_body(response)
-        if not response.ok:
-            raise _exchange_error(response, document, cmdlet)
+
+        def attempt(token: str) -> Any:
+            headers = {
+                "Authorization": f"Bearer {token}",
+                "X-AnchorMailbox": ANCHOR_MAILBOX.format(tenant=self._tenant_id),
+                "Prefer": "odata.maxpagesize=1000",
+                "X-ResponseFormat": "json",
+                "X-CmdletName": cmdlet,
+            }
+            response = send(self._session, "POST", url, service=SERVICE, headers=headers, json=body)
+            document = json_body(response)
+            if not response.ok:
+                raise _exchange_error(response, document, cmdlet)
+            return document
+
+        document = self._tokens.authorized(self._base, attempt)
         if not isinstance(document, dict):
             return {}
         for warning in _ci(document, "@adminapi.warnings") or ():

@@ -145,11 +145,14 @@ class GraphClient:
             page = self._policy.call(partial(self._request, "GET", next_link), safe=True)
 
     def _request(self, method: str, url: str, **kwargs: Any) -> Any:
-        headers = {"Authorization": f"Bearer {self._tokens.token(self._base)}"}
-        response = send(self._session, method, url, service=SERVICE, headers=headers, **kwargs)
-        if response.ok:
-            return json_body(response) or {}
-        raise _graph_error(response)
+        def attempt(token: str) -> Any:
+            headers = {"Authorization": f"Bearer {token}"}
+            response = send(self._session, method, url, service=SERVICE, headers=headers, **kwargs)
+            if response.ok:
+                return json_body(response) or {}
+            raise _graph_error(response)
+
+        return self._tokens.authorized(self._base, attempt)
 
 
 def _segment(value: str) -> str:

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import jwt
@@ -24,6 +25,8 @@ from mailunblock.connectors.errors import (
 from mailunblock.connectors.http import HttpPolicy, error_for_exception
 from mailunblock.connectors.models import AppToken
 from msal.exceptions import MsalServiceError
+
+T = TypeVar("T")
 
 SERVICE = "identity"
 # Hosts of Microsoft's public and national-cloud authorities; any other host is an emulator or a
@@ -79,6 +82,26 @@ class TokenProvider:
     def token(self, resource_url: str) -> str:
         """A bearer token for ``{resource_url}/.default`` (served from MSAL's cache when valid)."""
         return self._policy.call(lambda: self._acquire(resource_url), safe=True)
+
+    def authorized(self, resource_url: str, call: Callable[[str], T]) -> T:
+        """Run ``call`` with a bearer token; if the service rejects it (401), retry once with a fresh one.
+
+        A token MSAL still considers valid can be refused early (continuous access evaluation, revoked
+        consent, clock skew). A 401 is decided before the request is processed, so sending the same
+        request again is safe even for writes.
+        """
+        token = self.token(resource_url)
+        try:
+            return call(token)
+        except AuthenticationError:
+            self.forget_tokens()
+            return call(self.token(resource_url))
+
+    def forget_tokens(self) -> None:
+        """Drop every cached token of this app, so the next ``token`` call asks the identity platform."""
+        with self._lock:
+            if self._app is not None:
+                self._app.remove_tokens_for_client()
 
     def app_token(self, resource_url: str) -> AppToken:
         """What the token for ``resource_url`` says about our app (roles, ids, expiry) — for the doctor."""

@@ -205,8 +205,12 @@ def status(config_path: Path) -> None:
 @main.command()
 @click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Keep the sandbox state, config and store here (default: a temporary folder).")
-def demo(workdir: Path | None) -> None:
+@click.pass_context
+def demo(ctx: click.Context, workdir: Path | None) -> None:
     """Show the whole remediation on the sandbox EMULATORS (no configuration needed)."""
     from mailunblock.plugin.demo import run_demo
+
+    if not ctx.parent or not ctx.parent.params.get("verbose"):
+        logging.getLogger().setLevel(logging.ERROR)  # the story is the output; -v shows the logs too
 
     sys.exit(run_demo(click.echo, workdir))

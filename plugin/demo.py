@@ -83,7 +83,8 @@ class Demo:
             AgentAction(2, "HELP-3", "mallory", "/approve", "someone outside the approver group tries"),
             AgentAction(3, "HELP-1", "alice", "/approve", "agent Alice approves"),
             AgentAction(3, "HELP-2", "bob", "/approve", "agent Bob approves Chloé's ticket"),
-            AgentAction(3, "HELP-3", "alice", "/approve", "agent Alice approves (affected account is not the reporter)"),
+            AgentAction(3, "HELP-3", "alice", "/approve",
+                        "agent Alice approves (affected account is not the reporter)"),
             AgentAction(3, megan, "bob", "/approve", "agent Bob approves Megan's ticket"),
         ]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -234,6 +234,9 @@ class FixedToken:
 
     def token(self, resource_url: str) -> str:
         return "stand-in"
+
+    def authorized(self, resource_url: str, call: Callable[[str], Any]) -> Any:
+        return call(self.token(resource_url))
 
 
 def test_timeout_is_transient_and_not_retried_for_writes(silent_server: str) -> None:
