@@ -121,7 +121,7 @@ class Demo:
                 if author.display_name.startswith(BOT):
                     private = comment.internal or comment.visibility is not None
                     audience = "internal note" if private else "public, emailed to reporter"
-                    self._echo(f"  {issue.key:8} {audience:28} {_headline(comment.body)}")
+                    self._echo(f"  {issue.key:8} {audience:28} {_gist(comment.body)}")
             self._shown[issue.key] = len(comments)
 
     def _summary(self, sandbox: Sandbox, runtime: Runtime) -> int:
@@ -142,16 +142,26 @@ class Demo:
         self._echo("`mailunblock reveal HELP-1 --config FILE` once and gives it to the user by phone.")
         self._echo("Next: `mailunblock sandbox` + `mailunblock doctor --config config/sandbox.toml`, then")
         self._echo("`mailunblock run --config config/sandbox.toml --once`; README.md explains the rest.")
-        leaked = [n for k in jira.issues.values() for n in jira.notifications(k.key) if "password:" in n.body.lower()]
+        passwords = [p for s in runtime.store.all_states() if (p := runtime.vault.recall(s.issue_key))]
+        bodies = [c.body for issue in jira.issues.values() for c in issue.comments]
+        leaked = any(p in body for p in passwords for body in bodies)
+        self._echo(f"\nChecked: none of the {len(passwords)} new passwords appears in any of the "
+                   f"{len(bodies)} Jira comments." if not leaked else "\nLEAK: a password appears in a comment!")
         return 1 if leaked else 0
 
 
-def _headline(body: str) -> str:
-    for line in body.splitlines():
-        text = line.removeprefix("h3.").strip().strip("*")
-        if text:
-            return text if len(text) <= 90 else text[:87] + "..."
-    return ""
+_GREETINGS = ("hello", "bonjour")
+_KEY_PHRASES = ("between", "entre", "no longer blocked", "n'est plus bloqué")
+
+
+def _gist(body: str) -> str:
+    """The line of a comment that tells the story: its heading, the ETA window or its first sentence."""
+    lines = [line.strip() for line in body.splitlines() if line.strip()]
+    heading = next((line[3:].strip() for line in lines if line.startswith("h3.")), None)
+    key = next((line for line in lines if any(p in line.lower() for p in _KEY_PHRASES)), None)
+    first = next((line for line in lines if not line.lower().startswith(_GREETINGS)), "")
+    text = (key or heading or first).replace("*", "").replace("{{", "").replace("}}", "")
+    return text if len(text) <= 100 else text[:97] + "..."
 
 
 def run_demo(echo: Callable[[str], None], workdir: Path | None = None) -> int:

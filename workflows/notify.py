@@ -160,7 +160,9 @@ def not_listed(ctx: StepContext) -> None:
 
 def resolved(ctx: StepContext) -> None:
     """Public comment: the account can send again."""
-    ctx.post("resolved", "resolved", public=True, reporter_name=ctx.state.reporter_name)
+    state = ctx.state
+    ctx.post("resolved", "resolved", public=True, reporter_name=state.reporter_name,
+             own_account=state.reporter_is_account, account_upn=state.account_upn)
 
 
 def escalation(ctx: StepContext) -> None:

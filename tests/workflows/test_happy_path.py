@@ -127,3 +127,15 @@ def test_public_comments_address_a_reporter_who_is_not_the_user(world):
     assert eta.startswith("Bonjour Carol Agent,\n\nLe compte alice@contoso.com a été sécurisé")
     assert "le communiquera à l'utilisateur du compte par téléphone ou en personne" in eta
     assert "Votre compte" not in eta
+
+
+def test_final_message_to_a_reporter_who_is_not_the_user_names_the_account(world):
+    world.tickets.reporter = world.carol
+    world.tickets.affected_account = "alice@contoso.com"
+    world.cycle()
+    world.approve()
+    world.clock.advance(hours=4)
+    assert world.cycle().stage is Stage.RESOLVED
+    final = world.tickets.public()[-1]
+    assert "le compte alice@contoso.com n'est plus bloqué, il peut de nouveau envoyer" in final
+    assert "votre compte" not in final
