@@ -134,6 +134,8 @@ class JiraConfig(_Section):
     page_size: int = Field(default=50, ge=1, le=100)
     approver_groups: tuple[str, ...] = ()
     approver_roles: tuple[str, ...] = ()
+    # Project roles are per project: the projects whose role membership makes an approver.
+    approver_role_projects: tuple[str, ...] = ()
     internal_notes: InternalNoteMode = InternalNoteMode.JSM
     internal_visibility: str | None = None
     jsm_native_approval: bool = False
@@ -161,6 +163,11 @@ class JiraConfig(_Section):
             raise ValueError(
                 f"internal_notes = {self.internal_notes.value!r} needs 'internal_visibility': the "
                 f"{self.internal_notes.value} name that may read internal notes"
+            )
+        if self.approver_roles and not self.approver_role_projects:
+            raise ValueError(
+                "approver_roles needs 'approver_role_projects': the project keys (e.g. [\"HELP\"]) whose "
+                "role members may approve"
             )
         if not (self.approver_groups or self.approver_roles):
             raise ValueError(

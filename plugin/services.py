@@ -59,6 +59,7 @@ def build_jira(config: Config) -> JiraClient:
         internal_visibility=jira.internal_visibility,
         approver_groups=jira.approver_groups,
         approver_roles=jira.approver_roles,
+        role_projects=jira.approver_role_projects,
         affected_account_field=jira.affected_account_field,
         page_size=jira.page_size,
     )

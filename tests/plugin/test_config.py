@@ -57,6 +57,7 @@ def test_defaults_follow_the_source_guidance() -> None:
         (_with("tenant", authority_host="http://login"), "tenants.0.authority_host", "https://"),
         (_with("tenant", certificate_path="/x.pfx"), "tenants.0", "exactly one credential"),
         (_with("jira", approver_groups=[]), "jira", "approver_groups"),
+        (_with("jira", approver_roles=["Service Desk Team"]), "jira", "approver_role_projects"),
         (_with("jira", internal_notes="group"), "jira", "internal_visibility"),
         (_with("policy", eta_min_hours=5), "policy", "eta_max_hours must be >="),
         (_with("policy", time_zone="Mars/Olympus"), "policy.time_zone", "IANA"),
