@@ -161,7 +161,7 @@ def _gist(body: str) -> str:
     key = next((line for line in lines if any(p in line.lower() for p in _KEY_PHRASES)), None)
     first = next((line for line in lines if not line.lower().startswith(_GREETINGS)), "")
     text = (key or heading or first).replace("*", "").replace("{{", "").replace("}}", "")
-    return text if len(text) <= 100 else text[:97] + "..."
+    return text if len(text) <= 130 else text[:127] + "..."
 
 
 def run_demo(echo: Callable[[str], None], workdir: Path | None = None) -> int:

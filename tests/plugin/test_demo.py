@@ -1,0 +1,24 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from mailunblock.plugin.demo import run_demo
+
+
+def test_demo_tells_the_whole_story_and_exits_zero(tmp_path: Path) -> None:
+    lines: list[str] = []
+    assert run_demo(lines.append, tmp_path) == 0
+    story = "\n".join(lines)
+    assert "EMULATORS of Jira and Microsoft 365" in story
+    assert "Approval by Adele Vance ignored: the reporter cannot approve their own request." in story
+    assert "Approval by Mallory Stone ignored: Mallory Stone is not an approver." in story
+    assert "entre " in story and "(Europe/Paris)" in story  # the French ETA window
+    assert "(America/New_York)" in story
+    summary = story.split("Summary (sandbox time)")[1]
+    rows = {line.split()[0]: line.split() for line in summary.splitlines() if line.strip().startswith("HELP-")}
+    assert rows["HELP-1"][1:5] == ["adele.vance@contoso.com", "resolved", "1", "1"]
+    assert rows["HELP-2"][1:5] == ["chloe.dupont@fabrikam.fr", "resolved", "1", "1"]
+    assert rows["HELP-3"][1:5] == ["lidia.holloway@contoso.com", "resolved", "1", "1"]
+    assert rows["HELP-4"][2] == rows["HELP-5"][2] == "refused"
+    assert rows["HELP-7"][2] == "not_listed" and rows["HELP-7"][4] == "0"
+    assert "none of the 4 new passwords appears in any" in story
