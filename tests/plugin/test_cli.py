@@ -55,7 +55,8 @@ def test_run_once_with_jira_down_fails_the_cycle_cleanly(sandbox: tuple[Sandbox,
     broken = tmp_path / "broken.toml"
     jira_url = re.search(r'url = "(https://127\.0\.0\.1:\d+)"', config.read_text())
     assert jira_url
-    broken.write_text(config.read_text().replace(jira_url.group(1), "https://127.0.0.1:9") + "\n[http]\nmax_retries = 0\n")
+    text = config.read_text().replace(jira_url.group(1), "https://127.0.0.1:9")
+    broken.write_text(text + "\n[http]\nmax_retries = 0\n")
     code, output = _cli("run", "--once", "--config", str(broken))
     assert code == 1
     assert "FAILED: ticket search failed" in output and "retrying next cycle" in output
