@@ -9,7 +9,7 @@ windows are exact.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,14 @@ Effects = Counter[tuple[str, str, str]]
 class World:
     """A sandbox plus a mailunblock runtime built from the configuration the sandbox generated."""
 
-    def __init__(self, sandbox: Sandbox, workdir: Path, **config: Any) -> None:
+    def __init__(
+        self,
+        sandbox: Sandbox,
+        workdir: Path,
+        *,
+        extra_domains: Mapping[str, Sequence[str]] | None = None,
+        **config: Mapping[str, Any],
+    ) -> None:
         self.sandbox = sandbox
         self.jira: Any = sandbox.jira
         overrides: dict[str, Any] = {
@@ -44,9 +51,15 @@ class World:
         }
         for section, values in config.items():
             overrides[section] = {**overrides.get(section, {}), **values}
+        if extra_domains:
+            tenants = sandbox.config_data()["tenants"]
+            for tenant in tenants:
+                tenant["domains"] = [*tenant["domains"], *extra_domains.get(tenant["name"], ())]
+            overrides["tenants"] = tenants
         self.config_path = sandbox.write_config(workdir / "mailunblock.toml", **overrides)
         self.bot_account = self.jira.user(BOT).account_id
         self._untag_seeded_tickets()
+        self._add_mailbox_users_as_customers()
         self.runtime = self._build()
         self.poller = self._poller()
 
@@ -55,6 +68,20 @@ class World:
         for issue in list(self.jira.issues.values()):
             if TRIGGER in issue.labels:
                 self.jira.set_labels(issue.key, [label for label in issue.labels if label != TRIGGER])
+
+    def _add_mailbox_users_as_customers(self) -> None:
+        # Every mailbox user may raise a ticket; the demo data only knows some of them.
+        for tenant in self.sandbox.microsoft:
+            spec = tenant.spec
+            for user in spec.users:
+                if not user.mail:
+                    continue
+                try:
+                    self.jira.user(user.mail)
+                except KeyError:
+                    locale = {"fr": "fr_FR"}.get(spec.locale or "", "en_US")
+                    self.jira.add_user(user.mail.partition("@")[0], user.display_name, user.mail,
+                                       account_type="customer", locale=locale, time_zone=spec.time_zone)
 
     def _build(self) -> Runtime:
         return build_runtime(load_config(self.config_path), self.sandbox.clock)
@@ -95,9 +122,9 @@ class World:
             self.advance(step)
             self.cycle()
 
-    def finish(self, key: str, *, limit: timedelta = timedelta(hours=30)) -> TicketState:
-        """Run 30-minute cycles until the ticket's remediation is over; return its final state."""
-        self.run_until(lambda: self.state(key).is_terminal, limit=limit)
+    def finish(self, key: str, *, step: timedelta = STEP, limit: timedelta = timedelta(hours=30)) -> TicketState:
+        """Run cycles ``step`` apart until the ticket's remediation is over; return its final state."""
+        self.run_until(lambda: self.state(key).is_terminal, step=step, limit=limit)
         return self.state(key)
 
     # ------------------------------------------------------------------ tickets
