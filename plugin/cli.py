@@ -167,6 +167,11 @@ def run(config_path: Path, once: bool) -> None:
         cycle = poller.run_cycle()
         report(cycle)
         sys.exit(0 if cycle.error is None else 1)
+    if runtime.config.web.enabled:
+        from mailunblock.plugin.web import create_reveal_app, serve_in_background
+
+        serve_in_background(create_reveal_app(runtime.vault), runtime.config.web.listen)
+        click.echo(f"one-time password links served on http://{runtime.config.web.listen}")
     click.echo(f"polling {runtime.config.jira.url} every {runtime.config.poller.interval_seconds:g} s (Ctrl-C stops)")
     run_forever(poller, runtime.config.poller.interval_seconds, report)
 

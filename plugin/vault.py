@@ -8,6 +8,9 @@ existed remains.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import os
 from dataclasses import dataclass
 from datetime import datetime
@@ -54,6 +57,7 @@ class PasswordVault:
     def __init__(self, engine: Engine, key: bytes, clock: Clock, hint_url: str | None = None) -> None:
         self._engine = engine
         self._fernet = Fernet(key)
+        self._link_key = hashlib.sha256(b"mailunblock one-time link|" + key).digest()
         self._clock = clock
         self._hint_url = hint_url
 
@@ -81,11 +85,30 @@ class PasswordVault:
                 conn.execute(insert(vaulted_passwords).values(issue_key=issue_key, **row))
 
     def retrieval_hint(self, issue_key: str) -> str:
-        """How the agent gets the password: a command on the host (and a link when served)."""
+        """How the agent gets the password: a command on the host (and a one-time link when served)."""
         hint = f"run `mailunblock reveal {issue_key}` on the mailunblock host (works once)"
-        if self._hint_url:
-            hint += f", or open {self._hint_url.rstrip('/')}/reveal/{issue_key} once"
+        token = self.link_token(issue_key)
+        if self._hint_url and token:
+            hint += f", or open {self._hint_url.rstrip('/')}/reveal/{issue_key}/{token} (works once)"
         return hint
+
+    def link_token(self, issue_key: str) -> str | None:
+        """The unguessable part of the one-time link: stable for one stored password, dead once replaced.
+
+        Derived (HMAC) from the vault key and the moment the password was stored, so re-rendering a note
+        after a crash gives the same link, and nothing secret is kept in the database.
+        """
+        entry = self.entry(issue_key)
+        if entry is None:
+            return None
+        message = f"{issue_key}|{entry.stored_at.isoformat()}".encode()
+        digest = hmac.new(self._link_key, message, hashlib.sha256).digest()[:18]
+        return base64.urlsafe_b64encode(digest).decode("ascii")
+
+    def link_is_valid(self, issue_key: str, token: str) -> bool:
+        """True when ``token`` is the link token of the password currently stored for the ticket."""
+        expected = self.link_token(issue_key)
+        return expected is not None and hmac.compare_digest(expected, token)
 
     def recall(self, issue_key: str) -> str | None:
         """The stored, unrevealed, unexpired password, for retrying an interrupted reset (not a reveal)."""

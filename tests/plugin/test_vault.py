@@ -80,7 +80,11 @@ def test_hint_names_the_command_and_never_the_password(vault, tmp_path: Path) ->
     store, clock, engine = vault
     assert "mailunblock reveal HELP-1" in store.retrieval_hint("HELP-1")
     linked = PasswordVault(engine, load_or_create_key(tmp_path / "unused.key"), clock, "https://mu.example/")
-    assert "https://mu.example/reveal/HELP-1" in linked.retrieval_hint("HELP-1")
+    assert "https://mu.example" not in linked.retrieval_hint("HELP-1")  # nothing stored: no link
+    linked.store("HELP-1", "Pw-1!linked-one", clock.now() + timedelta(hours=1))
+    hint = linked.retrieval_hint("HELP-1")
+    assert "https://mu.example/reveal/HELP-1/" in hint and "linked-one" not in hint
+    assert linked.retrieval_hint("HELP-1") == hint  # stable: a note re-rendered after a crash links the same
 
 
 def test_recall_returns_the_unrevealed_password_without_consuming_it(vault) -> None:
