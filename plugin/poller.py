@@ -59,14 +59,17 @@ class Poller:
         report = CycleReport()
         seen: set[str] = set()
         try:
-            for issue in self._search():
-                seen.add(issue.key)
-                report.seen += 1
-                self._advance(issue, self._store.load(issue.key), report)
+            # Read every page before acting: our own comments bump `updated`, which would shift the
+            # pages of an ORDER BY updated search while we walk them.
+            issues = list(self._search())
         except ConnectorError as exc:
             report.error = f"ticket search failed: {exc}"
             log.warning("cycle failed, will retry next cycle: %s", report.error)
             return report
+        for issue in issues:
+            seen.add(issue.key)
+            report.seen += 1
+            self._advance(issue, self._store.load(issue.key), report)
         # Tickets we were working on that left the selection (closed, label removed): let the engine
         # see them once more so it can stop cleanly and say what was and was not done.
         for state in self._store.open_states():
