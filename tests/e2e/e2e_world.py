@@ -43,6 +43,7 @@ class World:
         extra_domains: Mapping[str, Sequence[str]] | None = None,
         **config: Mapping[str, Any],
     ) -> None:
+        assert sandbox.jira is not None, "the sandbox has no Jira emulator"
         self.sandbox = sandbox
         self.jira: Any = sandbox.jira
         overrides: dict[str, Any] = {

@@ -7,6 +7,7 @@ checks the Microsoft side effects as a whole (``world.effects()``): an action on
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from datetime import timedelta
 
 from e2e_world import TRIGGER, World, is_internal
@@ -161,7 +162,7 @@ def test_an_account_reported_by_someone_else_is_flagged_and_worded_for_them(worl
     assert world.effects() - before == world.remediated("contoso", "lidia.holloway@contoso.com")
 
 
-def test_a_guest_account_is_refused(make_world: type[World]) -> None:
+def test_a_guest_account_is_refused(make_world: Callable[..., World]) -> None:
     world = make_world(extra_domains={"contoso": ["contoso.onmicrosoft.com"]})
     guest = "pat.partner_example.org#EXT#@contoso.onmicrosoft.com"
     before = world.effects()
@@ -404,7 +405,7 @@ def test_a_throttled_graph_read_is_retried_without_repeating_writes(world: World
                                                 ("revoke", "fabrikam", address): 1})
 
 
-def test_throttling_beyond_the_http_retries_waits_for_retry_after(make_world: type[World]) -> None:
+def test_throttling_beyond_the_http_retries_waits_for_retry_after(make_world: Callable[..., World]) -> None:
     world = make_world(http={"max_retries": 0})
     address = "adele.vance@contoso.com"
     key = awaiting_approval(world, address)
