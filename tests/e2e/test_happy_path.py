@@ -125,6 +125,10 @@ def test_a_blocked_account_is_remediated_end_to_end(world: World, case: Case) ->
     assert all(n.to == case.reporter for n in world.jira.notifications(key))
 
     assert world.effects() - before == world.remediated(case.tenant, case.reporter)
+    microsoft = world.sandbox.microsoft
+    assert microsoft.reset_count(case.tenant, case.reporter) == 1
+    assert microsoft.revocation_count(case.tenant, case.reporter) == 1
+    assert microsoft.unblock_count(case.tenant, case.reporter) == 1
     world.advance(timedelta(hours=2))
     world.cycle()
     assert len(world.comments(key)) == len(sequence), "a resolved ticket is left alone"
@@ -142,3 +146,26 @@ def test_the_remediation_note_lists_each_outcome_on_its_own_line(world: World) -
     assert "* (/) Removed from the Restricted users list: lidia.holloway@contoso.com." in lines, summary
     world.finish(key)
     assert world.state(key).stage is Stage.RESOLVED
+
+
+FRENCH_DAYS = ("lundi", "mardi", "mercredi", "jeudi", "vendredi", "samedi", "dimanche")
+FRENCH_MONTHS = ("janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août", "septembre",
+                 "octobre", "novembre", "décembre")
+
+
+def test_a_window_on_the_next_local_day_names_that_day(world: World) -> None:
+    now = world.now()
+    evening = now.replace(hour=22, minute=40, second=0, microsecond=0)  # 23:40 in Paris
+    world.advance(evening - now if evening > now else evening + timedelta(days=1) - now)
+    key = world.new_ticket("marc.leroy@fabrikam.fr")
+    world.cycle()
+    world.approve(key)
+    world.cycle()
+    unblocked = unblock_time(world, "marc.leroy@fabrikam.fr")
+    start = (unblocked + timedelta(hours=3)).astimezone(ZoneInfo("Europe/Paris"))
+    end = start + timedelta(hours=1)
+    assert start.date() > unblocked.astimezone(ZoneInfo("Europe/Paris")).date()
+    day = f"{FRENCH_DAYS[start.weekday()]} {start.day} {FRENCH_MONTHS[start.month - 1]} {start.year}"
+    eta = world.bot_comment(key, "eta").body
+    assert f"entre {start:%H:%M} et {end:%H:%M} (Europe/Paris) le {day}." in eta, eta
+    assert world.finish(key).stage is Stage.RESOLVED
