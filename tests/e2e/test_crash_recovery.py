@@ -158,13 +158,16 @@ def test_a_crash_at_any_save_never_repeats_or_loses_a_step(
 ) -> None:
     singled_out = SINGLED_OUT[after_write]
     failures: dict[str, list[str]] = {}
+    crashes = 0
     for number in range(1, clean_run_saves + 2):  # + 1: a crash that never comes changes nothing
         run = remediate(shared_world, monkeypatch, at_save(number, singled_out), after_write)
         monkeypatch.undo()
+        crashes += bool(run.crashed_in)
         found = problems_of(shared_world, run)
         if found:
             failures[run.crashed_in or f"save {number} (no crash)"] = found
     assert failures == {}, "\n".join(f"{where}: {what}" for where, what in failures.items())
+    assert crashes == clean_run_saves - 1, "every save but the singled-out one must have crashed once"
 
 
 def test_sessions_revoked_but_not_recorded_are_not_revoked_again(
