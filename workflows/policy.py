@@ -17,6 +17,9 @@ class RemediationPolicy:
     escalate_after: timedelta = timedelta(hours=24)
     verify_every: timedelta = timedelta(minutes=30)
     retry_after: timedelta = timedelta(minutes=5)  # wait after a failure that gave no Retry-After
+    # After a crash between recording an unblock and confirming it, wait this long (a sent unblock takes
+    # a while to show on the list) before looking again and, if still listed, sending it once more.
+    unblock_grace: timedelta = timedelta(minutes=30)
     excluded_roles: tuple[str, ...] = (ANY_DIRECTORY_ROLE,)
     auto_approve: bool = False
     check_inbox_rules: bool = True

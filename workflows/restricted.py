@@ -29,6 +29,45 @@ def escalation_actions(ctx: StepContext) -> list[str]:
     return actions
 
 
+def _send_unblock(ctx: StepContext, address: str) -> bool:
+    """Call Remove-BlockedSenderAddress; False when the unblock limit stopped us (ticket escalated)."""
+    state = ctx.state
+    try:
+        ctx.tenant.restricted.unblock(address, reason=f"{state.issue_key}: approved remediation")
+    except NotBlockedError:
+        pass  # already gone from the list: the goal is reached
+    except UnblockLimitReachedError as error:
+        state.refusal, state.refusal_detail = "unblock_limit", f"{address}: {error}"
+        ctx.finish(Stage.ESCALATED, escalation_actions(ctx))
+        return False
+    return True
+
+
+def _reconcile(ctx: StepContext, address: str) -> bool:
+    """Settle an unblock whose outcome a crash hid; True when settled, False to wait a little longer.
+
+    Never fired blindly: a sent unblock needs time to show, so wait ``unblock_grace`` after the intent,
+    then read the list. Off the list: it went through. Still listed: it cannot have been sent (or did
+    not take), so send it once more — and never a third time.
+    """
+    state = ctx.state
+    assert state.unblocked_at  # the intent time
+    settle_at = state.unblocked_at + ctx.policy.unblock_grace
+    if ctx.now() < settle_at:
+        state.retry_at = settle_at
+        ctx.save()
+        return False
+    if address in state.unblock_resent:
+        return True  # verification decides from here
+    listed = ctx.tenant.restricted.blocked_entries([address])
+    if not any(e.sender_address.lower() == address for e in listed):
+        return True
+    state.unblock_resent = (*state.unblock_resent, address)
+    state.unblocked_at = ctx.now()  # the ETA counts from the unblock that was actually sent
+    ctx.save()
+    return _send_unblock(ctx, address)
+
+
 def unblock(ctx: StepContext) -> None:
     """LIST_CHECKED: unblock each listed address at most once, then tell agent and user."""
     state, policy = ctx.state, ctx.policy
@@ -39,19 +78,18 @@ def unblock(ctx: StepContext) -> None:
         )
         return
     for address in state.listed_addresses:
+        if address in state.unblocked_addresses:
+            continue
         if address in state.unblock_intents:
-            continue  # attempted before a crash: never call it twice, verification will tell
-        state.unblock_intents = (*state.unblock_intents, address)
-        state.unblocked_at = state.unblocked_at or ctx.now()
-        ctx.save()
-        try:
-            ctx.tenant.restricted.unblock(address, reason=f"{state.issue_key}: approved remediation")
-        except NotBlockedError:
-            pass  # already gone from the list: the goal is reached
-        except UnblockLimitReachedError as error:
-            state.refusal, state.refusal_detail = "unblock_limit", f"{address}: {error}"
-            ctx.finish(Stage.ESCALATED, escalation_actions(ctx))
-            return
+            # Recorded before a crash: the call may or may not have reached Exchange.
+            if not _reconcile(ctx, address):
+                return  # wait for the grace period, then look again
+        else:
+            state.unblock_intents = (*state.unblock_intents, address)
+            state.unblocked_at = state.unblocked_at or ctx.now()
+            ctx.save()
+            if not _send_unblock(ctx, address):
+                return
         state.unblocked_addresses = (*state.unblocked_addresses, address)
         ctx.save()
     assert state.unblocked_at  # set with the first intent

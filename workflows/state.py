@@ -95,6 +95,7 @@ class TicketState:
     listed_addresses: tuple[str, ...] = ()
     unblock_intents: tuple[str, ...] = ()
     unblocked_addresses: tuple[str, ...] = ()
+    unblock_resent: tuple[str, ...] = ()  # re-sent once after a crash left the first call uncertain
     unblocked_at: datetime | None = None
     eta_start: datetime | None = None
     eta_end: datetime | None = None
