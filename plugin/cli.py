@@ -139,20 +139,30 @@ def _runtime(config_path: Path) -> Runtime:
 @main.command()
 @_config_option
 @click.option("--once", is_flag=True, help="Run a single cycle and exit (for cron).")
-def run(config_path: Path, once: bool) -> None:
+@click.option("--dry-run", is_flag=True,
+              help="One cycle that reads everything for real but only prints the writes it would make.")
+def run(config_path: Path, once: bool, dry_run: bool) -> None:
     """Poll Jira and remediate tickets until SIGTERM/SIGINT."""
+    from mailunblock.plugin.clock import SystemClock
     from mailunblock.plugin.poller import CycleReport, Poller, run_forever
 
     runtime = _runtime(config_path)
+    engine, store = runtime.engine, runtime.store
+    if dry_run:
+        from mailunblock.plugin.dryrun import dry_run_engine
+
+        click.echo("DRY RUN: reading Jira, Graph and Exchange for real; no write is made, nothing is stored.")
+        engine, store = dry_run_engine(runtime.config, runtime, SystemClock(), click.echo)
+        once = True
     poller = Poller(
         lambda: runtime.jira.search(runtime.config.jira.search_jql),
         runtime.jira.get_issue,
-        runtime.engine,
-        runtime.store,
+        engine,
+        store,
     )
 
     def report(cycle: CycleReport) -> None:
-        purged = runtime.vault.purge_expired()
+        purged = 0 if dry_run else runtime.vault.purge_expired()
         stamp = f"cycle: {cycle.seen} ticket(s) selected"
         if cycle.error:
             click.echo(f"{stamp}; FAILED: {cycle.error} (retrying next cycle)", err=True)

@@ -70,3 +70,37 @@ def test_unknown_config_is_a_clear_error(tmp_path: Path) -> None:
 def test_sandbox_option_validation() -> None:
     code, output = _cli("sandbox", "--without-permission", "contoso")
     assert code == 2 and "expected TENANT:PERMISSION" in output
+
+
+def test_dry_run_reads_for_real_and_writes_nothing(sandbox: tuple[Sandbox, Path]) -> None:
+    box, config = sandbox
+    box.jira.add_comment("HELP-1", "alice", "/approve")  # before the plan: ignored, and said so
+    before = {key: len(box.jira.comments(key)) for key in ("HELP-1", "HELP-2", "HELP-4")}
+    code, output = _cli("run", "--dry-run", "--config", str(config))
+    assert code == 0, output
+    assert output.startswith("DRY RUN")
+    assert "HELP-1: would post PUBLIC comment (emailed to the reporter)" in output
+    assert "HELP-1: would post internal note: mailunblock — remediation plan" in output
+    assert "HELP-4: would post internal note: mailunblock — not handled automatically" in output
+    assert {key: len(box.jira.comments(key)) for key in before} == before
+    writes = [c for c in box.calls.records() if c.method in ("POST", "PUT", "PATCH", "DELETE")
+              and c.service in ("jira", "graph") and "search" not in c.path]
+    assert writes == []
+    assert box.microsoft.reset_count("contoso", "adele.vance@contoso.com") == 0
+    code, output = _cli("status", "--config", str(config))
+    assert "no tickets yet" in output  # the real store was not touched
+
+
+def test_dry_run_of_an_approved_ticket_describes_the_remediation(sandbox: tuple[Sandbox, Path]) -> None:
+    box, config = sandbox
+    assert _cli("run", "--once", "--config", str(config))[0] == 0
+    box.jira.add_comment("HELP-1", "alice", "/approve")
+    code, output = _cli("run", "--dry-run", "--config", str(config))
+    assert code == 0, output
+    assert "tenant contoso: would reset the password of user" in output
+    assert "tenant contoso: would revoke the sign-in sessions" in output
+    assert "tenant contoso: would remove adele.vance@contoso.com from the Restricted users list" in output
+    assert box.microsoft.reset_count("contoso", "adele.vance@contoso.com") == 0
+    assert box.microsoft.is_listed("contoso", "adele.vance@contoso.com")
+    code, output = _cli("status", "--config", str(config))
+    assert any(line.startswith("HELP-1") and "awaiting_approval" in line for line in output.splitlines())
