@@ -20,6 +20,7 @@ from mailunblock.sandbox.jira.state import (
     AFFECTED_ACCOUNT_FIELD,
     SD_PUBLIC_COMMENT,
     STATUS_CATEGORIES,
+    Approval,
     Comment,
     Issue,
     JiraApiError,
@@ -308,7 +309,9 @@ def select_fields(fields: list[str], default: tuple[str, ...]) -> tuple[list[str
 
 
 def _expand(raw: Any) -> set[str]:
-    return {part.strip() for part in str(raw or "").split(",") if part.strip()}
+    """An ``expand`` value: a comma-separated string, or a list of them (search request bodies)."""
+    items = raw if isinstance(raw, list) else [raw]
+    return {part.strip() for item in items for part in str(item or "").split(",") if part.strip()}
 
 
 def _list_param(name: str) -> list[str]:
@@ -578,7 +581,8 @@ def create_jira_app(state: JiraState, ctx: SandboxContext) -> Flask:
             field_list = list(body.get("fields") or [])
             props = list(body.get("properties") or [])
         else:
-            params = {k: request.args.get(k) for k in ("jql", "startAt", "maxResults", "expand")}
+            params = {k: request.args.get(k) for k in ("jql", "startAt", "maxResults")}
+            params["expand"] = request.args.getlist("expand")
             field_list, props = _list_param("fields"), _list_param("properties")
         start = _int_param(params["startAt"], "startAt", 0)
         limit = min(_int_param(params["maxResults"], "maxResults", 50), 1000)
@@ -920,11 +924,39 @@ def create_jira_app(state: JiraState, ctx: SandboxContext) -> Flask:
 
     @app.get(f"{SD_API}/request/<key>/approval")
     def sd_approvals(key: str) -> Any:
+        start = _int_param(request.args.get("start"), "start", 0)
+        limit = _int_param(request.args.get("limit"), "limit", 50)
         with state.locked():
-            service_desk_issue(key)
-        return {"size": 0, "start": 0, "limit": 50, "isLastPage": True, "values": [],
-                "_links": {"base": request.url_root.rstrip("/"), "context": "",
-                           "self": request.base_url}}
+            issue = service_desk_issue(key)
+            page = issue.approvals[start:start + limit]
+            return {"size": len(page), "start": start, "limit": limit,
+                    "isLastPage": start + limit >= len(issue.approvals),
+                    "values": [_sd_approval(state, issue, a, viewer()) for a in page],
+                    "_links": {"base": request.url_root.rstrip("/"), "context": "",
+                               "self": request.base_url}}
+
+    @app.get(f"{SD_API}/request/<key>/approval/<approval_id>")
+    def sd_approval(key: str, approval_id: str) -> Any:
+        with state.locked():
+            issue = service_desk_issue(key)
+            approval = _sd_find_approval(state, issue, approval_id)
+            return _sd_approval(state, issue, approval, viewer())
+
+    @app.post(f"{SD_API}/request/<key>/approval/<approval_id>")
+    def sd_answer_approval(key: str, approval_id: str) -> Any:
+        body = _json_body()
+        decision = body.get("decision") if isinstance(body, dict) else None
+        if decision not in ("approve", "decline"):
+            raise _sd_error(400, "The decision must be 'approve' or 'decline'.",
+                            "sd.approval.error.invalid.decision")
+        with state.locked():
+            issue = service_desk_issue(key)
+            approval = _sd_find_approval(state, issue, approval_id)
+            if not state.can_answer(viewer(), approval):
+                raise _sd_error(403, "You are not allowed to answer this approval.",
+                                "sd.approval.error.cannot.answer")
+            state.answer_approval(issue.key, approval.id, viewer().account_id, str(decision))
+            return _sd_approval(state, issue, approval, viewer())
 
     return app
 
@@ -938,6 +970,56 @@ def _sd_error(status: int, message: str, i18n_key: str) -> JiraApiError:
     error.body = {"errorMessage": message,
                   "i18nErrorMessage": {"i18nKey": i18n_key, "parameters": []}}
     return error
+
+
+def _sd_find_approval(state: JiraState, issue: Issue, approval_id: str) -> Approval:
+    try:
+        return state.find_approval(issue, approval_id)
+    except JiraApiError as exc:
+        raise _sd_error(404, f"The approval with id {approval_id} does not exist.",
+                        "sd.approval.error.not.found") from exc
+
+
+def _sd_date(moment: datetime, viewer: User) -> dict[str, Any]:
+    local = moment.astimezone(viewer.zone)
+    return {
+        "iso8601": local.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "jira": jira_time(moment, viewer),
+        "friendly": local.strftime("%d/%b/%y %I:%M %p"),
+        "epochMillis": int(moment.timestamp() * 1000),
+    }
+
+
+def _sd_user(state: JiraState, user: User) -> dict[str, Any]:
+    """JSM's UserDTO: accountId on Cloud, key and name on Data Center."""
+    base = request.url_root.rstrip("/")
+    if state.deployment == "cloud":
+        ids: dict[str, Any] = {"accountId": user.account_id}
+        link = f"{base}/rest/api/2/user?accountId={user.account_id}"
+    else:
+        ids = {"key": user.key, "name": user.name}
+        link = f"{base}/rest/api/2/user?username={user.name}"
+    return {**ids, "emailAddress": user.email, "displayName": user.display_name,
+            "active": user.active, "timeZone": user.time_zone, "_links": {"self": link}}
+
+
+def _sd_approval(state: JiraState, issue: Issue, approval: Approval, viewer: User) -> dict[str, Any]:
+    base = request.url_root.rstrip("/")
+    body: dict[str, Any] = {
+        "id": approval.id,
+        "name": approval.name,
+        "finalDecision": approval.final_decision,
+        "canAnswerApproval": state.can_answer(viewer, approval),
+        "approvers": [{"approver": _sd_user(state, state.users[a.account]),
+                       "approverDecision": a.decision} for a in approval.approvers],
+        "createdDate": _sd_date(approval.created, viewer),
+    }
+    if approval.completed is not None:
+        body["completedDate"] = _sd_date(approval.completed, viewer)
+    body["_links"] = {
+        "self": f"{base}/rest/servicedeskapi/request/{issue.id}/approval/{approval.id}"
+    }
+    return body
 
 
 def _sd_comment(state: JiraState, issue: Issue, comment: Comment, viewer: User) -> dict[str, Any]:

@@ -173,6 +173,27 @@ class Link:
 
 
 @dataclass
+class Approver:
+    """One approver of a JSM approval and their answer ("pending", "approved" or "declined")."""
+
+    account: str  # account id
+    decision: str = "pending"
+
+
+@dataclass
+class Approval:
+    """A JSM native approval on a request: approvers, how many must approve, the final decision."""
+
+    id: str
+    name: str
+    approvers: list[Approver]
+    created: datetime
+    required: int = 1
+    final_decision: str = "pending"
+    completed: datetime | None = None
+
+
+@dataclass
 class Issue:
     """An issue and everything hanging off it."""
 
@@ -192,6 +213,7 @@ class Issue:
     comments: list[Comment] = field(default_factory=list)
     properties: dict[str, Any] = field(default_factory=dict)
     changelog: list[History] = field(default_factory=list)
+    approvals: list[Approval] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -281,6 +303,7 @@ class JiraState:
         self._next_comment_id = 10000
         self._next_history_id = 10000
         self._next_link_id = 10000
+        self._next_approval_id = 1
 
     # ----------------------------------------------------------------- construction
 
@@ -722,6 +745,69 @@ class JiraState:
                 raise not_found(f"The property with key '{prop_key}' does not exist.")
             self._before_write(issue)
             del issue.properties[prop_key]
+
+    def open_approval(
+        self, key: str, name: str, approvers: Iterable[str], *, required: int = 1
+    ) -> str:
+        """Open a pending JSM approval on a service-desk request; return its id.
+
+        ``approvers`` are user handles; ``required`` approvals make it "approved" (JSM's "number of
+        approvers" condition), and one decline declines it.
+        """
+        with self._lock:
+            issue = self.find_issue(key)
+            if not self.projects[issue.project].service_desk:
+                raise ValueError(f"{issue.key} is not a service desk request")
+            people = [Approver(self.user(ref).account_id) for ref in approvers]
+            if not people or not 1 <= required <= len(people):
+                raise ValueError("an approval needs approvers and 1 <= required <= len(approvers)")
+            approval = Approval(str(self._next_approval_id), name, people, self.clock.now(),
+                                required)
+            self._next_approval_id += 1
+            issue.approvals.append(approval)
+            return approval.id
+
+    def find_approval(self, issue: Issue, approval_id: str) -> Approval:
+        """An approval of ``issue`` by id, else a 404."""
+        for approval in issue.approvals:
+            if approval.id == approval_id:
+                return approval
+        raise not_found(f"Approval {approval_id} does not exist.")
+
+    def can_answer(self, user: User, approval: Approval) -> bool:
+        """True when ``user`` is a pending approver of a still pending approval."""
+        return approval.final_decision == "pending" and any(
+            a.account == user.account_id and a.decision == "pending" for a in approval.approvers
+        )
+
+    def answer_approval(self, key: str, approval_id: str, user: str, decision: str) -> Approval:
+        """Record ``user``'s "approve" or "decline"; settle the final decision when it is reached."""
+        if decision not in ("approve", "decline"):
+            raise JiraApiError(400, [f"Invalid decision '{decision}': use approve or decline."])
+        with self._lock:
+            issue = self.find_issue(key)
+            approval = self.find_approval(issue, approval_id)
+            account = self.user(user).account_id
+            if not self.can_answer(self.users[account], approval):
+                raise JiraApiError(403, ["You cannot answer this approval."])
+            self._before_write(issue)
+            now = self.clock.now()
+            answer = next(a for a in approval.approvers if a.account == account)
+            answer.decision = "approved" if decision == "approve" else "declined"
+            approved = sum(a.decision == "approved" for a in approval.approvers)
+            if answer.decision == "declined":
+                approval.final_decision = "declined"
+            elif approved >= approval.required:
+                approval.final_decision = "approved"
+            if approval.final_decision != "pending":
+                approval.completed = now
+            issue.updated = now
+            return copy.deepcopy(approval)
+
+    def approvals(self, key: str) -> list[Approval]:
+        """Copies of the issue's JSM approvals, oldest first."""
+        with self._lock:
+            return copy.deepcopy(self.find_issue(key).approvals)
 
     def issue(self, key: str) -> Issue:
         """A copy of the issue (labels, status, comments, changelog, properties…)."""

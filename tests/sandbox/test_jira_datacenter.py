@@ -67,3 +67,27 @@ def test_comment_has_no_jsd_public_but_internal_property_works(dc: JiraHarness) 
                                         "value": {"internal": True}}]}).get_json()
     assert "jsdPublic" not in created
     assert dc.state.notifications("HELP-1") == []
+
+
+@pytest.mark.parametrize(
+    "expand",
+    [["changelog"], ["renderedFields", "changelog"], "names,changelog"],
+    ids=["list", "list-of-two", "string"],
+)
+def test_post_search_expands_the_changelog_given_as_list_or_string(
+    dc: JiraHarness, expand: list[str] | str
+) -> None:
+    dc.state.set_labels("HELP-1", ["mail-blocked", "seen"], actor="alice")
+    page = dc.post("/rest/api/2/search", json={
+        "jql": "key = HELP-1", "fields": ["labels"], "expand": expand}).get_json()
+    [issue] = page["issues"]
+    [history] = issue["changelog"]["histories"]
+    assert history["author"]["name"] == "alice"
+    assert history["items"][0]["toString"] == "mail-blocked seen"
+
+
+def test_get_search_expands_a_repeated_expand_parameter(dc: JiraHarness) -> None:
+    dc.state.set_labels("HELP-1", ["mail-blocked", "seen"], actor="alice")
+    page = dc.client.get("/rest/api/2/search?jql=key%3DHELP-1&expand=names&expand=changelog",
+                         headers=dc.headers).get_json()
+    assert "changelog" in page["issues"][0]
