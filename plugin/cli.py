@@ -114,7 +114,8 @@ def doctor(config_path: Path) -> None:
               help="Start with an app permission missing, e.g. contoso:User.RevokeSessions.All.")
 def sandbox(scenario: str, state_dir: Path, speed: float, revoke: tuple[str, ...]) -> None:
     """Run the local EMULATORS of Jira and Microsoft 365 on loopback until Ctrl-C."""
-    from mailunblock.sandbox.server import serve
+    from mailunblock.sandbox.scenario import ScenarioError
+    from mailunblock.sandbox.server import SandboxError, serve
 
     pairs = []
     for item in revoke:
@@ -122,7 +123,10 @@ def sandbox(scenario: str, state_dir: Path, speed: float, revoke: tuple[str, ...
         if not sep or not tenant or not permission:
             raise click.BadParameter(f"{item!r}: expected TENANT:PERMISSION", param_hint="--without-permission")
         pairs.append((tenant, permission))
-    serve(state_dir=state_dir, scenario=scenario, speed=speed, revoke=pairs)
+    try:
+        serve(state_dir=state_dir, scenario=scenario, speed=speed, revoke=pairs)
+    except (SandboxError, ScenarioError) as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 def _runtime(config_path: Path) -> Runtime:

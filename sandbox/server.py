@@ -152,6 +152,10 @@ def _merge(base: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]
     return merged
 
 
+class SandboxError(Exception):
+    """The sandbox cannot start (port taken, unreadable scenario ...); the message says why."""
+
+
 class Sandbox:
     """Every emulator of a scenario, served on loopback; use as a context manager."""
 
@@ -164,8 +168,10 @@ class Sandbox:
         speed: float = 1.0,
         start_time: datetime | None = None,
         revoke: Sequence[tuple[str, str]] = (),
+        jira_deployment: str | None = None,
     ) -> None:
         self.scenario: Scenario = load_scenario(scenario)
+        self._jira_deployment = jira_deployment
         self.layout = StateLayout(Path(state_dir).resolve())
         self._ports = {**DEFAULT_PORTS, **(ports or {})}
         self.tls: TlsFiles = ensure_tls(self.layout.tls_dir)
@@ -177,7 +183,10 @@ class Sandbox:
         }
         self.microsoft = MicrosoftState(self.scenario, credentials, self.clock)
         for tenant, permission in revoke:
-            self.microsoft.revoke(tenant, permission)
+            try:
+                self.microsoft.revoke(tenant, permission)
+            except KeyError as exc:
+                raise SandboxError(f"cannot remove {permission!r} from {tenant!r}: {exc.args[0]}") from None
         self.jira: Any | None = None
         self._create_jira_app: Any | None = None
         self._load_jira()
@@ -186,10 +195,13 @@ class Sandbox:
 
     def _load_jira(self) -> None:
         try:
-            from mailunblock.sandbox.jira import JiraState, create_jira_app
+            from mailunblock.sandbox.jira import JiraState, create_jira_app, demo_scenario
         except ImportError:
             return
-        self.jira = JiraState.from_scenario(dict(self.scenario.jira), self.clock)
+        section = dict(self.scenario.jira) or demo_scenario()
+        if self._jira_deployment is not None:  # e.g. the demo service desk on Data Center
+            section["deployment"] = self._jira_deployment
+        self.jira = JiraState.from_scenario(section, self.clock)
         self.jira.set_bot_token(_read_or_create_token(self.layout.jira_token))
         self._create_jira_app = create_jira_app
 
@@ -254,6 +266,7 @@ class Sandbox:
         if self._servers:
             return self
         ssl_context = self.tls.server_context()
+        service = ""
         try:
             for service, app in self._apps().items():
                 self._servers[service] = make_server(
@@ -264,9 +277,12 @@ class Sandbox:
                     request_handler=_QuietHandler,
                     ssl_context=None if service == "control" else ssl_context,
                 )
-        except (OSError, SystemExit) as exc:
+        except (OSError, SystemExit):  # werkzeug exits instead of raising when the port is taken
             self._close_servers()
-            raise RuntimeError(f"sandbox cannot bind its ports on {HOST}: {exc}") from None
+            raise SandboxError(
+                f"the {service} emulator cannot listen on {HOST}:{self._ports[service]} — is another "
+                "sandbox (or program) using it? Stop it, or choose other ports."
+            ) from None
         urls = self.microsoft.urls
         urls.identity, urls.graph, urls.exchange = (
             self.authority_host, self.graph_url, self.exchange_url

@@ -104,3 +104,10 @@ def test_dry_run_of_an_approved_ticket_describes_the_remediation(sandbox: tuple[
     assert box.microsoft.is_listed("contoso", "adele.vance@contoso.com")
     code, output = _cli("status", "--config", str(config))
     assert any(line.startswith("HELP-1") and "awaiting_approval" in line for line in output.splitlines())
+
+
+def test_sandbox_startup_problems_are_one_line_errors(tmp_path: Path) -> None:
+    code, output = _cli("sandbox", "--state-dir", str(tmp_path), "--scenario", str(tmp_path / "nope.toml"))
+    assert code == 1 and "cannot read scenario" in output
+    code, output = _cli("sandbox", "--state-dir", str(tmp_path), "--without-permission", "contoso:Nope")
+    assert code == 1 and "has no permission or role 'Nope'" in output
