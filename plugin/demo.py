@@ -93,7 +93,7 @@ class Demo:
                         runtime.jira.get_issue, runtime.engine, runtime.store)
         jira: Any = sandbox.jira
         start = sandbox.clock.now()
-        cycle = 0
+        cycle = quiet = 0
         while sandbox.clock.now() - start < HORIZON:
             cycle += 1
             for action in (a for a in actions if a.cycle == cycle):
@@ -105,15 +105,25 @@ class Demo:
                                         labels=["mail-blocked"], description="Same problem as before.")
                 self._echo(f"\n  >> {dup}: Adele files a second ticket while the first is in progress")
             report = poller.run_cycle()
-            self._echo(f"\n[cycle {cycle}, sandbox time {sandbox.clock.now():%a %H:%M} UTC] "
-                       f"{report.seen} ticket(s) selected")
-            self._show_new_comments(jira)
+            news = self._new_comments(jira)
+            stamp = f"{sandbox.clock.now():%a %H:%M} UTC"
+            if news:
+                if quiet:
+                    self._echo(f"\n  ... {quiet} quiet cycle(s): the list is re-checked every 30 min while "
+                               "the users wait for the sending window")
+                    quiet = 0
+                self._echo(f"\n[cycle {cycle}, sandbox time {stamp}] {report.seen} ticket(s) selected")
+                for line in news:
+                    self._echo(line)
+            else:
+                quiet += 1
             if cycle > 4 and all(s.is_terminal for s in runtime.store.all_states()):
                 break
             sandbox.clock.advance(STEP)
         return self._summary(sandbox, runtime)
 
-    def _show_new_comments(self, jira: Any) -> None:
+    def _new_comments(self, jira: Any) -> list[str]:
+        lines = []
         for issue in sorted(jira.issues.values(), key=lambda i: int(i.id)):
             comments = issue.comments
             for comment in comments[self._shown.get(issue.key, 0):]:
@@ -121,13 +131,14 @@ class Demo:
                 if author.display_name.startswith(BOT):
                     private = comment.internal or comment.visibility is not None
                     audience = "internal note" if private else "public, emailed to reporter"
-                    self._echo(f"  {issue.key:8} {audience:28} {_gist(comment.body)}")
+                    lines.append(f"  {issue.key:8} {audience:28} {_gist(comment.body)}")
             self._shown[issue.key] = len(comments)
+        return lines
 
     def _summary(self, sandbox: Sandbox, runtime: Runtime) -> int:
         jira: Any = sandbox.jira
         self._echo("\n" + "=" * 78 + "\nSummary (sandbox time)\n")
-        self._echo(f"  {'ticket':8} {'account':30} {'outcome':18} {'resets':>6} {'unblocks':>8}  elapsed")
+        self._echo(f"  {'ticket':8} {'account':30} {'outcome':18} {'resets':>6} {'unblocks':>8}  first seen → done")
         for state in runtime.store.all_states():
             account = state.account_upn or "-"
             resets = unblocks = 0
@@ -154,14 +165,24 @@ _GREETINGS = ("hello", "bonjour")
 _KEY_PHRASES = ("between", "entre", "no longer blocked", "n'est plus bloqué")
 
 
+def _sentence(line: str) -> str:
+    line = line.replace("*", "").replace("{{", "").replace("}}", "").strip()
+    head, sep, _ = line.partition(". ")
+    return head + "." if sep else line
+
+
 def _gist(body: str) -> str:
-    """The line of a comment that tells the story: its heading, the ETA window or its first sentence."""
+    """The part of a comment that tells the story: the ETA window, else heading + first sentence."""
     lines = [line.strip() for line in body.splitlines() if line.strip()]
-    heading = next((line[3:].strip() for line in lines if line.startswith("h3.")), None)
     key = next((line for line in lines if any(p in line.lower() for p in _KEY_PHRASES)), None)
-    first = next((line for line in lines if not line.lower().startswith(_GREETINGS)), "")
-    text = (key or heading or first).replace("*", "").replace("{{", "").replace("}}", "")
-    return text if len(text) <= 130 else text[:127] + "..."
+    if key:
+        text = _sentence(key)
+    else:
+        heading = next((line[3:].strip() for line in lines if line.startswith("h3.")), None)
+        rest = [line for line in lines if not line.startswith("h3.") and not line.lower().startswith(_GREETINGS)]
+        first = _sentence(rest[0]) if rest else ""
+        text = f"{heading}: {first}" if heading and first else heading or first
+    return text if len(text) <= 150 else text[:147] + "..."
 
 
 def run_demo(echo: Callable[[str], None], workdir: Path | None = None) -> int:
