@@ -26,6 +26,8 @@ from mailunblock.connectors.http import (
     retry_after_seconds,
 )
 from mailunblock.connectors.models import (
+    JiraApproval,
+    JiraApprover,
     JiraComment,
     JiraIssue,
     JiraStatusChange,
@@ -49,6 +51,8 @@ USER_GROUPS = f"{API}/user/groups"
 GROUP_MEMBERS = f"{API}/group/member"
 PROJECT_ROLES = f"{API}/project/{{project}}/role"
 PROJECT_ROLE = f"{API}/project/{{project}}/role/{{role_id}}"
+SD_API = "/rest/servicedeskapi"
+APPROVALS = f"{SD_API}/request/{{key}}/approval"  # JSM native approvals (Cloud and Data Center)
 
 MARKER_PROPERTY = "mailunblock"
 JSM_VISIBILITY_PROPERTY = "sd.public.comment"
@@ -230,6 +234,20 @@ class JiraClient:
             "outwardIssue": {"key": other_key},
         }
         self._call("POST", ISSUE_LINK, json=body, safe=False)
+
+    def approvals(self, issue_key: str) -> list[JiraApproval]:
+        """The request's JSM native approvals, every page (a read, so retried when throttled)."""
+        path = APPROVALS.format(key=_seg(issue_key))
+        found: list[JiraApproval] = []
+        start = 0
+        while True:
+            params = {"start": str(start), "limit": str(self._page_size)}
+            page = self._call("GET", path, params=params)
+            values = page.get("values") or []
+            found += [_approval(raw) for raw in values]
+            start += len(values)
+            if page.get("isLastPage", True) or not values:
+                return found
 
     def is_approver(self, user: JiraUser) -> bool:
         """True when the user belongs to a configured approver group or project role."""
@@ -455,6 +473,31 @@ def _comment(raw: dict[str, Any]) -> JiraComment:
         body=_text(raw.get("body")),
         created=_datetime(raw.get("created")),
         internal=internal,
+    )
+
+
+def _sd_datetime(value: Any) -> datetime | None:
+    """A servicedeskapi date object ({iso8601, jira, friendly, epochMillis}): epochMillis is exact."""
+    if not isinstance(value, dict):
+        return None
+    if isinstance(value.get("epochMillis"), int):
+        return datetime.fromtimestamp(value["epochMillis"] / 1000, UTC)
+    return _datetime(value.get("iso8601")) if value.get("iso8601") else None
+
+
+def _approval(raw: dict[str, Any]) -> JiraApproval:
+    approvers = tuple(
+        JiraApprover(_user(entry.get("approver") or {}), str(entry.get("approverDecision", "")))
+        for entry in raw.get("approvers") or ()
+    )
+    return JiraApproval(
+        id=str(raw["id"]),
+        name=str(raw.get("name") or ""),
+        final_decision=str(raw.get("finalDecision") or "pending"),
+        approvers=approvers,
+        created=_sd_datetime(raw.get("createdDate")) or datetime.fromtimestamp(0, UTC),
+        completed=_sd_datetime(raw.get("completedDate")),
+        can_answer=bool(raw.get("canAnswerApproval")),
     )
 
 

@@ -83,6 +83,33 @@ class JiraTransition:
 
 
 @dataclass(frozen=True)
+class JiraApprover:
+    """One approver of a JSM approval and their own decision ("approved", "declined", "pending")."""
+
+    user: JiraUser
+    decision: str
+
+
+@dataclass(frozen=True)
+class JiraApproval:
+    """A Jira Service Management native approval on a request."""
+
+    id: str
+    name: str
+    final_decision: str  # "approved" | "declined" | "pending"
+    approvers: tuple[JiraApprover, ...]
+    created: datetime
+    completed: datetime | None = None
+    can_answer: bool = False  # whether the caller (our bot) could answer it
+
+    def deciders(self) -> tuple[JiraUser, ...]:
+        """The approvers whose own decision made the final one (none while it is pending)."""
+        if self.final_decision not in ("approved", "declined"):
+            return ()
+        return tuple(a.user for a in self.approvers if a.decision == self.final_decision)
+
+
+@dataclass(frozen=True)
 class DirectoryUser:
     """An Entra ID (Azure AD) user as Graph describes it."""
 

@@ -197,11 +197,10 @@ def sandbox_state_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("sandbox")
 
 
-@pytest.fixture
-def env(
-    request: pytest.FixtureRequest, scenario: Any, sandbox_state_dir: Path, tmp_path: Path
+def _environment(
+    request: pytest.FixtureRequest, scenario: Any, state_dir: Path, tmp_path: Path, jira_deployment: str
 ) -> Iterator[Env]:
-    """Recording: a fresh sandbox per test. Replay: stand-in URLs and credentials."""
+    """Recording: a fresh sandbox (Jira Cloud or Data Center). Replay: stand-in URLs and credentials."""
     tenant = scenario.tenants[0]
     record_mode = request.config.getoption("--record-mode", default="none")
     if record_mode == "none":
@@ -217,7 +216,7 @@ def env(
     from mailunblock.sandbox.server import Sandbox
 
     ports = dict.fromkeys(("control", "jira", "identity", "graph", "exchange"), 0)
-    with Sandbox("default", sandbox_state_dir, ports=ports) as sandbox:
+    with Sandbox("default", state_dir, ports=ports, jira_deployment=jira_deployment) as sandbox:
         files = sandbox.layout.credentials(tenant.name)
         jira = sandbox.config_data()["jira"]
         yield Env(
@@ -228,6 +227,22 @@ def env(
             client_secret=files.client_secret.read_text(encoding="utf-8").strip(),
             pfx_path=str(files.pfx),
             pfx_passphrase=files.pfx_passphrase.read_text(encoding="utf-8").strip(),
-            jira_email=jira["email"], jira_token=sandbox.layout.jira_token.read_text().strip(),
+            jira_email=jira.get("email", ""), jira_token=sandbox.layout.jira_token.read_text().strip(),
             sandbox=sandbox,
         )
+
+
+@pytest.fixture
+def env(
+    request: pytest.FixtureRequest, scenario: Any, sandbox_state_dir: Path, tmp_path: Path
+) -> Iterator[Env]:
+    """Recording: a fresh sandbox per test (Jira Cloud). Replay: stand-in URLs and credentials."""
+    yield from _environment(request, scenario, sandbox_state_dir, tmp_path, "cloud")
+
+
+@pytest.fixture
+def dc_env(
+    request: pytest.FixtureRequest, scenario: Any, sandbox_state_dir: Path, tmp_path: Path
+) -> Iterator[Env]:
+    """Like ``env``, with the Jira emulator in Data Center mode (``jira_token`` is the bot's PAT)."""
+    yield from _environment(request, scenario, sandbox_state_dir, tmp_path, "datacenter")

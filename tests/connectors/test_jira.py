@@ -118,3 +118,34 @@ def test_server_errors_are_transient(env: Any) -> None:
     env.fault(FaultRule(service="jira", status=503, method="GET"))
     with pytest.raises(TransientError):
         client.get_issue("HELP-1")
+
+
+@pytest.mark.vcr
+def test_jsm_approvals_with_approvers_decisions_and_dates(env: Any) -> None:
+    if env.live:  # what the cassette replays: three approvals on HELP-1, answered in the emulator
+        jira_state = env.sandbox.jira
+        first = jira_state.open_approval("HELP-1", "Approve the unblock", ["alice", "bob"])
+        jira_state.answer_approval("HELP-1", first, "alice", "approve")
+        jira_state.open_approval("HELP-1", "Second opinion", ["bob"])
+        third = jira_state.open_approval("HELP-1", "Manager sign-off", ["bob", "mallory"])
+        jira_state.answer_approval("HELP-1", third, "bob", "decline")
+    client = jira(env)  # page_size 2: two pages
+    approvals = client.approvals("HELP-1")
+    assert [(a.name, a.final_decision) for a in approvals] == [
+        ("Approve the unblock", "approved"), ("Second opinion", "pending"),
+        ("Manager sign-off", "declined"),
+    ]
+    approved, pending, declined = approvals
+    assert [u.display_name for u in approved.deciders()] == ["Alice Martin"]
+    assert [(a.user.email, a.decision) for a in approved.approvers] == [
+        ("alice@msp-helpdesk.example", "approved"), ("bob@msp-helpdesk.example", "pending"),
+    ]
+    assert approved.approvers[0].user.account_id
+    assert approved.completed is not None and approved.completed >= approved.created
+    assert approved.created.tzinfo is not None
+    assert pending.completed is None and pending.deciders() == ()
+    assert [u.display_name for u in declined.deciders()] == ["Bob Nguyen"]
+    assert not any(a.can_answer for a in approvals)  # the bot is no approver
+    assert client.approvals("HELP-2") == []
+    with pytest.raises(NotFoundError):
+        client.approvals("HELP-999")
