@@ -15,6 +15,7 @@ from mailunblock.connectors.models import (
     DirectoryRole,
     DirectoryUser,
     InboxRule,
+    JiraApproval,
     JiraIssue,
     JiraUser,
 )
@@ -50,6 +51,10 @@ class DryRunTickets:
     def is_approver(self, user: JiraUser) -> bool:
         """Real read."""
         return self._inner.is_approver(user)
+
+    def approvals(self, issue_key: str) -> list[JiraApproval]:
+        """Real read."""
+        return self._inner.approvals(issue_key)
 
     def post_comment(self, issue_key: str, body: str, *, internal: bool, marker: str) -> str:
         """Print the comment's first line instead of posting it."""

@@ -111,6 +111,7 @@ def remediation_policy(config: Config) -> RemediationPolicy:
         resolve_transition=jira.transitions.resolve,
         escalate_transition=jira.transitions.escalate,
         approve_status=jira.transitions.approved_status,
+        jsm_native_approval=jira.jsm_native_approval,
     )
 
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from mailunblock.connectors.models import JiraComment, JiraUser
+from mailunblock.connectors.errors import NotFoundError
+from mailunblock.connectors.models import JiraApproval, JiraComment, JiraUser
 from mailunblock.workflows import notify
 from mailunblock.workflows.context import StepContext
 from mailunblock.workflows.state import Stage
@@ -17,14 +18,21 @@ AUTO_APPROVER = "auto-approval policy"
 
 @dataclass(frozen=True)
 class Attempt:
-    """A request to approve or reject: a command comment or a status change."""
+    """A request to approve or reject: a command comment, a status change or a JSM approval."""
 
-    source_id: str  # comment id, or "status-<epoch>" for a status change
+    source_id: str  # comment id, "status-<epoch>" for a status change, "jsm-<id>" for a JSM approval
     author: JiraUser
     verdict: str  # APPROVE | REJECT
     reason: str
-    kind: str  # "comment" | "transition"
+    kind: str  # "comment" | "transition" | "jsm"
     after_plan: bool
+    co_signers: tuple[JiraUser, ...] = ()  # other approvers whose answers made a JSM decision
+    name: str = ""  # the JSM approval's name
+
+    @property
+    def signers(self) -> tuple[JiraUser, ...]:
+        """Everyone who must pass the approver rules for this attempt to count."""
+        return (self.author, *self.co_signers)
 
 
 def parse_command(body: str) -> tuple[str, str] | None:
@@ -63,6 +71,30 @@ def attempts(ctx: StepContext) -> Iterator[Attempt]:
             source = f"status-{int(change.at.timestamp())}"
             after_plan = plan is not None and change.at > plan.created
             yield Attempt(source, change.author, APPROVE, "", "transition", after_plan)
+    if ctx.policy.jsm_native_approval:
+        yield from _native_attempts(ctx, plan)
+
+
+def _native_approvals(ctx: StepContext) -> list[JiraApproval]:
+    try:
+        return ctx.tickets.approvals(ctx.issue.key)
+    except NotFoundError:  # not a service-desk request: only comments and status changes can approve
+        return []
+
+
+def _native_attempts(ctx: StepContext, plan: JiraComment | None) -> Iterator[Attempt]:
+    """Decided JSM approvals: "approved" approves, "declined" rejects with the approval's name."""
+    for approval in _native_approvals(ctx):
+        deciders = approval.deciders()
+        if not deciders:
+            continue
+        verdict = APPROVE if approval.final_decision == "approved" else REJECT
+        reason = approval.name if verdict == REJECT else ""
+        after_plan = (
+            plan is not None and approval.completed is not None and approval.completed > plan.created
+        )
+        yield Attempt(f"jsm-{approval.id}", deciders[0], verdict, reason, "jsm", after_plan,
+                      co_signers=deciders[1:], name=approval.name)
 
 
 def _same_user(user: JiraUser, ref: str | None, email: str | None) -> bool:
@@ -71,11 +103,22 @@ def _same_user(user: JiraUser, ref: str | None, email: str | None) -> bool:
     )
 
 
-def why_ignored(ctx: StepContext, attempt: Attempt) -> str | None:
-    """The reason code for ignoring this attempt, or None when it counts."""
-    state, author = ctx.state, attempt.author
+def why_ignored(ctx: StepContext, attempt: Attempt) -> tuple[JiraUser, str] | None:
+    """Who may not approve and the reason code, or None when the attempt counts.
+
+    Every signer of a JSM decision must pass the rules; the first one who does not is named.
+    """
     if not attempt.after_plan:
-        return "before_plan"
+        return attempt.author, "before_plan"
+    for signer in attempt.signers:
+        reason = _why_not(ctx, signer)
+        if reason is not None:
+            return signer, reason
+    return None
+
+
+def _why_not(ctx: StepContext, author: JiraUser) -> str | None:
+    state = ctx.state
     if _same_user(author, state.reporter_ref, state.reporter_email):
         return "reporter"
     email = (author.email or "").lower()
@@ -96,14 +139,15 @@ def run(ctx: StepContext) -> None:
     for attempt in attempts(ctx):
         if attempt.source_id in state.ignored:
             continue
-        reason = why_ignored(ctx, attempt)
-        if reason is not None:
+        refused = why_ignored(ctx, attempt)
+        if refused is not None:
+            signer, reason = refused
             state.ignored[attempt.source_id] = reason
             ctx.save()
-            notify.ignored(ctx, attempt, reason)
+            notify.ignored(ctx, replace(attempt, author=signer), reason)
             continue
         state.approval_kind = attempt.kind
-        state.approved_by = attempt.author.display_name
+        state.approved_by = ", ".join(signer.display_name for signer in attempt.signers)
         state.approved_at = ctx.now()
         if attempt.verdict == REJECT:
             state.rejection_reason = attempt.reason

@@ -72,6 +72,7 @@ def plan(ctx: StepContext) -> str:
         **_account(ctx),
         check_inbox_rules=policy.check_inbox_rules,
         approve_status=policy.approve_status or "",
+        jsm_native_approval=policy.jsm_native_approval,
         auto_approve=policy.auto_approve,
         eta_min=_hours(policy.eta_min.total_seconds() / 3600),
         eta_max=_hours(policy.eta_max.total_seconds() / 3600),
@@ -101,6 +102,7 @@ def ignored(ctx: StepContext, attempt: Attempt, reason: str) -> None:
         author=attempt.author.display_name,
         reject=attempt.verdict == "/reject",
         via_status=attempt.kind == "transition",
+        jsm_approval=attempt.name if attempt.kind == "jsm" else "",
         reason=reason,
     )
 

@@ -33,6 +33,7 @@ class RemediationPolicy:
     resolve_transition: str | None = "Resolve"
     escalate_transition: str | None = None
     approve_status: str | None = None  # a move to this status by an approver counts as approval
+    jsm_native_approval: bool = False  # a decided JSM approval on the request approves or rejects
 
     def excludes_role(self, display_name: str, template_id: str) -> bool:
         """True when holding this directory role keeps an account out of automation."""

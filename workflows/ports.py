@@ -15,6 +15,7 @@ from mailunblock.connectors.models import (
     DirectoryRole,
     DirectoryUser,
     InboxRule,
+    JiraApproval,
     JiraIssue,
     JiraUser,
 )
@@ -62,6 +63,10 @@ class Tickets(Protocol):
 
     def is_approver(self, user: JiraUser) -> bool:
         """True when the user belongs to a configured approver group or project role."""
+        ...
+
+    def approvals(self, issue_key: str) -> list[JiraApproval]:
+        """The request's JSM native approvals; NotFoundError when it is no service-desk request."""
         ...
 
 

@@ -77,7 +77,7 @@ class TicketState:
     refusal_detail: str = ""
     related_key: str | None = None  # the ticket already remediating this account
     plan_comment_id: str | None = None
-    approval_kind: str | None = None  # "comment" | "transition" | "auto"
+    approval_kind: str | None = None  # "comment" | "transition" | "jsm" | "auto"
     approved_by: str | None = None
     approved_at: datetime | None = None
     rejection_reason: str | None = None

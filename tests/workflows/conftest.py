@@ -18,6 +18,8 @@ from mailunblock.connectors.models import (
     DirectoryRole,
     DirectoryUser,
     InboxRule,
+    JiraApproval,
+    JiraApprover,
     JiraComment,
     JiraIssue,
     JiraStatusChange,
@@ -106,6 +108,9 @@ class FakeTickets:
         self.links: list[tuple[str, str]] = []
         self.label_updates = 0
         self.fail: dict[str, list[ConnectorError]] = {}
+        self.native: list[JiraApproval] = []  # JSM approvals on the request
+        self.service_desk = True
+        self.approval_reads = 0
 
     def _maybe_fail(self, method: str) -> None:
         if self.fail.get(method):
@@ -175,6 +180,22 @@ class FakeTickets:
     def is_approver(self, user: JiraUser) -> bool:
         self._maybe_fail("is_approver")
         return user.ref in self.approvers
+
+    def approvals(self, issue_key: str) -> list[JiraApproval]:
+        self.approval_reads += 1
+        if not self.service_desk:
+            raise NotFoundError("Request does not exist", service="jira")
+        return list(self.native)
+
+    def decide_approval(self, name: str, decision: str, *deciders: JiraUser,
+                        others: Sequence[JiraUser] = ()) -> JiraApproval:
+        """A JSM approval answered now: ``deciders`` gave ``decision`` ("approved"/"declined")."""
+        approvers = tuple(JiraApprover(u, decision) for u in deciders) + tuple(
+            JiraApprover(u, "pending") for u in others)
+        approval = JiraApproval(str(len(self.native) + 1), name, decision, approvers,
+                                created=START - timedelta(minutes=4), completed=self.clock.now())
+        self.native.append(approval)
+        return approval
 
     # --- what the tests look at
     def notes(self) -> list[str]:
