@@ -20,11 +20,12 @@ def sandbox_state_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def make_world(sandbox_state_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., World]]:
-    """Start a private sandbox and runtime; ``make_world(start=..., http={...}, ...)``."""
+    """Start a private sandbox and runtime; ``make_world(start=..., jira_deployment=..., http={...})``."""
     started: list[Sandbox] = []
 
-    def _make(*, start: datetime = START, **config: Any) -> World:
-        sandbox = Sandbox("default", sandbox_state_dir, ports=EPHEMERAL, start_time=start, speed=0.0).start()
+    def _make(*, start: datetime = START, jira_deployment: str = "cloud", **config: Any) -> World:
+        sandbox = Sandbox("default", sandbox_state_dir, ports=EPHEMERAL, start_time=start, speed=0.0,
+                          jira_deployment=jira_deployment).start()
         started.append(sandbox)
         return World(sandbox, tmp_path_factory.mktemp("world"), **config)
 
