@@ -166,3 +166,22 @@ def test_jira_issue_parsing_keeps_internal_flags_and_status_changes() -> None:
         ("Open", "Approved", "acc-1")
     ]
     assert not issue.is_done
+
+
+def test_jsm_approval_from_the_documented_example_without_epoch_millis() -> None:
+    raw = {  # the shape of Atlassian's "Get approvals" example, dates given only as iso8601
+        "id": "1", "name": "Please approve this request", "finalDecision": "approved",
+        "canAnswerApproval": True,
+        "approvers": [{"approver": {"accountId": "qm:a713c8ea", "displayName": "Fred F. User",
+                                    "emailAddress": "fred@example.com"},
+                       "approverDecision": "approved"}],
+        "createdDate": {"iso8601": "2016-09-28T14:01:00+0700"},
+        "completedDate": {"iso8601": "2016-09-28T15:01:00+0700"},
+    }
+    approval = jira._approval(raw)
+    assert approval.created == datetime(2016, 9, 28, 7, 1, tzinfo=UTC)
+    assert approval.completed == datetime(2016, 9, 28, 8, 1, tzinfo=UTC)
+    assert [u.account_id for u in approval.deciders()] == ["qm:a713c8ea"]
+    assert approval.can_answer
+    pending = jira._approval({"id": 2, "approvers": []})
+    assert (pending.id, pending.final_decision, pending.completed) == ("2", "pending", None)
