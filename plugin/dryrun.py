@@ -52,6 +52,10 @@ class DryRunTickets:
         """Real read."""
         return self._inner.is_approver(user)
 
+    def user_locale(self, user: JiraUser) -> tuple[str | None, str | None]:
+        """Real read."""
+        return self._inner.user_locale(user)
+
     def approvals(self, issue_key: str) -> list[JiraApproval]:
         """Real read."""
         return self._inner.approvals(issue_key)

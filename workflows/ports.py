@@ -65,6 +65,10 @@ class Tickets(Protocol):
         """True when the user belongs to a configured approver group or project role."""
         ...
 
+    def user_locale(self, user: JiraUser) -> tuple[str | None, str | None]:
+        """The user's Jira profile locale (e.g. "fr_FR") and time zone, when the profile shows them."""
+        ...
+
     def approvals(self, issue_key: str) -> list[JiraApproval]:
         """The request's JSM native approvals; NotFoundError when it is no service-desk request."""
         ...

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 
-from mailunblock.connectors.models import DirectoryUser, JiraIssue
+from mailunblock.connectors.errors import ConnectorError
+from mailunblock.connectors.models import DirectoryUser, JiraIssue, JiraUser
 from mailunblock.workflows import messages, notify
 from mailunblock.workflows.context import StepContext
 from mailunblock.workflows.state import Stage
 from mailunblock.workflows.tenants import TenantRegistry, TenantServices
+
+log = logging.getLogger(__name__)
 
 _EMAIL = re.compile(r"[A-Za-z0-9._%+'-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
 
@@ -86,6 +90,21 @@ def find_account(ctx: StepContext) -> Candidate | Refusal:
     return Candidate(tenant, user)
 
 
+def _reporter_profile(ctx: StepContext, reporter: JiraUser | None) -> tuple[str | None, str | None]:
+    """The reporter's Jira locale and time zone; issue fields rarely carry the locale, so ask once."""
+    if reporter is None:
+        return None, None
+    if reporter.locale:
+        return reporter.locale, reporter.time_zone
+    try:
+        locale, zone = ctx.tickets.user_locale(reporter)
+    except ConnectorError as error:
+        log.info("%s: reporter's Jira profile not readable (%s); using other language hints",
+                 ctx.state.issue_key, error)
+        return None, reporter.time_zone
+    return locale, zone or reporter.time_zone
+
+
 def run(ctx: StepContext) -> None:
     """NEW: triage, acknowledge the reporter, then post the plan or the refusal."""
     state, issue, policy = ctx.state, ctx.issue, ctx.policy
@@ -96,14 +115,15 @@ def run(ctx: StepContext) -> None:
     state.reporter_email = reporter.email.lower() if reporter and reporter.email else None
     tenant = outcome.tenant if isinstance(outcome, Candidate) else None
     user = outcome.user if isinstance(outcome, Candidate) else None
+    jira_locale, jira_zone = _reporter_profile(ctx, reporter)
     state.locale = messages.pick_locale(
-        reporter.locale if reporter else None,
+        jira_locale,
         user.preferred_language if user else None,
         tenant.locale if tenant else None,
         default=policy.locale,
     )
     state.time_zone = messages.pick_time_zone(
-        reporter.time_zone if reporter else None,
+        jira_zone,
         tenant.time_zone if tenant else None,
         default=policy.time_zone,
     )

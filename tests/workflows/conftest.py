@@ -111,6 +111,7 @@ class FakeTickets:
         self.native: list[JiraApproval] = []  # JSM approvals on the request
         self.service_desk = True
         self.approval_reads = 0
+        self.profiles: dict[str, tuple[str | None, str | None]] = {}  # user ref -> Jira locale, zone
 
     def _maybe_fail(self, method: str) -> None:
         if self.fail.get(method):
@@ -180,6 +181,10 @@ class FakeTickets:
     def is_approver(self, user: JiraUser) -> bool:
         self._maybe_fail("is_approver")
         return user.ref in self.approvers
+
+    def user_locale(self, user: JiraUser) -> tuple[str | None, str | None]:
+        self._maybe_fail("user_locale")
+        return self.profiles.get(user.ref, (None, None))
 
     def approvals(self, issue_key: str) -> list[JiraApproval]:
         self.approval_reads += 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 from mailunblock.connectors.models import InboxRule
@@ -139,3 +140,25 @@ def test_final_message_to_a_reporter_who_is_not_the_user_names_the_account(world
     final = world.tickets.public()[-1]
     assert "le compte alice@contoso.com n'est plus bloqué, il peut de nouveau envoyer" in final
     assert "votre compte" not in final
+
+
+def test_the_reporters_jira_profile_language_comes_first(make_world):
+    world = make_world(tenant_locale="en", tenant_time_zone="America/New_York")
+    world.directory.users["u-alice"] = world.user(preferred_language="en-US")
+    # Issue fields carry no locale (Jira Cloud): the profile is read once, at triage.
+    world.tickets.reporter = replace(world.alice, locale=None, time_zone=None)
+    world.tickets.profiles[world.alice.ref] = ("fr_FR", "Europe/Paris")
+    state = world.cycle()
+    assert (state.locale, state.time_zone) == ("fr", "Europe/Paris")
+    assert world.tickets.public()[0].startswith("Bonjour")
+
+
+def test_an_unreadable_jira_profile_falls_back_to_the_other_hints(make_world):
+    from mailunblock.connectors.errors import PermissionDeniedError
+
+    world = make_world(tenant_locale="en", tenant_time_zone="America/New_York")
+    world.directory.users["u-alice"] = world.user(preferred_language="en-US")
+    world.tickets.reporter = replace(world.alice, locale=None, time_zone=None)
+    world.tickets.fail["user_locale"] = [PermissionDeniedError("Browse users needed", service="jira")]
+    state = world.cycle()
+    assert state.locale == "en" and state.stage.value == "awaiting_approval"
