@@ -466,7 +466,10 @@ def _user(raw: dict[str, Any]) -> JiraUser:
 
 
 def _comment(raw: dict[str, Any]) -> JiraComment:
-    internal = raw.get("jsdPublic") is False or bool(raw.get("visibility"))
+    # Cloud says jsdPublic; Data Center only shows the sd.public.comment property (when expanded).
+    properties = {p.get("key"): p.get("value") for p in raw.get("properties") or () if isinstance(p, dict)}
+    jsm_internal = (properties.get("sd.public.comment") or {}).get("internal") is True
+    internal = raw.get("jsdPublic") is False or bool(raw.get("visibility")) or jsm_internal
     return JiraComment(
         id=str(raw["id"]),
         author=_user(raw.get("author") or {}),

@@ -185,3 +185,15 @@ def test_jsm_approval_from_the_documented_example_without_epoch_millis() -> None
     assert approval.can_answer
     pending = jira._approval({"id": 2, "approvers": []})
     assert (pending.id, pending.final_decision, pending.completed) == ("2", "pending", None)
+
+
+def test_internal_comments_are_recognised_on_cloud_and_data_center() -> None:
+    from mailunblock.connectors.jira import _comment
+
+    base = {"id": "1", "author": {"displayName": "Bot"}, "body": "x", "created": "2026-11-27T10:00:00.000+0000"}
+    assert _comment({**base, "jsdPublic": False}).internal
+    assert _comment({**base, "visibility": {"type": "group", "value": "agents"}}).internal
+    dc_note = {**base, "properties": [{"key": "sd.public.comment", "value": {"internal": True}}]}
+    assert _comment(dc_note).internal
+    assert not _comment({**base, "jsdPublic": True}).internal
+    assert not _comment({**base, "properties": [{"key": "sd.public.comment", "value": {"internal": False}}]}).internal
