@@ -127,6 +127,8 @@ def run_forever(poller: Poller, interval_seconds: float, on_cycle: Callable[[Cyc
         if not stopping.is_set():
             stopping.set()
             log.warning("received %s: finishing the current cycle, then stopping", signal.Signals(signum).name)
+        # During the first, foreground cycle the scheduler is not running yet: the flag alone stops it.
+        if scheduler.running:
             scheduler.shutdown(wait=False)
 
     signal.signal(signal.SIGTERM, stop)

@@ -96,3 +96,31 @@ def test_one_broken_ticket_does_not_stop_the_others_and_logs_no_traceback(
     assert report.failed == {"HELP-1": "ValueError: bad data", "HELP-2": "graph: 503"}
     assert report.advanced == ["HELP-3: awaiting_approval"]
     assert "Traceback" not in caplog.text
+
+
+def test_a_stop_signal_during_the_first_cycle_lets_it_finish_and_stops_cleanly() -> None:
+    import os
+    import signal
+
+    from mailunblock.plugin.poller import CycleReport, run_forever
+
+    class SignalledPoller:
+        def __init__(self) -> None:
+            self.cycles = 0
+            self.finished = 0
+
+        def run_cycle(self) -> CycleReport:
+            self.cycles += 1
+            os.kill(os.getpid(), signal.SIGTERM)  # delivered while the cycle is still working
+            self.finished += 1
+            return CycleReport()
+
+    poller = SignalledPoller()
+    reports: list[CycleReport] = []
+    previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        run_forever(poller, 3600, reports.append)  # type: ignore[arg-type]
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    assert (poller.cycles, poller.finished, len(reports)) == (1, 1, 1)
