@@ -44,6 +44,10 @@ INBOX_RULES = "/v1.0/users/{user}/mailFolders/inbox/messageRules"
 SERVICE_PRINCIPAL_ROLES = (
     "/v1.0/servicePrincipals/{sp}/transitiveMemberOf/microsoft.graph.directoryRole"
 )
+# An OData cast on a transitive membership list is an advanced query: Graph documents it as needing the
+# ConsistencyLevel header and $count=true ("Advanced query capabilities on Microsoft Entra ID objects").
+ADVANCED_QUERY_HEADERS = {"ConsistencyLevel": "eventual"}
+ROLE_QUERY = {"$select": ROLE_FIELDS, "$count": "true"}
 
 _NOT_FOUND_CODES = frozenset(
     {"Request_ResourceNotFound", "ResourceNotFound", "ErrorItemNotFound", "MailboxNotEnabledForRESTAPI"}
@@ -107,12 +111,12 @@ class GraphClient:
     def directory_roles(self, user_id: str) -> list[DirectoryRole]:
         """Directory roles the user holds, directly or through groups."""
         path = USER_ROLES.format(user=_segment(user_id))
-        return [_role(raw) for raw in self._pages(path, {"$select": ROLE_FIELDS})]
+        return _roles(self._pages(path, ROLE_QUERY, ADVANCED_QUERY_HEADERS))
 
     def service_principal_roles(self, sp_object_id: str) -> list[DirectoryRole]:
         """Directory roles our own service principal holds (for the doctor)."""
         path = SERVICE_PRINCIPAL_ROLES.format(sp=_segment(sp_object_id))
-        return [_role(raw) for raw in self._pages(path, {"$select": ROLE_FIELDS})]
+        return _roles(self._pages(path, ROLE_QUERY, ADVANCED_QUERY_HEADERS))
 
     def reset_password(self, user_id: str, password: str) -> None:
         """Set a new password and force a change at next sign-in. Not idempotent: never retried."""
@@ -131,22 +135,30 @@ class GraphClient:
     def _url(self, path: str) -> str:
         return f"{self._base}{path}"
 
-    def _get(self, path: str, params: dict[str, str] | None) -> Any:
+    def _get(
+        self, path: str, params: dict[str, str] | None, headers: dict[str, str] | None = None
+    ) -> Any:
         url = self._url(path)
-        return self._policy.call(lambda: self._request("GET", url, params=params), safe=True)
+        call = partial(self._request, "GET", url, params=params, extra_headers=headers)
+        return self._policy.call(call, safe=True)
 
-    def _pages(self, path: str, params: dict[str, str] | None) -> Iterator[dict[str, Any]]:
-        page = self._get(path, params)
+    def _pages(
+        self, path: str, params: dict[str, str] | None, headers: dict[str, str] | None = None
+    ) -> Iterator[dict[str, Any]]:
+        page = self._get(path, params, headers)
         while True:
             yield from page.get("value", [])
             next_link = page.get("@odata.nextLink")
             if not next_link:
                 return
-            page = self._policy.call(partial(self._request, "GET", next_link), safe=True)
+            call = partial(self._request, "GET", next_link, extra_headers=headers)
+            page = self._policy.call(call, safe=True)
 
-    def _request(self, method: str, url: str, **kwargs: Any) -> Any:
+    def _request(
+        self, method: str, url: str, *, extra_headers: dict[str, str] | None = None, **kwargs: Any
+    ) -> Any:
         def attempt(token: str) -> Any:
-            headers = {"Authorization": f"Bearer {token}"}
+            headers = {**(extra_headers or {}), "Authorization": f"Bearer {token}"}
             response = send(self._session, method, url, service=SERVICE, headers=headers, **kwargs)
             if response.ok:
                 return json_body(response) or {}
@@ -208,6 +220,20 @@ def _user(raw: dict[str, Any]) -> DirectoryUser:
         display_name=raw.get("displayName") or "",
         preferred_language=raw.get("preferredLanguage"),
     )
+
+
+def _roles(rows: Iterator[dict[str, Any]]) -> list[DirectoryRole]:
+    roles = [_role(raw) for raw in rows]
+    if any(not (r.display_name or r.role_template_id) for r in roles):
+        # Without a permission to read directory roles Graph still lists them, but with only
+        # @odata.type and id ("limited information" for inaccessible member objects): a nameless
+        # role must not pass for "no privileged role".
+        raise PermissionDeniedError(
+            "directory roles were listed without their names: the app needs "
+            "RoleManagement.Read.Directory or Directory.Read.All",
+            service=SERVICE,
+        )
+    return roles
 
 
 def _role(raw: dict[str, Any]) -> DirectoryRole:

@@ -46,6 +46,8 @@ READ_ROLES = frozenset(
      "RoleManagement.Read.All"}
 )
 READ_SERVICE_PRINCIPALS = READ_ROLES | {"Application.Read.All", "Application.ReadWrite.All"}
+# "List a user's memberships (direct and transitive)", application permissions.
+READ_MEMBERSHIPS = READ_USERS | {"GroupMember.Read.All", "Group.Read.All"}
 READ_MAIL_RULES = frozenset({"MailboxSettings.Read", "MailboxSettings.ReadWrite"})
 # Directory roles allowed to reset the password of a user without admin roles, and of an admin.
 RESET_NON_ADMIN_ROLES = frozenset(
@@ -149,11 +151,18 @@ def _user_json(state: MicrosoftState, user: LiveUser) -> dict[str, Any]:
     }
 
 
-def _role_json(tenant: TenantState, name: str) -> dict[str, Any]:
+def _role_json(tenant: TenantState, name: str, *, readable: bool = True) -> dict[str, Any]:
     template = DIRECTORY_ROLE_TEMPLATES[name]
+    role_id = str(uuid.uuid5(uuid.UUID(template), tenant.spec.tenant_id))
+    if not readable:
+        # "Limited information returned for inaccessible member objects": without a permission to
+        # read directory roles, only the type and id are returned, every other property is null.
+        return {"@odata.type": "#microsoft.graph.directoryRole", "id": role_id,
+                "deletedDateTime": None, "description": None, "displayName": None,
+                "roleTemplateId": None}
     return {
         "@odata.type": "#microsoft.graph.directoryRole",
-        "id": str(uuid.uuid5(uuid.UUID(template), tenant.spec.tenant_id)),
+        "id": role_id,
         "deletedDateTime": None,
         "description": f"{name} (sandbox role)",
         "displayName": name,
@@ -182,6 +191,24 @@ def _page_size() -> int:
     return max(1, min(top, MAX_PAGE))
 
 
+def _advanced_query_missing(ctx: SandboxContext) -> Response | None:
+    """400 unless the advanced query parameters (ConsistencyLevel: eventual, $count=true) are sent.
+
+    "Advanced query capabilities on Microsoft Entra ID objects" lists "OData cast with transitive
+    members list" among the queries supported only with them.
+    """
+    if (
+        request.headers.get("ConsistencyLevel", "").lower() == "eventual"
+        and request.args.get("$count", "").lower() == "true"
+    ):
+        return None
+    return graph_error(
+        ctx, 400, "Request_UnsupportedQuery",
+        "OData cast on a membership list is only supported with advanced query parameters: "
+        "the 'ConsistencyLevel: eventual' header and $count=true.",
+    )
+
+
 def _paged(
     ctx: SandboxContext, state: MicrosoftState, items: Sequence[Any], context: str
 ) -> Response:
@@ -198,6 +225,10 @@ def _paged(
         query = {k: v for k, v in request.args.items() if k != "$skiptoken"}
         query["$skiptoken"] = base64.urlsafe_b64encode(str(start + size).encode()).decode()
         body["@odata.nextLink"] = f"{state.urls.graph}{request.path}?{urlencode(query)}"
+    if request.args.get("$count", "").lower() == "true" and request.headers.get(
+        "ConsistencyLevel", ""
+    ).lower() == "eventual":
+        body = {"@odata.context": body.pop("@odata.context"), "@odata.count": len(items), **body}
     return _json(ctx, body)
 
 
@@ -384,13 +415,17 @@ def create_graph_app(state: MicrosoftState, ctx: SandboxContext) -> Flask:
 
     @app.get("/v1.0/users/<ref>/transitiveMemberOf/microsoft.graph.directoryRole")
     def user_roles(ref: str) -> Response:
-        if not granted(READ_ROLES):
+        if not granted(READ_MEMBERSHIPS | READ_ROLES):
             return denied()
+        if (missing := _advanced_query_missing(ctx)) is not None:
+            return missing
+        readable = granted(READ_ROLES)
         with state.lock:
             user = find_user(ref)
             if user is None:
                 return not_found(ref)
-            roles = [_role_json(g.tenant, name) for name in user.spec.directory_roles]
+            roles = [_role_json(g.tenant, name, readable=readable)
+                     for name in user.spec.directory_roles]
         return _paged(ctx, state, roles, "directoryObjects")
 
     @app.get("/v1.0/users/<ref>/mailFolders/inbox/messageRules")
@@ -419,13 +454,17 @@ def create_graph_app(state: MicrosoftState, ctx: SandboxContext) -> Flask:
     def service_principal_roles(ref: str, by_app_id: bool) -> Response:
         if not granted(READ_SERVICE_PRINCIPALS):
             return denied()
+        if (missing := _advanced_query_missing(ctx)) is not None:
+            return missing
+        readable = granted(READ_ROLES)
         tenant: TenantState = g.tenant
         app_spec = tenant.spec.app
         own = app_spec.client_id if by_app_id else app_spec.service_principal_id
         if ref.lower() != own.lower():
             return not_found(ref)
         with state.lock:
-            roles = [_role_json(tenant, name) for name in sorted(tenant.sp_roles)]
+            roles = [_role_json(tenant, name, readable=readable)
+                     for name in sorted(tenant.sp_roles)]
         return _paged(ctx, state, roles, "directoryObjects")
 
     @app.get("/v1.0/servicePrincipals/<ref>/transitiveMemberOf/microsoft.graph.directoryRole")

@@ -197,3 +197,14 @@ def test_internal_comments_are_recognised_on_cloud_and_data_center() -> None:
     assert _comment(dc_note).internal
     assert not _comment({**base, "jsdPublic": True}).internal
     assert not _comment({**base, "properties": [{"key": "sd.public.comment", "value": {"internal": False}}]}).internal
+
+
+def test_nameless_directory_roles_are_a_missing_permission_not_no_role() -> None:
+    # Graph's "limited information" for member objects the app may not read: type and id only.
+    limited = {"@odata.type": "#microsoft.graph.directoryRole", "id": "r1",
+               "displayName": None, "roleTemplateId": None}
+    with pytest.raises(PermissionDeniedError, match=r"RoleManagement\.Read\.Directory"):
+        graph._roles(iter([limited]))
+    named = {**limited, "displayName": "Global Administrator",
+             "roleTemplateId": "62e90394-69f5-4237-9190-012177145e10"}
+    assert [r.display_name for r in graph._roles(iter([named]))] == ["Global Administrator"]

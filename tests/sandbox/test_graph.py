@@ -259,32 +259,57 @@ def test_revoke_sign_in_sessions(sandbox: Sandbox, http: requests.Session, graph
     assert sandbox.microsoft.revocation_count("contoso", "grace.hill@contoso.com") == before + 1
 
 
+ADVANCED = {"ConsistencyLevel": "eventual"}
+ROLES = "transitiveMemberOf/microsoft.graph.directoryRole?$count=true"
+
+
 def test_directory_roles_of_users_and_of_the_app(
     sandbox: Sandbox, http: requests.Session, graph_token: str
 ) -> None:
+    headers = {**_auth(graph_token), **ADVANCED}
     admin = http.get(
-        f"{sandbox.graph_url}/v1.0/users/ben.walters@contoso.com/transitiveMemberOf/"
-        "microsoft.graph.directoryRole",
-        headers=_auth(graph_token),
-        timeout=10,
-    ).json()["value"]
-    assert [(r["displayName"], r["roleTemplateId"]) for r in admin] == [
+        f"{sandbox.graph_url}/v1.0/users/ben.walters@contoso.com/{ROLES}", headers=headers, timeout=10
+    ).json()
+    assert admin["@odata.count"] == 1
+    assert [(r["displayName"], r["roleTemplateId"]) for r in admin["value"]] == [
         ("Global Administrator", "62e90394-69f5-4237-9190-012177145e10")
     ]
     plain = http.get(
-        f"{sandbox.graph_url}/v1.0/users/{ADELE}/transitiveMemberOf/microsoft.graph.directoryRole",
-        headers=_auth(graph_token),
-        timeout=10,
+        f"{sandbox.graph_url}/v1.0/users/{ADELE}/{ROLES}", headers=headers, timeout=10
     ).json()["value"]
     assert plain == []
     sp = sandbox.microsoft.tenants["contoso"].spec.app.service_principal_id
     own = http.get(
-        f"{sandbox.graph_url}/v1.0/servicePrincipals/{sp}/transitiveMemberOf/"
-        "microsoft.graph.directoryRole",
-        headers=_auth(graph_token),
-        timeout=10,
+        f"{sandbox.graph_url}/v1.0/servicePrincipals/{sp}/{ROLES}", headers=headers, timeout=10
     ).json()["value"]
     assert {r["displayName"] for r in own} == {"User Administrator", "Exchange Administrator"}
+
+
+def test_role_cast_without_advanced_query_parameters_is_400(
+    sandbox: Sandbox, http: requests.Session, graph_token: str
+) -> None:
+    url = f"{sandbox.graph_url}/v1.0/users/ben.walters@contoso.com/transitiveMemberOf/"
+    cast = f"{url}microsoft.graph.directoryRole"
+    no_header = http.get(f"{cast}?$count=true", headers=_auth(graph_token), timeout=10)
+    _assert_graph_error(no_header, 400, "Request_UnsupportedQuery")
+    no_count = http.get(cast, headers={**_auth(graph_token), **ADVANCED}, timeout=10)
+    _assert_graph_error(no_count, 400, "Request_UnsupportedQuery")
+
+
+def test_roles_without_a_role_read_permission_come_back_nameless(
+    make_sandbox: Callable[..., Sandbox],
+    session_for: Callable[[Sandbox], requests.Session],
+    token_for: Callable[[Sandbox, str, str], str],
+) -> None:
+    box = make_sandbox(revoke=[("contoso", "Directory.Read.All")])
+    roles = session_for(box).get(
+        f"{box.graph_url}/v1.0/users/ben.walters@contoso.com/{ROLES}",
+        headers={**_auth(token_for(box, "contoso", "graph")), **ADVANCED},
+        timeout=10,
+    ).json()["value"]
+    assert len(roles) == 1
+    assert roles[0]["@odata.type"] == "#microsoft.graph.directoryRole" and roles[0]["id"]
+    assert roles[0]["displayName"] is None and roles[0]["roleTemplateId"] is None
 
 
 def test_inbox_rules_show_forwarding(
