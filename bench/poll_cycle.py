@@ -88,14 +88,21 @@ def main() -> None:
             poller = Poller(lambda: runtime.jira.search(jql), runtime.jira.get_issue, runtime.engine, runtime.store)
 
             assert len(list(runtime.jira.search(jql))) == args.tickets  # warm-up: TLS, tokens, imports
+            calls = [len(box.calls.records())]
+            first = timed(poller.run_cycle)
+            calls.append(len(box.calls.records()))
+            # The baseline reads the same tickets as the steady cycle (with their comments by now).
             search = [timed(lambda: list(runtime.jira.search(jql))) for _ in range(args.repeat)]
             search_peak = peak_memory(lambda: list(runtime.jira.search(jql)))
-            first = timed(poller.run_cycle)
+            calls.append(len(box.calls.records()))
             steady = [timed(poller.run_cycle) for _ in range(args.repeat)]
+            calls.append(len(box.calls.records()))
             steady_peak = peak_memory(poller.run_cycle)
             for key in keys:
                 jira.add_comment(key, "alice", "/approve")
+            calls.append(len(box.calls.records()))
             remediation = timed(poller.run_cycle)
+            calls.append(len(box.calls.records()))
             states = runtime.store.all_states()
             waiting = sum(1 for s in states if s.stage.value == "waiting_for_send")
 
@@ -107,6 +114,9 @@ def main() -> None:
     print(f"{'measure':24} {'ms':>9} {'ms/ticket':>10} {'x baseline':>11}")
     for name, seconds in rows:
         print(f"{name:24} {seconds * 1000:9.1f} {seconds * 1000 / args.tickets:10.2f} {seconds / base_time:11.2f}")
+    per_ticket = [(calls[1] - calls[0]) / args.tickets, (calls[3] - calls[2]) / args.repeat / args.tickets,
+                  (calls[5] - calls[4]) / args.tickets]
+    print("HTTP requests per ticket: triage {:.1f}, steady {:.2f}, remediation {:.1f}".format(*per_ticket))
     print(f"peak traced memory: search {search_peak / 2**20:.2f} MiB, steady cycle {steady_peak / 2**20:.2f} MiB "
           f"(x{steady_peak / search_peak:.1f})")
     print(f"after the remediation cycle: {waiting}/{args.tickets} tickets waiting for the sending window")
