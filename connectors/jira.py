@@ -43,6 +43,7 @@ SEARCH_JQL = f"{API}/search/jql"  # Cloud: token paging, no total
 SEARCH = f"{API}/search"  # Data Center: GET with startAt/total paging (410 Gone on Cloud)
 ISSUE = f"{API}/issue/{{key}}"
 COMMENTS = f"{API}/issue/{{key}}/comment"
+COMMENT_PROPERTY = f"{API}/comment/{{id}}/properties/{{property}}"
 TRANSITIONS = f"{API}/issue/{{key}}/transitions"
 ISSUE_LINK = f"{API}/issueLink"
 MYSELF = f"{API}/myself"
@@ -181,25 +182,33 @@ class JiraClient:
         return str(created["id"])
 
     def find_comment(self, issue_key: str, marker: str) -> str | None:
-        """Return the id of the comment carrying ``marker``, if one exists (crash reconciliation)."""
+        """Return the id of the comment carrying ``marker``, if one exists (crash reconciliation).
+
+        Comment properties are read one comment at a time: the comment list's ``expand`` accepts
+        only ``renderedBody`` (Atlassian's OpenAPI spec), and the comment property resource exists
+        on Cloud and Data Center alike.
+        """
         path = COMMENTS.format(key=_seg(issue_key))
         start = 0
         while True:
-            params = {"startAt": str(start), "maxResults": str(self._page_size), "expand": "properties"}
+            params = {"startAt": str(start), "maxResults": str(self._page_size)}
             page = self._call("GET", path, params=params)
             comments = page.get("comments", [])
             for comment in comments:
-                for prop in comment.get("properties") or ():
-                    value = prop.get("value")
-                    if (
-                        prop.get("key") == MARKER_PROPERTY
-                        and isinstance(value, dict)
-                        and value.get("marker") == marker
-                    ):
-                        return str(comment["id"])
+                if self._comment_marker(str(comment["id"])) == marker:
+                    return str(comment["id"])
             start += len(comments)
             if not comments or start >= int(page.get("total", 0)):
                 return None
+
+    def _comment_marker(self, comment_id: str) -> str | None:
+        path = COMMENT_PROPERTY.format(id=_seg(comment_id), property=MARKER_PROPERTY)
+        try:
+            prop = self._call("GET", path)
+        except NotFoundError:
+            return None
+        value = prop.get("value") if isinstance(prop, dict) else None
+        return str(value.get("marker")) if isinstance(value, dict) else None
 
     def update_labels(
         self, issue_key: str, *, add: Sequence[str] = (), remove: Sequence[str] = ()

@@ -163,7 +163,9 @@ class _Renderer:
             body["jsdPublic"] = not comment.internal
         if "renderedBody" in expand:
             body["renderedBody"] = render_html(comment.body)
-        if "properties" in expand:
+        if "properties" in expand and not self.cloud:
+            # Cloud's comment endpoints accept only expand=renderedBody (OpenAPI spec: Get
+            # comments, Add comment); properties are read through /comment/{id}/properties.
             body["properties"] = [{"key": k, "value": v} for k, v in comment.properties.items()]
         return body
 
