@@ -166,6 +166,9 @@ def run(config_path: Path, once: bool, dry_run: bool) -> None:
     )
 
     def report(cycle: CycleReport) -> None:
+        if cycle.skipped:
+            click.echo("cycle skipped: another mailunblock is working on the same state store", err=True)
+            return
         purged = 0 if dry_run else runtime.vault.purge_expired()
         stamp = f"cycle: {cycle.seen} ticket(s) selected"
         if cycle.error:

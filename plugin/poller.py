@@ -32,6 +32,7 @@ class CycleReport:
     advanced: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     error: str | None = None
+    skipped: bool = False  # another mailunblock was working on the same store
 
     @property
     def ok(self) -> bool:
@@ -56,6 +57,13 @@ class Poller:
 
     def run_cycle(self) -> CycleReport:
         """Advance every ticket that needs work; never raises for a per-ticket or Jira failure."""
+        with self._store.runner_lock() as held:
+            if not held:
+                log.warning("another mailunblock is working on this state store; cycle skipped")
+                return CycleReport(skipped=True)
+            return self._cycle()
+
+    def _cycle(self) -> CycleReport:
         report = CycleReport()
         seen: set[str] = set()
         try:

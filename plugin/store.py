@@ -7,14 +7,17 @@ which is what makes a crash at any point recoverable.
 
 from __future__ import annotations
 
+import fcntl
 import json
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 
 from mailunblock.plugin.db import create_store_engine, metadata, stage_events, tickets
 from mailunblock.workflows.state import TicketState
-from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy import Engine, delete, insert, select, text, update
 from sqlalchemy.engine import Connection
 
 
@@ -39,6 +42,41 @@ class StateStore:
     def _tx(self) -> Iterator[Connection]:
         with self._engine.begin() as conn:
             yield conn
+
+    @contextmanager
+    def runner_lock(self) -> Iterator[bool]:
+        """Hold the store's runner lock while the block runs; yields False when another process holds it.
+
+        Two pollers on one store (an overlapping cron ``--once``, a second replica) would both act on the
+        same ticket. The lock dies with its holder: a PostgreSQL session advisory lock, or ``flock`` on a
+        file next to the SQLite database.
+        """
+        url = self._engine.url
+        if url.get_backend_name() == "postgresql":
+            key = zlib.crc32(b"mailunblock-runner")
+            with self._engine.connect() as conn:
+                held = bool(conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar())
+                conn.commit()
+                try:
+                    yield held
+                finally:
+                    if held:
+                        conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                        conn.commit()
+            return
+        if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+            yield True  # a private, in-process store
+            return
+        with Path(f"{url.database}.lock").expanduser().open("a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def save(self, state: TicketState) -> None:
         """Persist a state and any stage timestamps not yet recorded, in one transaction."""

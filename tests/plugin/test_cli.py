@@ -111,3 +111,18 @@ def test_sandbox_startup_problems_are_one_line_errors(tmp_path: Path) -> None:
     assert code == 1 and "cannot read scenario" in output
     code, output = _cli("sandbox", "--state-dir", str(tmp_path), "--without-permission", "contoso:Nope")
     assert code == 1 and "has no permission or role 'Nope'" in output
+
+
+def test_run_once_skips_the_cycle_while_another_mailunblock_works_on_the_store(
+    sandbox: tuple[Sandbox, Path],
+) -> None:
+    from mailunblock.plugin.config import load_config
+    from mailunblock.plugin.store import StateStore
+
+    box, config = sandbox
+    store = StateStore.from_url(load_config(config).database_url)
+    with store.runner_lock() as held:
+        assert held
+        code, output = _cli("run", "--once", "--config", str(config))
+    assert code == 0 and "cycle skipped: another mailunblock is working on the same state store" in output
+    assert box.jira.comments("HELP-1") == []

@@ -124,3 +124,12 @@ def test_a_stop_signal_during_the_first_cycle_lets_it_finish_and_stops_cleanly()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     assert (poller.cycles, poller.finished, len(reports)) == (1, 1, 1)
+
+
+def test_a_cycle_is_skipped_while_another_runner_works_on_the_store(store: StateStore) -> None:
+    engine = ScriptedEngine(store)
+    poller = Poller(lambda: iter([_issue("HELP-1")]), _issue, engine, store)  # type: ignore[arg-type]
+    with store.runner_lock():
+        report = poller.run_cycle()
+    assert engine.processed == [] and report.skipped and report.error is None
+    assert poller.run_cycle().advanced == ["HELP-1: awaiting_approval"]

@@ -61,3 +61,11 @@ def test_open_states_and_account_in_flight(store: StateStore) -> None:
     assert store.active_ticket_for_account("contoso", "u-1", exclude_key="HELP-3") is None
     assert store.active_ticket_for_account("fabrikam", "u-1", exclude_key="HELP-9") is None
     assert len(store.all_states()) == 3
+
+
+def test_only_one_runner_works_on_a_store_at_a_time(store: StateStore) -> None:
+    other = StateStore.from_url(store.engine.url.render_as_string(hide_password=False))
+    with store.runner_lock() as first, other.runner_lock() as second:
+        assert (first, second) == (True, False)  # a second mailunblock (cron overlap, replica) waits
+    with other.runner_lock() as again:
+        assert again  # released when the holder's cycle ends
