@@ -109,6 +109,10 @@ class RemediationEngine:
         )
         if not state.closing:
             self._stop_if_abandoned(ctx)
+        if not state.closing and state.tenant is not None and not self._tenants.knows(state.tenant):
+            # Removed from the configuration mid-way: nothing can act on the account any more.
+            state.refusal, state.refusal_detail = "tenant_unknown", state.tenant
+            ctx.finish(Stage.ESCALATED, restricted.escalation_actions(ctx))
         if not self.due(state):
             return state
         try:

@@ -35,6 +35,10 @@ class TenantRegistry:
         """The tenant named ``name`` (KeyError if it left the configuration)."""
         return self._by_name[name]
 
+    def knows(self, name: str) -> bool:
+        """True while a tenant of this name is configured."""
+        return name in self._by_name
+
     def owns(self, address: str) -> bool:
         """True when the address's domain belongs to a tenant."""
         return self.for_domain(address.rpartition("@")[2]) is not None

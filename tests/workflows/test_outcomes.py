@@ -231,3 +231,20 @@ def test_jira_outage_while_closing_is_retried(world):
     state = world.cycle()
     assert state.is_terminal and world.tickets.labels == ["mail-unblocked"]
     assert world.tickets.markers().count("resolved") == 1
+
+
+def test_a_tenant_removed_from_the_configuration_escalates_instead_of_failing_every_cycle(world):
+    from mailunblock.workflows.engine import RemediationEngine
+    from mailunblock.workflows.tenants import TenantRegistry
+
+    world.cycle()
+    world.tickets.add_comment(world.bob, "/approve")
+    engine = RemediationEngine(world.policy, world.tickets, TenantRegistry([]), world.repository,
+                               world.vault, world.clock)
+    state = engine.process(world.tickets.issue(), world.repository.load(world.key))
+
+    assert state.stage is Stage.ESCALATED and state.refusal == "tenant_unknown"
+    note = world.tickets.notes()[-1]
+    assert 'The tenant "contoso" of alice@contoso.com is no longer in the configuration' in note
+    assert "(x) Password not reset." in note
+    assert world.directory.resets == [] and world.tickets.labels == ["mailunblock-escalated"]
