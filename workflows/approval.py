@@ -118,8 +118,11 @@ def why_ignored(ctx: StepContext, attempt: Attempt) -> tuple[JiraUser, str] | No
 
 
 def _why_not(ctx: StepContext, author: JiraUser) -> str | None:
-    state = ctx.state
-    if _same_user(author, state.reporter_ref, state.reporter_email):
+    state, current = ctx.state, ctx.issue.reporter
+    # The reporter at triage, and whoever the reporter field names now (it can be edited).
+    if _same_user(author, state.reporter_ref, state.reporter_email) or (
+        current is not None and _same_user(author, current.ref, (current.email or "").lower() or None)
+    ):
         return "reporter"
     email = (author.email or "").lower()
     if email and (email in state.account_addresses or email == (state.account_upn or "").lower()):

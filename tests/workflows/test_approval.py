@@ -156,3 +156,13 @@ def test_french_ignored_note(make_world):
     world.cycle()
     assert world.tickets.notes()[-1] == (
         "Refus ignoré (auteur : Eve Outsider) : Eve Outsider ne fait pas partie des approbateurs.")
+
+
+def test_whoever_is_the_reporter_now_cannot_approve_either(world):
+    world.tickets.affected_account = "alice@contoso.com"
+    world.cycle()
+    world.tickets.reporter = world.bob  # the reporter field was changed after the plan
+    state = world.approve(world.bob)
+    assert state.stage is Stage.AWAITING_APPROVAL
+    assert world.directory.resets == []
+    assert "the reporter cannot approve their own request" in world.tickets.notes()[-1]
