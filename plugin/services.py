@@ -13,13 +13,15 @@ from mailunblock.connectors.graph import GraphClient
 from mailunblock.connectors.http import HttpPolicy, build_session
 from mailunblock.connectors.identity import TokenProvider
 from mailunblock.connectors.jira import JiraClient
-from mailunblock.plugin.config import Config, TenantConfig
+from mailunblock.plugin.config import Config, ConfigError, TenantConfig
 from mailunblock.plugin.store import StateStore
 from mailunblock.plugin.vault import PasswordVault, load_or_create_key
 from mailunblock.workflows.engine import RemediationEngine
 from mailunblock.workflows.policy import RemediationPolicy
 from mailunblock.workflows.ports import Clock
 from mailunblock.workflows.tenants import TenantRegistry, TenantServices
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,24 @@ def remediation_policy(config: Config) -> RemediationPolicy:
     )
 
 
+def open_store(config: Config) -> StateStore:
+    """The state store; ConfigError (one line, no password) when it cannot be opened."""
+    url = config.database_url
+    try:
+        where = make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        raise ConfigError(
+            "state store: store.url is not a valid SQLAlchemy URL "
+            "(e.g. 'postgresql+psycopg://user@host/db' or 'sqlite:////var/lib/mailunblock/state.db')"
+        ) from None
+    try:
+        return StateStore.from_url(url)
+    except (SQLAlchemyError, ImportError, OSError) as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        fix = " (install the database driver)" if isinstance(exc, ImportError) else ""
+        raise ConfigError(f"state store {where} cannot be opened: {reason}{fix}") from None
+
+
 def open_vault(config: Config, store: StateStore, clock: Clock) -> PasswordVault:
     """The password vault, keyed by ``store.vault_key`` or the key file in the data folder."""
     if config.store.vault_key:
@@ -141,7 +161,7 @@ def build_runtime(config: Config, clock: Clock) -> Runtime:
     """Wire connectors, store, vault and engine from the configuration."""
     jira = build_jira(config)
     tenants = {t.name: build_tenant(config, t) for t in config.tenants}
-    store = StateStore.from_url(config.database_url)
+    store = open_store(config)
     vault = open_vault(config, store, clock)
     registry = TenantRegistry(
         TenantServices(

@@ -126,3 +126,31 @@ def test_run_once_skips_the_cycle_while_another_mailunblock_works_on_the_store(
         code, output = _cli("run", "--once", "--config", str(config))
     assert code == 0 and "cycle skipped: another mailunblock is working on the same state store" in output
     assert box.jira.comments("HELP-1") == []
+
+
+@pytest.mark.parametrize(
+    ("store", "expected"),
+    [
+        ('url = "postgresql+psycopg://mailunblock:s3cret-pw@127.0.0.1:1/nope"', "Connection refused"),
+        ('url = "mysql://db.example/x"', "No module named"),
+        ('url = "not a url"', "not a valid SQLAlchemy URL"),
+        ('data_dir = "/proc/mailunblock"', "/proc/mailunblock"),
+    ],
+)
+def test_a_state_store_that_cannot_be_opened_is_a_one_line_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, store: str, expected: str
+) -> None:
+    monkeypatch.setenv("T", "token")
+    monkeypatch.setenv("S", "secret")
+    config = tmp_path / "c.toml"
+    config.write_text(
+        '[jira]\nurl = "https://127.0.0.1:9"\nemail = "bot@example.com"\napi_token = "env:T"\n'
+        'approver_groups = ["helpdesk"]\n\n[[tenants]]\nname = "contoso"\ntenant_id = "t"\n'
+        'domains = ["contoso.com"]\nclient_id = "c"\nclient_secret = "env:S"\n\n'
+        f"[store]\n{store}\n"
+    )
+    for command in (("status",), ("run", "--once"), ("reveal", "HELP-1")):
+        result = CliRunner().invoke(main, [*command, "--config", str(config)])
+        assert isinstance(result.exception, SystemExit) and result.exit_code == 1, result.exception
+        assert result.output.startswith("Error: state store") and expected in result.output
+        assert len(result.output.strip().splitlines()) == 1 and "s3cret-pw" not in result.output
