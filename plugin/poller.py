@@ -20,6 +20,7 @@ from mailunblock.connectors.models import JiraIssue
 from mailunblock.plugin.store import StateStore
 from mailunblock.workflows.engine import RemediationEngine
 from mailunblock.workflows.state import TicketState
+from sqlalchemy.exc import SQLAlchemyError
 
 log = logging.getLogger(__name__)
 
@@ -57,11 +58,16 @@ class Poller:
 
     def run_cycle(self) -> CycleReport:
         """Advance every ticket that needs work; never raises for a per-ticket or Jira failure."""
-        with self._store.runner_lock() as held:
-            if not held:
-                log.warning("another mailunblock is working on this state store; cycle skipped")
-                return CycleReport(skipped=True)
-            return self._cycle()
+        try:
+            with self._store.runner_lock() as held:
+                if not held:
+                    log.warning("another mailunblock is working on this state store; cycle skipped")
+                    return CycleReport(skipped=True)
+                return self._cycle()
+        except SQLAlchemyError as exc:
+            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+            log.warning("cycle failed, will retry next cycle: state store unavailable: %s", reason)
+            return CycleReport(error=f"state store unavailable: {reason}")
 
     def _cycle(self) -> CycleReport:
         report = CycleReport()

@@ -133,3 +133,17 @@ def test_a_cycle_is_skipped_while_another_runner_works_on_the_store(store: State
         report = poller.run_cycle()
     assert engine.processed == [] and report.skipped and report.error is None
     assert poller.run_cycle().advanced == ["HELP-1: awaiting_approval"]
+
+
+def test_a_state_store_outage_is_a_failed_cycle_not_a_crash(store: StateStore) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    class DownStore(StateStore):
+        def load(self, issue_key: str) -> TicketState | None:
+            raise OperationalError("SELECT", {}, Exception("server closed the connection unexpectedly"))
+
+    down = DownStore(store.engine)
+    engine = ScriptedEngine(down)
+    report = Poller(lambda: iter([_issue("HELP-1")]), _issue, engine, down).run_cycle()  # type: ignore[arg-type]
+    assert report.error is not None and report.error.startswith("state store unavailable:")
+    assert "server closed the connection unexpectedly" in report.error
