@@ -14,6 +14,8 @@ from mailunblock.plugin.config import Config, ConfigError, load_config
 
 if TYPE_CHECKING:
     from mailunblock.plugin.services import Runtime
+    from mailunblock.plugin.store import StateStore
+    from mailunblock.plugin.vault import PasswordVault
 
 CONFIG_HELP = "Configuration file (TOML). Default: $MAILUNBLOCK_CONFIG, else ./mailunblock.toml."
 
@@ -140,6 +142,19 @@ def _runtime(config_path: Path) -> Runtime:
         raise click.ClickException(str(exc)) from None
 
 
+def _local(config_path: Path) -> tuple[StateStore, PasswordVault]:
+    """Only the store and the vault: what ``status`` and ``reveal`` need on the host (no service secret)."""
+    from mailunblock.plugin.clock import SystemClock
+    from mailunblock.plugin.services import open_store, open_vault
+
+    cfg = _load(config_path)
+    try:
+        store = open_store(cfg)
+        return store, open_vault(cfg, store, SystemClock())
+    except (ConfigError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
 @main.command()
 @_config_option
 @click.option("--once", is_flag=True, help="Run a single cycle and exit (for cron).")
@@ -202,9 +217,9 @@ def reveal(config_path: Path, ticket: str) -> None:
 
     from mailunblock.plugin.vault import VaultError
 
-    runtime = _runtime(config_path)
+    _, vault = _local(config_path)
     try:
-        password = runtime.vault.reveal(ticket.upper(), revealed_by=f"{getpass.getuser()} (CLI)")
+        password = vault.reveal(ticket.upper(), revealed_by=f"{getpass.getuser()} (CLI)")
     except VaultError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"New password for {ticket.upper()} (shown once; the user must change it at sign-in):", err=True)
@@ -215,8 +230,8 @@ def reveal(config_path: Path, ticket: str) -> None:
 @_config_option
 def status(config_path: Path) -> None:
     """List the tickets mailunblock knows, with their stage."""
-    runtime = _runtime(config_path)
-    states = runtime.store.all_states()
+    store, _ = _local(config_path)
+    states = store.all_states()
     if not states:
         click.echo("no tickets yet")
     for state in states:

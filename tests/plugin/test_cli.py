@@ -154,3 +154,20 @@ def test_a_state_store_that_cannot_be_opened_is_a_one_line_error(
         assert isinstance(result.exception, SystemExit) and result.exit_code == 1, result.exception
         assert result.output.startswith("Error: state store") and expected in result.output
         assert len(result.output.strip().splitlines()) == 1 and "s3cret-pw" not in result.output
+
+
+def test_status_and_reveal_need_only_the_store_not_the_service_secrets(
+    sandbox: tuple[Sandbox, Path], tmp_path: Path
+) -> None:
+    _, config = sandbox
+    code, output = _cli("run", "--once", "--config", str(config))
+    assert code == 0, output
+    # An operator's shell on the host rarely has the service's environment (Jira token, client secrets).
+    offline = tmp_path / "offline.toml"
+    offline.write_text(re.sub(r'"file:[^"]*(api_token|client_secret|passphrase)[^"]*"', '"env:UNSET_IN_THIS_SHELL"',
+                              config.read_text()))
+    assert "UNSET_IN_THIS_SHELL" in offline.read_text()
+    code, output = _cli("status", "--config", str(offline))
+    assert code == 0 and "HELP-1" in output, output
+    code, output = _cli("reveal", "HELP-1", "--config", str(offline))
+    assert code == 1 and "no password is stored for HELP-1" in output, output
