@@ -101,8 +101,6 @@ class Poller:
         return report
 
     def _advance(self, issue: JiraIssue, state: TicketState | None, report: CycleReport) -> None:
-        if state is not None and state.is_terminal:
-            return
         before = state.stage if state is not None else None
         try:
             after = self._engine.process(issue, state)

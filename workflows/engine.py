@@ -101,12 +101,14 @@ class RemediationEngine:
         """Advance the ticket as far as possible now; return its (saved) state."""
         if state is None:
             state = TicketState.first_seen(issue.key, self._clock.now())
-        if state.is_terminal:
-            return state
         ctx = StepContext(
             self._policy, self._tickets, self._tenants, self._repository, self._vault, self._clock,
             issue, state,
         )
+        if state.is_terminal:
+            if not issue.is_done and self._policy.trigger_label in issue.labels:
+                self._tagged_again(ctx)
+            return state
         if not state.closing:
             self._stop_if_abandoned(ctx)
         if not state.closing and state.tenant is not None and not self._tenants.knows(state.tenant):
@@ -132,6 +134,14 @@ class RemediationEngine:
             STEPS[before](ctx)
             if state.stage is before:
                 return
+
+    def _tagged_again(self, ctx: StepContext) -> None:
+        """A finished ticket re-tagged or re-opened: say once that it will not start over; untag it."""
+        try:
+            notify.tagged_again(ctx)
+            self._tickets.update_labels(ctx.state.issue_key, remove=[self._policy.trigger_label])
+        except ConnectorError as error:
+            log.warning("%s: could not answer the new tag: %s", ctx.state.issue_key, error)
 
     def _stop_if_abandoned(self, ctx: StepContext) -> None:
         issue, state = ctx.issue, ctx.state

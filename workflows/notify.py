@@ -194,6 +194,13 @@ def cancellation(ctx: StepContext) -> None:
     )
 
 
+def tagged_again(ctx: StepContext) -> None:
+    """Internal note: a finished ticket was tagged again; mailunblock does not run twice on one ticket."""
+    state = ctx.state
+    ctx.post("tagged-again", "tagged_again", public=False, outcome=str(state.stage),
+             trigger_label=ctx.policy.trigger_label)
+
+
 def failure(ctx: StepContext, name: str, action: str, error: str, kind: str,
             retry_at: datetime | None) -> None:
     """Internal note naming what failed and what to do."""

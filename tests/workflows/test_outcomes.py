@@ -248,3 +248,24 @@ def test_a_tenant_removed_from_the_configuration_escalates_instead_of_failing_ev
     assert 'The tenant "contoso" of alice@contoso.com is no longer in the configuration' in note
     assert "(x) Password not reset." in note
     assert world.directory.resets == [] and world.tickets.labels == ["mailunblock-escalated"]
+
+
+def test_a_finished_ticket_tagged_again_is_not_silently_ignored(world):
+    world.cycle()
+    world.tickets.add_comment(world.bob, "/reject call the user first")
+    assert world.cycle().stage is Stage.REJECTED
+    assert "mail-blocked" not in world.tickets.labels
+    notes = len(world.tickets.notes())
+
+    world.tickets.labels.append("mail-blocked")  # an agent re-tags the ticket (or re-opens it)
+    state = world.cycle()
+    assert state.stage is Stage.REJECTED and world.directory.resets == []
+    note = world.tickets.notes()[-1]
+    assert len(world.tickets.notes()) == notes + 1
+    assert "already handled this ticket" in note and "raise a new ticket" in note
+    assert "mail-blocked" not in world.tickets.labels  # leaves the selection again
+
+    world.tickets.labels.append("mail-blocked")
+    world.cycle()
+    assert len(world.tickets.notes()) == notes + 1, "explained once"
+    assert "mail-blocked" not in world.tickets.labels
