@@ -7,12 +7,24 @@ A second visit says it was already viewed, when and from where.
 
 from __future__ import annotations
 
+import re
 import threading
 from html import escape
+from typing import Any
 
 from flask import Flask, Response, request
 from mailunblock.plugin.vault import PasswordVault, VaultError
-from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+
+_LINK_TOKEN = re.compile(r"(/reveal/[^/\s]+/)[^\s?\"]+")
+
+
+class _RedactingHandler(WSGIRequestHandler):
+    """Access log without the one-time link's token (whoever reads the log could use it first)."""
+
+    def log(self, type: str, message: str, *args: Any) -> None:
+        """Log the line with the token replaced."""
+        super().log(type, "%s", _LINK_TOKEN.sub(r"\1<token>", message % args))
 
 _PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>mailunblock</title>
 <meta name="robots" content="noindex"><style>body{{font-family:sans-serif;max-width:40em;margin:3em auto}}
@@ -66,7 +78,7 @@ def create_reveal_app(vault: PasswordVault) -> Flask:
 def serve_in_background(app: Flask, listen: str) -> BaseWSGIServer:
     """Serve the app on ``host:port`` in a daemon thread; ``shutdown()`` the returned server to stop."""
     host, _, port = listen.rpartition(":")
-    server = make_server(host or "127.0.0.1", int(port), app, threaded=True)
+    server = make_server(host or "127.0.0.1", int(port), app, threaded=True, request_handler=_RedactingHandler)
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="mailunblock-web",
                      daemon=True).start()
     return server

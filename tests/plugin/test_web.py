@@ -76,3 +76,23 @@ def test_an_expired_password_is_not_shown(setup) -> None:
     response = client.post(link)
     assert response.status_code == 410 and "expired" in response.text and SECRET not in response.text
     assert "Expired" in client.get(link).text
+
+
+def test_the_access_log_does_not_carry_the_link_token(setup, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+    import urllib.request
+
+    from mailunblock.plugin.web import serve_in_background
+
+    vault, _, _ = setup
+    path = _link(vault)
+    token = path.rsplit("/", 1)[1]
+    server = serve_in_background(create_reveal_app(vault), "127.0.0.1:0")
+    caplog.set_level(logging.INFO)
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{server.port}{path}") as response:
+            assert response.status == 200
+    finally:
+        server.shutdown()
+    assert "/reveal/HELP-1/" in caplog.text  # the request is logged...
+    assert token not in caplog.text  # ...but not the one-time credential
