@@ -127,6 +127,10 @@ def _why_not(ctx: StepContext, author: JiraUser) -> str | None:
     email = (author.email or "").lower()
     if email and (email in state.account_addresses or email == (state.account_upn or "").lower()):
         return "affected_account"
+    if not email and not state.reporter_is_account:
+        # Jira Cloud can hide emails; the affected user is someone other than the reporter, so with no
+        # email there is no way to tell the approver is not that user. Refuse rather than guess.
+        return "email_hidden"
     if not ctx.tickets.is_approver(author):
         return "not_approver"
     return None

@@ -166,3 +166,25 @@ def test_whoever_is_the_reporter_now_cannot_approve_either(world):
     assert state.stage is Stage.AWAITING_APPROVAL
     assert world.directory.resets == []
     assert "the reporter cannot approve their own request" in world.tickets.notes()[-1]
+
+
+def test_an_approver_with_a_hidden_email_cannot_approve_someone_elses_account(world):
+    """Jira Cloud may hide emails: then nothing proves the approver is not the affected user."""
+    world.tickets.reporter = world.carol
+    world.tickets.affected_account = "alice@contoso.com"
+    world.cycle()
+    hidden = JiraUser("Alice M.", account_id="acc-hidden")  # could be Alice herself
+    world.tickets.approvers.add(hidden.ref)
+
+    assert world.approve(hidden).stage is Stage.AWAITING_APPROVAL
+    assert "email address is hidden in Jira" in world.tickets.notes()[-1]
+    _nothing_done(world)
+    assert world.approve(world.bob).stage is not Stage.AWAITING_APPROVAL  # a visible approver can
+
+
+def test_a_hidden_email_does_not_matter_when_the_reporter_is_the_user(world):
+    world.cycle()
+    hidden = JiraUser("Bob (no email)", account_id=world.bob.account_id)
+    state = world.approve(hidden)
+    assert state.stage is not Stage.AWAITING_APPROVAL
+    assert len(world.directory.resets) == 1
