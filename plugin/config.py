@@ -227,6 +227,7 @@ class PolicyConfig(_Section):
     eta_max_hours: float = Field(default=4.0, gt=0)
     escalate_after_hours: float = Field(default=24.0, gt=0)
     verify_every_minutes: float = Field(default=30.0, gt=0)
+    reblock_window_days: float = Field(default=7.0, ge=0)
     excluded_roles: tuple[str, ...] = (ALL_DIRECTORY_ROLES,)
     auto_approve: bool = False
     check_inbox_rules: bool = True

@@ -100,6 +100,7 @@ def remediation_policy(config: Config) -> RemediationPolicy:
         eta_max=timedelta(hours=policy.eta_max_hours),
         escalate_after=timedelta(hours=policy.escalate_after_hours),
         verify_every=timedelta(minutes=policy.verify_every_minutes),
+        reblock_window=timedelta(days=policy.reblock_window_days),
         excluded_roles=policy.excluded_roles,
         auto_approve=policy.auto_approve,
         check_inbox_rules=policy.check_inbox_rules,

@@ -149,6 +149,25 @@ class StateStore:
                 .limit(1)
             ).scalar_one_or_none()
 
+    def last_unblock_of_account(
+        self, tenant: str, account_id: str, exclude_key: str
+    ) -> tuple[str, datetime] | None:
+        """The most recent other ticket that unblocked this account, and when."""
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                select(tickets.c.state).where(
+                    tickets.c.tenant == tenant,
+                    tickets.c.account_id == account_id,
+                    tickets.c.issue_key != exclude_key,
+                )
+            ).scalars()
+            unblocked = [
+                (state.issue_key, state.unblocked_at)
+                for state in (TicketState.from_dict(json.loads(raw)) for raw in rows)
+                if state.unblocked_at is not None
+            ]
+        return max(unblocked, key=lambda pair: pair[1], default=None)
+
     def stage_events(self, issue_key: str | None = None) -> list[tuple[str, str, datetime]]:
         """(issue key, stage, at) for every recorded stage entry, in time order — for SLA reports."""
         query = select(stage_events.c.issue_key, stage_events.c.stage, stage_events.c.at)

@@ -20,6 +20,8 @@ class RemediationPolicy:
     # After a crash between recording an unblock and confirming it, wait this long (a sent unblock takes
     # a while to show on the list) before looking again and, if still listed, sending it once more.
     unblock_grace: timedelta = timedelta(minutes=30)
+    # Blocked again this soon after an earlier unblock: the account is probably still compromised.
+    reblock_window: timedelta = timedelta(days=7)
     excluded_roles: tuple[str, ...] = (ANY_DIRECTORY_ROLE,)
     auto_approve: bool = False
     check_inbox_rules: bool = True

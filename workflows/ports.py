@@ -125,6 +125,12 @@ class StateRepository(Protocol):
         """Key of another ticket whose remediation of this account is still in flight, if any."""
         ...
 
+    def last_unblock_of_account(
+        self, tenant: str, account_id: str, exclude_key: str
+    ) -> tuple[str, datetime] | None:
+        """The most recent other ticket that unblocked this account, and when."""
+        ...
+
 
 class PasswordVault(Protocol):
     """Encrypted, one-time storage of a new password (never in a comment, log or email)."""

@@ -87,6 +87,10 @@ def find_account(ctx: StepContext) -> Candidate | Refusal:
     other = ctx.repository.active_ticket_for_account(tenant.name, user.id, exclude_key=ctx.issue.key)
     if other:
         return Refusal("duplicate", user.user_principal_name, related_key=other)
+    earlier = ctx.repository.last_unblock_of_account(tenant.name, user.id, exclude_key=ctx.issue.key)
+    if earlier and ctx.now() - earlier[1] < ctx.policy.reblock_window:
+        when = messages.day(earlier[1], ctx.policy.locale, ctx.policy.time_zone)
+        return Refusal("blocked_again", f"{user.user_principal_name} ({when})", related_key=earlier[0])
     return Candidate(tenant, user)
 
 

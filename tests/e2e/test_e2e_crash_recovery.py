@@ -81,7 +81,9 @@ class Run:
 
 def remediate(world: World, monkeypatch: pytest.MonkeyPatch, crash_when: CrashWhen, after_write: bool) -> Run:
     """One ticket for the account, from a fresh block to its end, with at most one crash on the way."""
-    world.advance(timedelta(days=1))  # a new UTC day: Exchange's daily unblock limit does not bite
+    # Past the re-block window (7 days): each run is a fresh block, not "blocked again", and a new UTC day
+    # for Exchange's daily unblock limit.
+    world.advance(timedelta(days=8))
     world.sandbox.microsoft.block(TENANT, ACCOUNT)
     world.restart()
     before = world.effects()

@@ -429,3 +429,27 @@ def test_throttling_beyond_the_http_retries_waits_for_retry_after(make_world: Ca
     assert world.finish(key).stage is Stage.RESOLVED
     assert Counter(world.markers(key))["eta"] == 1
     assert world.effects() == world.remediated("contoso", address)
+
+
+def test_a_new_ticket_for_an_account_unblocked_days_ago_goes_to_a_human(make_world: Callable[..., World]) -> None:
+    world = make_world()
+    address = "diego.siciliani@contoso.com"
+    before = world.effects()
+    first = awaiting_approval(world, address)
+    world.approve(first)
+    assert world.finish(first).stage is Stage.RESOLVED
+    world.advance(timedelta(days=2))
+    world.sandbox.microsoft.block("contoso", address)
+
+    second = world.new_ticket(address, summary="Blocked again!")
+    world.cycle()
+
+    state = world.state(second)
+    assert (state.stage, state.refusal) == (Stage.REFUSED, "blocked_again")
+    note = world.bot_comments(second)[-1]
+    assert is_internal(note) and f"unblocked by mailunblock in {first} and is blocked again" in note.body
+    first_id = world.jira.issue(first).id
+    links = world.jira.links_of(world.jira.issue(second))
+    assert any(first_id in (link.inward_id, link.outward_id) for link in links)
+    assert world.effects() - before == world.remediated("contoso", address)  # no second reset or unblock
+    assert world.sandbox.microsoft.is_listed("contoso", address)

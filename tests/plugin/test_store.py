@@ -69,3 +69,14 @@ def test_only_one_runner_works_on_a_store_at_a_time(store: StateStore) -> None:
         assert (first, second) == (True, False)  # a second mailunblock (cron overlap, replica) waits
     with other.runner_lock() as again:
         assert again  # released when the holder's cycle ends
+
+
+def test_last_unblock_of_an_account_is_the_most_recent_other_ticket(store: StateStore) -> None:
+    old, recent, current = _state("HELP-10"), _state("HELP-11"), _state("HELP-12")
+    old.unblocked_at = T0 - timedelta(days=9)
+    recent.unblocked_at = T0 - timedelta(days=1)
+    current.unblocked_at = T0
+    for state in (old, recent, current, _state("HELP-13", account="u-2")):
+        store.save(state)
+    assert store.last_unblock_of_account("contoso", "u-1", exclude_key="HELP-12") == ("HELP-11", T0 - timedelta(days=1))
+    assert store.last_unblock_of_account("contoso", "u-2", exclude_key="HELP-12") is None

@@ -343,6 +343,13 @@ class FakeRepository:
                 return key
         return None
 
+    def last_unblock_of_account(self, tenant: str, account_id: str,
+                                exclude_key: str) -> tuple[str, datetime] | None:
+        found = [(key, state.unblocked_at) for key in self.saved
+                 if (state := self.load(key)) and key != exclude_key and state.tenant == tenant
+                 and state.account_id == account_id and state.unblocked_at is not None]
+        return max(found, key=lambda pair: pair[1], default=None)
+
 
 class FakeVault:
     """Keeps passwords in memory (the real one encrypts)."""

@@ -125,3 +125,38 @@ def test_custom_field_wins_and_plan_says_the_account_is_not_the_reporter(world):
     plan = world.tickets.notes()[0]
     assert "*(!) THE AFFECTED ACCOUNT IS NOT THE REPORTER.*" in plan
     assert "Carol Agent (carol@contoso.com)" in plan
+
+
+def test_an_account_unblocked_recently_is_not_unblocked_again(world):
+    from datetime import timedelta
+
+    from mailunblock.workflows.state import Stage, TicketState
+
+    earlier = TicketState.first_seen("HELP-90", world.clock.now() - timedelta(days=3))
+    earlier.tenant, earlier.account_id = "contoso", "u-alice"
+    earlier.unblocked_at = world.clock.now() - timedelta(days=2)
+    earlier.enter(Stage.RESOLVED, world.clock.now() - timedelta(days=2))
+    world.repository.save(earlier)
+
+    state = world.cycle()
+
+    assert state.stage is Stage.REFUSED and state.refusal == "blocked_again"
+    note = world.tickets.notes()[-1]
+    assert "unblocked by mailunblock in HELP-90 and is blocked again" in note
+    assert "probably still compromised" in note
+    assert world.tickets.links == [("HELP-101", "HELP-90")]
+    assert world.directory.resets == [] and world.restricted.unblocks == []
+
+
+def test_an_old_unblock_does_not_prevent_a_new_remediation(world):
+    from datetime import timedelta
+
+    from mailunblock.workflows.state import Stage, TicketState
+
+    earlier = TicketState.first_seen("HELP-80", world.clock.now() - timedelta(days=40))
+    earlier.tenant, earlier.account_id = "contoso", "u-alice"
+    earlier.unblocked_at = world.clock.now() - timedelta(days=39)
+    earlier.enter(Stage.RESOLVED, world.clock.now() - timedelta(days=39))
+    world.repository.save(earlier)
+
+    assert world.cycle().stage is Stage.AWAITING_APPROVAL
