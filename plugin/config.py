@@ -256,9 +256,24 @@ class HttpConfig(_Section):
 class StoreConfig(_Section):
     """Where state lives. SQLite by default; PostgreSQL for several replicas."""
 
+    # A SQLAlchemy URL, or a reference to one ("env:VAR" / "file:PATH") when it holds a password.
     url: str | None = None
     data_dir: Path = Path(DEFAULT_DATA_DIR)
     vault_key: Secret | None = None  # Fernet key for stored passwords; default: key file in data_dir
+
+    @field_validator("url")
+    @classmethod
+    def _no_inline_password(cls, value: str | None) -> str | None:
+        if value is None or value.startswith(("env:", "file:")):
+            return value
+        _, sep, rest = value.partition("://")
+        credentials = rest.rpartition("@")[0] if sep else ""
+        if ":" in credentials:
+            raise ValueError(
+                "this URL holds a password: give the whole URL by reference instead, e.g. "
+                "url = 'env:MAILUNBLOCK_DATABASE_URL' (or use PGPASSWORD / ~/.pgpass)"
+            )
+        return value
 
 
 class PollerConfig(_Section):
@@ -332,7 +347,10 @@ class Config(_Section):
     @property
     def database_url(self) -> str:
         """SQLAlchemy URL of the state store."""
-        return self.store.url or f"sqlite:///{self.data_dir / 'mailunblock.db'}"
+        url = self.store.url
+        if url and url.startswith(("env:", "file:")):
+            return self.secret(url)
+        return url or f"sqlite:///{self.data_dir / 'mailunblock.db'}"
 
     def path(self, value: Path) -> Path:
         """Resolve a configured path relative to the config file's folder."""

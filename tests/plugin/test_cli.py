@@ -131,7 +131,7 @@ def test_run_once_skips_the_cycle_while_another_mailunblock_works_on_the_store(
 @pytest.mark.parametrize(
     ("store", "expected"),
     [
-        ('url = "postgresql+psycopg://mailunblock:s3cret-pw@127.0.0.1:1/nope"', "Connection refused"),
+        ('url = "env:MU_DATABASE_URL"', "Connection refused"),
         ('url = "mysql://db.example/x"', "No module named"),
         ('url = "not a url"', "not a valid SQLAlchemy URL"),
         ('data_dir = "/proc/mailunblock"', "/proc/mailunblock"),
@@ -142,6 +142,7 @@ def test_a_state_store_that_cannot_be_opened_is_a_one_line_error(
 ) -> None:
     monkeypatch.setenv("T", "token")
     monkeypatch.setenv("S", "secret")
+    monkeypatch.setenv("MU_DATABASE_URL", "postgresql+psycopg://mailunblock:s3cret-pw@127.0.0.1:1/nope")
     config = tmp_path / "c.toml"
     config.write_text(
         '[jira]\nurl = "https://127.0.0.1:9"\nemail = "bot@example.com"\napi_token = "env:T"\n'

@@ -62,6 +62,7 @@ def test_defaults_follow_the_source_guidance() -> None:
         (_with("policy", eta_min_hours=5), "policy", "eta_max_hours must be >="),
         (_with("policy", time_zone="Mars/Olympus"), "policy.time_zone", "IANA"),
         (_with("policy", colour="blue"), "policy.colour", "unknown key"),
+        (_with("store", url="postgresql+psycopg://mu:hunter2@db/mu"), "store.url", "env:MAILUNBLOCK_DATABASE_URL"),
         ({"tenants": MINIMAL["tenants"]}, "jira", "required key is missing"),
     ],
 )
@@ -147,3 +148,10 @@ def test_config_check_on_invalid_file_exits_non_zero(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["config", "check", "--config", str(bad)])
     assert result.exit_code == 1
     assert "jira.url" in result.output and "Traceback" not in result.output
+
+
+def test_a_database_url_can_be_given_by_reference(monkeypatch) -> None:
+    monkeypatch.setenv("MU_DB", "postgresql+psycopg://mu:pw@db/mu")
+    cfg = parse_config(_with("store", url="env:MU_DB"))
+    assert cfg.database_url == "postgresql+psycopg://mu:pw@db/mu"
+    assert parse_config(_with("store", url="postgresql+psycopg://mu@db/mu")).database_url.endswith("@db/mu")
