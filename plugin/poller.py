@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import logging
 import signal
-import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from types import FrameType
+from datetime import UTC, datetime
 
-from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from mailunblock.connectors.errors import ConnectorError, NotFoundError
 from mailunblock.connectors.models import JiraIssue
@@ -117,34 +116,33 @@ class Poller:
             report.advanced.append(f"{issue.key}: {after.stage}")
 
 
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
 def run_forever(poller: Poller, interval_seconds: float, on_cycle: Callable[[CycleReport], None]) -> None:
-    """Run cycles on an APScheduler interval until SIGTERM/SIGINT; a running cycle finishes first."""
-    scheduler = BlockingScheduler(timezone="UTC")
+    """Run a cycle now and every ``interval_seconds`` until SIGTERM/SIGINT; a running cycle finishes first.
 
-    def cycle() -> None:
-        on_cycle(poller.run_cycle())
-
-    scheduler.add_job(
-        cycle,
-        IntervalTrigger(seconds=interval_seconds),
-        id="poll",
-        max_instances=1,
-        coalesce=True,
-        misfire_grace_time=None,
-        next_run_time=None,
-    )
-    stopping = threading.Event()
-
-    def stop(signum: int, _frame: FrameType | None) -> None:
-        if not stopping.is_set():
-            stopping.set()
-            log.warning("received %s: finishing the current cycle, then stopping", signal.Signals(signum).name)
-        # During the first, foreground cycle the scheduler is not running yet: the flag alone stops it.
-        if scheduler.running:
-            scheduler.shutdown(wait=False)
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    cycle()  # first cycle immediately, in the foreground
-    if not stopping.is_set():
+    The stop signals are blocked in every thread and taken synchronously (``sigwait``) by the main
+    thread: a Python signal handler that touches a lock (an Event, the scheduler, logging) deadlocks when
+    the signal lands while the main thread holds that lock.
+    """
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)  # before any scheduler thread starts
+    scheduler = BackgroundScheduler(timezone="UTC")
+    try:
+        scheduler.add_job(
+            lambda: on_cycle(poller.run_cycle()),
+            IntervalTrigger(seconds=interval_seconds),
+            id="poll",
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=None,
+            next_run_time=datetime.now(UTC),
+        )
         scheduler.start()
+        received = signal.sigwait(STOP_SIGNALS)
+        log.warning("received %s: finishing the current cycle, then stopping", signal.Signals(received).name)
+        scheduler.shutdown(wait=True)
+        while signal.sigpending() & STOP_SIGNALS:  # a second Ctrl-C while stopping: already handled
+            signal.sigwait(STOP_SIGNALS)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)

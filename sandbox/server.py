@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from types import FrameType, TracebackType
+from types import TracebackType
 from typing import Any
 
 from flask import Flask
@@ -404,21 +404,20 @@ class Sandbox:
         return "\n".join(lines)
 
     def serve_forever(self, config_path: Path | None = None) -> None:
-        """Start, write the config, print the banner, and block until SIGINT or SIGTERM."""
-        stopping = threading.Event()
+        """Start, write the config, print the banner, and block until SIGINT or SIGTERM.
 
-        def _stop(_signum: int, _frame: FrameType | None) -> None:
-            stopping.set()
-
-        previous = {s: signal.signal(s, _stop) for s in (signal.SIGINT, signal.SIGTERM)}
+        The signals are blocked in every thread and taken with ``sigwait``: a signal handler that touches
+        a lock can deadlock if the signal lands while the main thread holds it.
+        """
+        signals = {signal.SIGINT, signal.SIGTERM}
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, signals)  # before the server threads start
         try:
             with self:
                 path = self.write_config(config_path or self.layout.config_path)
                 print(self.banner(path), flush=True)
-                stopping.wait()
+                signal.sigwait(signals)
         finally:
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
         print(f"mailunblock sandbox stopped (pid {os.getpid()}).", flush=True)
 
 
