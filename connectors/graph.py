@@ -32,7 +32,8 @@ log = logging.getLogger(__name__)
 SERVICE = "graph"
 USER_FIELDS = (
     "id,userPrincipalName,mail,proxyAddresses,accountEnabled,userType,"
-    "onPremisesSyncEnabled,lastPasswordChangeDateTime,displayName,preferredLanguage"
+    "onPremisesSyncEnabled,lastPasswordChangeDateTime,displayName,preferredLanguage,"
+    "signInSessionsValidFromDateTime"
 )
 ROLE_FIELDS = "id,displayName,roleTemplateId"
 
@@ -219,6 +220,7 @@ def _user(raw: dict[str, Any]) -> DirectoryUser:
         last_password_change=_datetime(raw.get("lastPasswordChangeDateTime")),
         display_name=raw.get("displayName") or "",
         preferred_language=raw.get("preferredLanguage"),
+        sign_in_sessions_valid_from=_datetime(raw.get("signInSessionsValidFromDateTime")),
     )
 
 

@@ -123,6 +123,8 @@ class DirectoryUser:
     last_password_change: datetime | None
     display_name: str = ""
     preferred_language: str | None = None
+    # Graph's signInSessionsValidFromDateTime: tokens issued before it are void; revoking moves it to now.
+    sign_in_sessions_valid_from: datetime | None = None
 
     @property
     def smtp_addresses(self) -> tuple[str, ...]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -116,17 +117,18 @@ class Poller:
             report.advanced.append(f"{issue.key}: {after.stage}")
 
 
-STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def run_forever(poller: Poller, interval_seconds: float, on_cycle: Callable[[CycleReport], None]) -> None:
     """Run a cycle now and every ``interval_seconds`` until SIGTERM/SIGINT; a running cycle finishes first.
 
-    The stop signals are blocked in every thread and taken synchronously (``sigwait``) by the main
-    thread: a Python signal handler that touches a lock (an Event, the scheduler, logging) deadlocks when
-    the signal lands while the main thread holds that lock.
+    The signal handler only appends to a list: a handler that takes a lock (an Event, the scheduler,
+    logging) deadlocks when the signal lands while the main thread holds that lock. The main thread
+    notices within a fraction of a second and stops the scheduler, which waits for the running cycle.
     """
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)  # before any scheduler thread starts
+    received: list[int] = []
+    previous = {s: signal.signal(s, lambda signum, _frame: received.append(signum)) for s in STOP_SIGNALS}
     scheduler = BackgroundScheduler(timezone="UTC")
     try:
         scheduler.add_job(
@@ -139,10 +141,10 @@ def run_forever(poller: Poller, interval_seconds: float, on_cycle: Callable[[Cyc
             next_run_time=datetime.now(UTC),
         )
         scheduler.start()
-        received = signal.sigwait(STOP_SIGNALS)
-        log.warning("received %s: finishing the current cycle, then stopping", signal.Signals(received).name)
+        while not received:
+            time.sleep(0.2)
+        log.warning("received %s: finishing the current cycle, then stopping", signal.Signals(received[0]).name)
         scheduler.shutdown(wait=True)
-        while signal.sigpending() & STOP_SIGNALS:  # a second Ctrl-C while stopping: already handled
-            signal.sigwait(STOP_SIGNALS)
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

@@ -145,6 +145,7 @@ def _user_json(state: MicrosoftState, user: LiveUser) -> dict[str, Any]:
         "userType": spec.user_type,
         "onPremisesSyncEnabled": spec.on_premises_sync_enabled,
         "lastPasswordChangeDateTime": _stamp(user.last_password_change),
+        "signInSessionsValidFromDateTime": _stamp(user.sessions_valid_from),
         "mailNickname": spec.user_principal_name.split("@")[0],
         "usageLocation": None,
         "createdDateTime": None,
@@ -409,6 +410,7 @@ def create_graph_app(state: MicrosoftState, ctx: SandboxContext) -> Flask:
             if user is None:
                 return not_found(ref)
             user.session_revocations += 1
+            user.sessions_valid_from = ctx.clock.now()
         return _json(
             ctx, {"@odata.context": f"{state.urls.graph}/v1.0/$metadata#Edm.Boolean", "value": True}
         )

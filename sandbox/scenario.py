@@ -378,6 +378,7 @@ class LiveUser:
 
     spec: UserSpec
     last_password_change: datetime
+    sessions_valid_from: datetime  # Graph's signInSessionsValidFromDateTime; revokeSignInSessions resets it
     account_enabled: bool
     password_resets: int = 0
     session_revocations: int = 0
@@ -451,6 +452,7 @@ class MicrosoftState:
                     u.id: LiveUser(
                         spec=u,
                         last_password_change=start - timedelta(days=u.password_changed_days_ago),
+                        sessions_valid_from=start - timedelta(days=u.password_changed_days_ago),
                         account_enabled=u.account_enabled,
                     )
                     for u in spec.users

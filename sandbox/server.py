@@ -13,6 +13,7 @@ import os
 import secrets
 import signal
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -406,18 +407,21 @@ class Sandbox:
     def serve_forever(self, config_path: Path | None = None) -> None:
         """Start, write the config, print the banner, and block until SIGINT or SIGTERM.
 
-        The signals are blocked in every thread and taken with ``sigwait``: a signal handler that touches
-        a lock can deadlock if the signal lands while the main thread holds it.
+        The handler only appends to a list: a handler that takes a lock (an Event, logging) deadlocks
+        when the signal lands while the main thread holds that lock.
         """
-        signals = {signal.SIGINT, signal.SIGTERM}
-        previous = signal.pthread_sigmask(signal.SIG_BLOCK, signals)  # before the server threads start
+        received: list[int] = []
+        stops = (signal.SIGINT, signal.SIGTERM)
+        previous = {s: signal.signal(s, lambda signum, _frame: received.append(signum)) for s in stops}
         try:
             with self:
                 path = self.write_config(config_path or self.layout.config_path)
                 print(self.banner(path), flush=True)
-                signal.sigwait(signals)
+                while not received:
+                    time.sleep(0.2)
         finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
         print(f"mailunblock sandbox stopped (pid {os.getpid()}).", flush=True)
 
 

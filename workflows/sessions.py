@@ -1,4 +1,4 @@
-"""Revoke the account's sign-in sessions (safe to repeat)."""
+"""Revoke the account's sign-in sessions, once, even across a crash."""
 
 from __future__ import annotations
 
@@ -6,10 +6,27 @@ from mailunblock.workflows.context import StepContext
 from mailunblock.workflows.state import Stage
 
 
+def _already_revoked(ctx: StepContext) -> bool:
+    """Whether, after a crash, Microsoft moved the sessions' valid-from time since we read it."""
+    state = ctx.state
+    assert state.account_id  # set by triage
+    now_valid_from = ctx.tenant.directory.get_user(state.account_id).sign_in_sessions_valid_from
+    if now_valid_from is None:
+        return False
+    return state.sessions_valid_before is None or now_valid_from > state.sessions_valid_before
+
+
 def run(ctx: StepContext) -> None:
     """PASSWORD_RESET: sign the attacker (and the user) out everywhere."""
     state = ctx.state
     assert state.account_id  # set by triage
-    ctx.tenant.directory.revoke_sessions(state.account_id)
+    directory = ctx.tenant.directory
+    if state.sessions_intent_at is None:
+        state.sessions_valid_before = directory.get_user(state.account_id).sign_in_sessions_valid_from
+        state.sessions_intent_at = ctx.now()
+        ctx.save()
+        directory.revoke_sessions(state.account_id)
+    elif not _already_revoked(ctx):
+        directory.revoke_sessions(state.account_id)
     state.sessions_revoked_at = ctx.now()
     ctx.enter(Stage.SESSIONS_REVOKED)

@@ -47,6 +47,8 @@ _DATETIME_FIELDS = frozenset(
         "password_reset_at",
         "password_expires_at",
         "sessions_revoked_at",
+        "sessions_intent_at",
+        "sessions_valid_before",
         "unblocked_at",
         "eta_start",
         "eta_end",
@@ -89,6 +91,10 @@ class TicketState:
     password_reset_at: datetime | None = None
     password_expires_at: datetime | None = None
     sessions_revoked_at: datetime | None = None
+    # Revocation intent, and the account's signInSessionsValidFromDateTime read just before it: after a
+    # crash, a newer value from Microsoft means the revocation went through.
+    sessions_intent_at: datetime | None = None
+    sessions_valid_before: datetime | None = None
     inbox_rules_checked: bool = False
     suspicious_rules: tuple[str, ...] = ()
     inbox_rules_error: str | None = None

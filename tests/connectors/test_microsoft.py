@@ -121,6 +121,8 @@ def test_reset_password_revoke_and_inbox_rules(env: Any) -> None:
     after = client.get_user(before.id)
     assert after.last_password_change and before.last_password_change
     assert after.last_password_change > before.last_password_change
+    assert after.sign_in_sessions_valid_from and before.sign_in_sessions_valid_from
+    assert after.sign_in_sessions_valid_from > before.sign_in_sessions_valid_from  # the revocation
     rules = client.inbox_rules(before.id)
     assert [r.forward_to for r in rules if r.is_suspicious] == [("billing-desk@attacker.example",)]
 

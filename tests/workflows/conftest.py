@@ -272,7 +272,14 @@ class FakeDirectory:
 
     def revoke_sessions(self, user_id: str) -> None:
         self._maybe_fail("revoke_sessions")
-        self.boundaries.around("revoke_sessions", lambda: self.revokes.append(user_id))
+
+        def revoke() -> None:
+            self.revokes.append(user_id)
+            user = self.users[user_id]
+            # Graph keeps whole seconds; a revocation moves the sessions' valid-from time to now.
+            self.users[user_id] = replace(user, sign_in_sessions_valid_from=self.clock.now().replace(microsecond=0))
+
+        self.boundaries.around("revoke_sessions", revoke)
 
     def inbox_rules(self, user_id: str) -> list[InboxRule]:
         self._maybe_fail("inbox_rules")

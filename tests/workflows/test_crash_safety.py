@@ -54,6 +54,7 @@ def test_a_crash_at_any_boundary_never_repeats_an_effect(make_world, simulated_c
         # Even a crash between recording the unblock and calling Exchange ends with exactly one
         # unblock: after the grace period the list is read again and the unblock sent only if needed.
         assert len(world.restricted.unblocks) == 1, where
+        assert len(world.directory.revokes) == 1, where
         markers = Counter(world.tickets.markers())
         assert all(n == 1 for n in markers.values()), (where, markers)
         assert final.stage is Stage.RESOLVED, where
