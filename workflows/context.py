@@ -89,3 +89,11 @@ class StepContext:
         self.state.pending = tuple(p for p in self.state.pending if p != name)
         self.save()
         return comment_id
+
+
+def moved_since(before: datetime | None, current: datetime | None) -> bool:
+    """Whether a timestamp Microsoft keeps moved since we read it: how a crash's hidden outcome is settled.
+
+    Only Microsoft's own values are compared, never our clock with theirs (they may disagree).
+    """
+    return current is not None and (before is None or current > before)

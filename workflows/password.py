@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import secrets
 
-from mailunblock.workflows.context import StepContext
+from mailunblock.workflows.context import StepContext, moved_since
 from mailunblock.workflows.state import Stage
 
 log = logging.getLogger(__name__)
@@ -36,9 +36,7 @@ def _reset_already_happened(ctx: StepContext) -> bool:
     state = ctx.state
     assert state.account_id and state.password_intent_at  # set before the reset
     changed = ctx.tenant.directory.get_user(state.account_id).last_password_change
-    if changed is None:
-        return False
-    return state.password_changed_before is None or changed > state.password_changed_before
+    return moved_since(state.password_changed_before, changed)
 
 
 def run(ctx: StepContext) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mailunblock.workflows.context import StepContext
+from mailunblock.workflows.context import StepContext, moved_since
 from mailunblock.workflows.state import Stage
 
 
@@ -10,10 +10,8 @@ def _already_revoked(ctx: StepContext) -> bool:
     """Whether, after a crash, Microsoft moved the sessions' valid-from time since we read it."""
     state = ctx.state
     assert state.account_id  # set by triage
-    now_valid_from = ctx.tenant.directory.get_user(state.account_id).sign_in_sessions_valid_from
-    if now_valid_from is None:
-        return False
-    return state.sessions_valid_before is None or now_valid_from > state.sessions_valid_before
+    valid_from = ctx.tenant.directory.get_user(state.account_id).sign_in_sessions_valid_from
+    return moved_since(state.sessions_valid_before, valid_from)
 
 
 def run(ctx: StepContext) -> None:
