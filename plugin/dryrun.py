@@ -48,6 +48,10 @@ class DryRunTickets:
         """Real read."""
         return self._inner.find_comment(issue_key, marker)
 
+    def myself(self) -> JiraUser:
+        """The bot's account (a read)."""
+        return self._inner.myself()
+
     def is_approver(self, user: JiraUser) -> bool:
         """Real read."""
         return self._inner.is_approver(user)

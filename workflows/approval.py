@@ -1,31 +1,43 @@
-"""Agent approval: who may approve the plan, and when."""
+"""Agent decisions: who may approve, reject or pick the account, and which decision wins.
+
+Decisions are read as instants (Jira's timestamps, compared as aware datetimes), never by list position.
+Every valid decision after the plan and before the first side effect counts, and a valid rejection wins
+over any approval. An approval is bound to its plan: if the ticket or the account changed since, it lapses.
+Approver membership is checked at the cycle that reads the decision.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from datetime import datetime
 
 from mailunblock.connectors.errors import NotFoundError
-from mailunblock.connectors.models import JiraApproval, JiraComment, JiraUser
-from mailunblock.workflows import notify
+from mailunblock.connectors.models import JiraApproval, JiraUser
+from mailunblock.workflows import addresses, notify, triage
+from mailunblock.workflows.addresses import Address
 from mailunblock.workflows.context import StepContext
 from mailunblock.workflows.state import Stage
 
 APPROVE = "/approve"
 REJECT = "/reject"
+RESET = "/reset"  # approve a reset and revocation although the account is not on the list
+ACCOUNT = "/account"  # pick the affected account among the ones the ticket names
+COMMANDS = (APPROVE, REJECT, RESET, ACCOUNT)
 AUTO_APPROVER = "auto-approval policy"
 
 
 @dataclass(frozen=True)
 class Attempt:
-    """A request to approve or reject: a command comment, a status change or a JSM approval."""
+    """A decision: a command comment, a status change or a JSM approval."""
 
     source_id: str  # comment id, "status-<epoch>" for a status change, "jsm-<id>" for a JSM approval
     author: JiraUser
-    verdict: str  # APPROVE | REJECT
-    reason: str
+    verdict: str  # one of COMMANDS
+    reason: str  # a rejection's reason, or /account's address
     kind: str  # "comment" | "transition" | "jsm"
-    after_plan: bool
+    at: datetime
+    sequence: int = 0  # Jira's comment id: orders two decisions made in the same millisecond
     co_signers: tuple[JiraUser, ...] = ()  # other approvers whose answers made a JSM decision
     name: str = ""  # the JSM approval's name
 
@@ -34,45 +46,55 @@ class Attempt:
         """Everyone who must pass the approver rules for this attempt to count."""
         return (self.author, *self.co_signers)
 
+    @property
+    def instant(self) -> tuple[datetime, int]:
+        """When the decision was made (ties broken by Jira's increasing comment ids)."""
+        return self.at, self.sequence
+
 
 def parse_command(body: str) -> tuple[str, str] | None:
-    """``("/approve", "")`` or ``("/reject", reason)`` when the comment is a command, else None."""
+    """``(command, argument)`` when the comment starts with one of COMMANDS, else None."""
     words = body.strip().split(maxsplit=1)
-    if words and words[0].lower() in (APPROVE, REJECT):
+    if words and words[0].lower() in COMMANDS:
         return words[0].lower(), words[1].strip() if len(words) > 1 else ""
     return None
 
 
-def _after(comments: tuple[JiraComment, ...], plan_id: str) -> set[str]:
-    """Ids of the comments posted after the plan, by position (numeric ids as a fallback)."""
-    ids = [c.id for c in comments]
-    if plan_id in ids:
-        return set(ids[ids.index(plan_id) + 1 :])
-    if plan_id.isdigit():
-        return {i for i in ids if i.isdigit() and int(i) > int(plan_id)}
-    return set()
+def _sequence(comment_id: str) -> int:
+    return int(comment_id) if comment_id.isdigit() else 0
+
+
+def plan_instant(ctx: StepContext) -> tuple[datetime, int] | None:
+    """When the current plan (or question) was first posted; None while it is not visible on the ticket.
+
+    If a crash ever made us post it twice, the first copy counts: approvals given to it are valid.
+    """
+    comments = ctx.issue.comments
+    plan = next((c for c in comments if c.id == ctx.state.plan_comment_id), None)
+    if plan is None:
+        return None
+    copies = [c for c in comments if c.body == plan.body and _same_person(c.author, plan.author)]
+    first = min(copies, key=lambda c: (c.created, _sequence(c.id)))
+    return first.created, _sequence(first.id)
 
 
 def attempts(ctx: StepContext) -> Iterator[Attempt]:
-    """Every approval or rejection attempt on the ticket, comments first, in order."""
-    issue, state = ctx.issue, ctx.state
-    plan_id = state.plan_comment_id or ""
-    ours = set(state.posted.values())
-    after = _after(issue.comments, plan_id)
+    """Every decision on the ticket: command comments, approving status changes, decided JSM approvals."""
+    issue = ctx.issue
+    ours = set(ctx.state.posted.values())
     for comment in issue.comments:
         command = parse_command(comment.body)
         if command and comment.id not in ours:
-            verdict, reason = command
-            yield Attempt(comment.id, comment.author, verdict, reason, "comment", comment.id in after)
+            verdict, argument = command
+            yield Attempt(comment.id, comment.author, verdict, argument, "comment", comment.created,
+                          _sequence(comment.id))
     wanted = (ctx.policy.approve_status or "").lower()
-    plan = next((c for c in issue.comments if c.id == plan_id), None)
     for change in issue.status_changes:
         if wanted and change.to_status.lower() == wanted:
-            source = f"status-{int(change.at.timestamp())}"
-            after_plan = plan is not None and change.at > plan.created
-            yield Attempt(source, change.author, APPROVE, "", "transition", after_plan)
+            yield Attempt(f"status-{int(change.at.timestamp())}", change.author, APPROVE, "", "transition",
+                          change.at)
     if ctx.policy.jsm_native_approval:
-        yield from _native_attempts(ctx, plan)
+        yield from _native_attempts(ctx)
 
 
 def _native_approvals(ctx: StepContext) -> list[JiraApproval]:
@@ -82,83 +104,207 @@ def _native_approvals(ctx: StepContext) -> list[JiraApproval]:
         return []
 
 
-def _native_attempts(ctx: StepContext, plan: JiraComment | None) -> Iterator[Attempt]:
+def _native_attempts(ctx: StepContext) -> Iterator[Attempt]:
     """Decided JSM approvals: "approved" approves, "declined" rejects with the approval's name."""
     for approval in _native_approvals(ctx):
         deciders = approval.deciders()
-        if not deciders:
+        if not deciders or approval.completed is None:
             continue
         verdict = APPROVE if approval.final_decision == "approved" else REJECT
         reason = approval.name if verdict == REJECT else ""
-        after_plan = (
-            plan is not None and approval.completed is not None and approval.completed > plan.created
-        )
-        yield Attempt(f"jsm-{approval.id}", deciders[0], verdict, reason, "jsm", after_plan,
+        yield Attempt(f"jsm-{approval.id}", deciders[0], verdict, reason, "jsm", approval.completed,
                       co_signers=deciders[1:], name=approval.name)
+
+
+def _same_person(user: JiraUser, other: JiraUser | None) -> bool:
+    """The same Jira account: accountId on Cloud, key or username on Data Center."""
+    if other is None:
+        return False
+    return (
+        (user.account_id is not None and user.account_id == other.account_id)
+        or (user.key is not None and user.key == other.key)
+        or (user.name is not None and other.name is not None and user.name.lower() == other.name.lower())
+    )
 
 
 def _same_user(user: JiraUser, ref: str | None, email: str | None) -> bool:
     return (ref is not None and user.ref == ref) or (
-        email is not None and (user.email or "").lower() == email
+        email is not None and (user.email or "").strip().lower() == email
     )
 
 
-def why_ignored(ctx: StepContext, attempt: Attempt) -> tuple[JiraUser, str] | None:
-    """Who may not approve and the reason code, or None when the attempt counts.
+def why_not(ctx: StepContext, author: JiraUser, affected: tuple[str, ...]) -> str | None:
+    """The reason code why ``author`` may not decide, or None when they may.
 
-    Every signer of a JSM decision must pass the rules; the first one who does not is named.
+    ``affected`` holds the addresses of the account(s) the decision is about: their owner never decides.
     """
-    if not attempt.after_plan:
-        return attempt.author, "before_plan"
+    state, current = ctx.state, ctx.issue.reporter
+    if _same_person(author, ctx.bot):
+        return "bot"  # whoever wrote it, whatever the bot's groups: automation never approves itself
+    # The reporter at triage, and whoever the reporter field names now (it can be edited).
+    if _same_user(author, state.reporter_ref, state.reporter_email) or (
+        current is not None and _same_user(author, current.ref, (current.email or "").strip().lower() or None)
+    ):
+        return "reporter"
+    email = addresses.canonical(author.email or "")
+    if isinstance(email, Address) and email.value in affected:
+        return "affected_account"
+    if not isinstance(email, Address) and not state.reporter_is_account:
+        # Jira Cloud can hide emails; the affected user is someone other than the reporter, so with no
+        # email there is no way to tell the approver is not that user. Refuse rather than guess.
+        return "email_hidden"
+    if not ctx.is_approver(author):
+        return "not_approver"
+    return None
+
+
+def _why_ignored(ctx: StepContext, attempt: Attempt, affected: tuple[str, ...]) -> tuple[JiraUser, str] | None:
+    """Who may not decide and why; every signer of a JSM decision must pass the rules."""
     for signer in attempt.signers:
-        reason = _why_not(ctx, signer)
+        reason = why_not(ctx, signer, affected)
         if reason is not None:
             return signer, reason
     return None
 
 
-def _why_not(ctx: StepContext, author: JiraUser) -> str | None:
-    state, current = ctx.state, ctx.issue.reporter
-    # The reporter at triage, and whoever the reporter field names now (it can be edited).
-    if _same_user(author, state.reporter_ref, state.reporter_email) or (
-        current is not None and _same_user(author, current.ref, (current.email or "").lower() or None)
-    ):
-        return "reporter"
-    email = (author.email or "").lower()
-    if email and (email in state.account_addresses or email == (state.account_upn or "").lower()):
-        return "affected_account"
-    if not email and not state.reporter_is_account:
-        # Jira Cloud can hide emails; the affected user is someone other than the reporter, so with no
-        # email there is no way to tell the approver is not that user. Refuse rather than guess.
-        return "email_hidden"
-    if not ctx.tickets.is_approver(author):
-        return "not_approver"
-    return None
+def _ignore(ctx: StepContext, attempt: Attempt, signer: JiraUser, reason: str) -> None:
+    ctx.state.ignored[attempt.source_id] = reason
+    ctx.save()
+    notify.ignored(ctx, replace(attempt, author=signer), reason)
+
+
+def valid_decisions(ctx: StepContext, verdicts: tuple[str, ...], affected: tuple[str, ...]) -> list[Attempt] | None:
+    """The valid decisions after the current plan, oldest first; every ignored one is noted once.
+
+    None while the plan is not visible on the ticket yet (nothing can be judged against it).
+    """
+    anchor = plan_instant(ctx)
+    if anchor is None:
+        return None
+    valid: list[Attempt] = []
+    for attempt in sorted(attempts(ctx), key=lambda a: a.instant):
+        if attempt.verdict not in verdicts or attempt.source_id in ctx.state.ignored:
+            continue
+        if attempt.instant <= anchor:
+            if ctx.state.plan_generation == 0 or attempt.kind != "comment":
+                _ignore(ctx, attempt, attempt.author, "before_plan")
+            else:  # decisions on an earlier plan: the new plan's note already says they lapsed
+                ctx.state.ignored[attempt.source_id] = "before_plan"
+            continue
+        refused = _why_ignored(ctx, attempt, affected)
+        if refused is not None:
+            _ignore(ctx, attempt, *refused)
+            continue
+        valid.append(attempt)
+    return valid
+
+
+def decision(ctx: StepContext) -> Attempt | None:
+    """The decision that stands now: the first valid rejection, else the first valid approval."""
+    state = ctx.state
+    found = valid_decisions(ctx, (APPROVE, RESET, REJECT), state.account_addresses)
+    if not found:
+        return None
+    rejections = [a for a in found if a.verdict == REJECT]
+    if rejections:
+        for lost in (a for a in found if a.verdict != REJECT):
+            _ignore(ctx, lost, lost.author, "overruled")
+        return rejections[0]
+    return found[0]
+
+
+def _expired(ctx: StepContext) -> bool:
+    posted = ctx.state.plan_posted_at
+    return posted is not None and ctx.now() - posted >= ctx.policy.approval_timeout
+
+
+def _not_listed_done(ctx: StepContext) -> None:
+    """A not-listed plan ends without any change: the user already has the answer."""
+    ctx.finish(Stage.NOT_LISTED, [f"remove-label:{ctx.policy.trigger_label}"])
 
 
 def run(ctx: StepContext) -> None:
-    """AWAITING_APPROVAL: take the first valid approval or rejection; note every ignored one once."""
+    """AWAITING_APPROVAL: apply the decision that stands, if the plan it approves still holds."""
     state = ctx.state
+    offers_steps = bool(state.listed_at_triage)
     if ctx.policy.auto_approve:
         state.approval_kind, state.approved_by, state.approved_at = "auto", AUTO_APPROVER, ctx.now()
-        ctx.enter(Stage.APPROVED)
+        ctx.plan_checked = True
+        if offers_steps:
+            ctx.enter(Stage.APPROVED)
+        else:
+            _not_listed_done(ctx)
         return
-    for attempt in attempts(ctx):
-        if attempt.source_id in state.ignored:
-            continue
-        refused = why_ignored(ctx, attempt)
-        if refused is not None:
-            signer, reason = refused
-            state.ignored[attempt.source_id] = reason
-            ctx.save()
-            notify.ignored(ctx, replace(attempt, author=signer), reason)
-            continue
-        state.approval_kind = attempt.kind
-        state.approved_by = ", ".join(signer.display_name for signer in attempt.signers)
-        state.approved_at = ctx.now()
+    chosen = decision(ctx)
+    if chosen is None:
+        if _expired(ctx):
+            if not offers_steps:
+                _not_listed_done(ctx)
+            else:
+                state.refusal = "approval_timeout"
+                ctx.finish(Stage.CANCELLED, ["note:cancelled", f"remove-label:{ctx.policy.trigger_label}"])
+        return
+    state.approval_kind = chosen.kind if chosen.verdict != RESET else "reset"
+    state.approved_by = ", ".join(signer.display_name for signer in chosen.signers)
+    state.approved_at = ctx.now()
+    if chosen.verdict == REJECT:
+        state.rejection_reason = chosen.reason
+        ctx.finish(Stage.REJECTED, ["note:rejected", f"remove-label:{ctx.policy.trigger_label}"])
+        return
+    lapsed = triage.plan_still_holds(ctx)
+    if lapsed is not None:
+        triage.lapse(ctx, lapsed)
+        return
+    ctx.plan_checked = True
+    state.explicit_reset = chosen.verdict == RESET and not offers_steps
+    if offers_steps or state.explicit_reset:
+        ctx.enter(Stage.APPROVED)
+    else:
+        _not_listed_done(ctx)
+
+
+def confirm_before_first_effect(ctx: StepContext) -> bool:
+    """Whether an approval read in an earlier pass still stands, just before its first side effect.
+
+    A crash between recording the approval and the reset leaves a window in which a rejection may have
+    come, or the ticket may have changed. False when the ticket was rejected or the plan lapsed.
+    """
+    state = ctx.state
+    if ctx.plan_checked or state.approval_kind == "auto":
+        return True
+    chosen = decision(ctx)
+    if chosen is not None and chosen.verdict == REJECT:
+        state.approved_by = ", ".join(signer.display_name for signer in chosen.signers)
+        state.rejection_reason = chosen.reason
+        ctx.finish(Stage.REJECTED, ["note:rejected", f"remove-label:{ctx.policy.trigger_label}"])
+        return False
+    lapsed = triage.plan_still_holds(ctx)
+    if lapsed is not None:
+        triage.lapse(ctx, lapsed)
+        return False
+    ctx.plan_checked = True
+    return True
+
+
+def choose(ctx: StepContext) -> None:
+    """AWAITING_ACCOUNT: take the first valid /account naming one of the candidates (or a rejection)."""
+    state = ctx.state
+    found = valid_decisions(ctx, (ACCOUNT, REJECT), state.candidates)
+    for attempt in found or ():
         if attempt.verdict == REJECT:
+            state.approved_by = attempt.author.display_name
             state.rejection_reason = attempt.reason
             ctx.finish(Stage.REJECTED, ["note:rejected", f"remove-label:{ctx.policy.trigger_label}"])
-        else:
-            ctx.enter(Stage.APPROVED)
+            return
+        picked = addresses.canonical(attempt.reason)
+        if not isinstance(picked, Address) or picked.value not in state.candidates:
+            _ignore(ctx, attempt, attempt.author, "not_a_candidate")
+            continue
+        state.chosen_address, state.chosen_by = picked.value, attempt.author.display_name
+        state.plan_generation += 1
+        ctx.enter(Stage.NEW)
         return
+    if _expired(ctx):
+        state.refusal = "approval_timeout"
+        ctx.finish(Stage.CANCELLED, ["note:cancelled", f"remove-label:{ctx.policy.trigger_label}"])
+

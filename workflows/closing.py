@@ -26,6 +26,7 @@ def perform(ctx: StepContext, action: str) -> None:
         NOTES[argument](ctx)
     elif kind == "link":
         tickets.link_issues(state.issue_key, argument)
+        state.linked = (*state.linked, argument)
     elif kind == "add-label":
         tickets.update_labels(state.issue_key, add=[argument])
     elif kind == "remove-label":

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from mailunblock.connectors.models import JiraIssue
+from mailunblock.connectors.models import JiraIssue, JiraUser
 from mailunblock.workflows import messages
 from mailunblock.workflows.policy import RemediationPolicy
 from mailunblock.workflows.ports import Clock, PasswordVault, StateRepository, Tickets
@@ -32,6 +32,16 @@ class StepContext:
     clock: Clock
     issue: JiraIssue
     state: TicketState
+    bot: JiraUser | None = None  # the account mailunblock itself writes as: it never decides anything
+    # Set once this pass has checked that the approved plan still matches the ticket and the account.
+    plan_checked: bool = False
+    _approvers: dict[str, bool] = field(default_factory=dict)
+
+    def is_approver(self, user: JiraUser) -> bool:
+        """Approver membership, read at most once per user in this pass (at the cycle that decides)."""
+        if user.ref not in self._approvers:
+            self._approvers[user.ref] = self.tickets.is_approver(user)
+        return self._approvers[user.ref]
 
     def now(self) -> datetime:
         """Current time from the injected clock."""

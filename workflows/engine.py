@@ -13,7 +13,7 @@ from mailunblock.connectors.errors import (
     ThrottledError,
     TransientError,
 )
-from mailunblock.connectors.models import JiraIssue
+from mailunblock.connectors.models import JiraIssue, JiraUser
 from mailunblock.workflows import (
     approval,
     closing,
@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 STEPS: dict[Stage, Callable[[StepContext], None]] = {
     Stage.NEW: triage.run,
+    Stage.AWAITING_ACCOUNT: approval.choose,
     Stage.AWAITING_APPROVAL: approval.run,
     Stage.APPROVED: password.run,
     Stage.PASSWORD_RESET: sessions.run,
@@ -47,6 +48,7 @@ STEPS: dict[Stage, Callable[[StepContext], None]] = {
 # What a stage is doing, as a code the failure template turns into words.
 ACTIVITY: dict[Stage, str] = {
     Stage.NEW: "triage",
+    Stage.AWAITING_ACCOUNT: "approval",
     Stage.AWAITING_APPROVAL: "approval",
     Stage.APPROVED: "password",
     Stage.PASSWORD_RESET: "sessions",
@@ -87,6 +89,13 @@ class RemediationEngine:
         self._repository = repository
         self._vault = vault
         self._clock = clock
+        self._bot: JiraUser | None = None
+
+    def _myself(self) -> JiraUser:
+        """The bot's own Jira account, read once per engine."""
+        if self._bot is None:
+            self._bot = self._tickets.myself()
+        return self._bot
 
     def due(self, state: TicketState) -> bool:
         """Whether ``process`` has work to do now (a cancelled or closed ticket is always worth a call)."""
@@ -119,6 +128,7 @@ class RemediationEngine:
             return state
         try:
             if not state.closing:
+                ctx.bot = self._myself()
                 self._advance(ctx)
             closing.run(ctx)
         except _RETRYABLE as error:
@@ -150,6 +160,10 @@ class RemediationEngine:
         elif self._policy.trigger_label not in issue.labels:
             reason = "untagged"
         else:
+            return
+        if state.stage is Stage.AWAITING_APPROVAL and not state.listed_at_triage:
+            # The answer "not on the list" was given and nothing was approved: a normal end, not a stop.
+            ctx.finish(Stage.NOT_LISTED, [])
             return
         state.refusal = reason
         ctx.finish(Stage.CANCELLED, ["note:cancelled"] if state.posted else [])

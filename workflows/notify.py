@@ -58,18 +58,53 @@ def done_summary(ctx: StepContext) -> dict[str, Any]:
 
 
 def acknowledge(ctx: StepContext) -> None:
-    """Tell the reporter the request was picked up."""
-    ctx.post("ack", "ack", public=True, reporter_name=ctx.state.reporter_name)
+    """Tell the reporter the request was picked up (and by whom it will be reviewed)."""
+    state = ctx.state
+    ctx.post(
+        "ack",
+        "ack",
+        public=True,
+        reporter_name=state.reporter_name,
+        account_upn=state.account_upn or "",
+        own_account=state.reporter_is_account or state.account_upn is None,
+        auto_approve=ctx.policy.auto_approve and state.account_upn is not None,
+    )
+
+
+def _generation(ctx: StepContext, name: str) -> str:
+    """A plan's comment name: a lapsed plan's successor is a new comment, not the same one again."""
+    generation = ctx.state.plan_generation
+    return name if generation == 0 else f"{name}-{generation}"
+
+
+def choose_account(ctx: StepContext) -> str:
+    """Internal note: the ticket names several accounts; an approver picks one. Returns its comment id."""
+    state = ctx.state
+    return ctx.post(
+        _generation(ctx, "choose-account"),
+        "choose_account",
+        public=False,
+        candidates=list(state.candidates),
+        reporter_name=state.reporter_name,
+        reporter_email=state.reporter_email or "",
+        timeout=_hours(ctx.policy.approval_timeout.total_seconds() / 3600),
+    )
 
 
 def plan(ctx: StepContext) -> str:
     """The internal note with the exact plan and how to approve it; returns its comment id."""
-    policy = ctx.policy
+    policy, state = ctx.policy, ctx.state
     return ctx.post(
-        "plan",
+        _generation(ctx, "plan"),
         "plan",
         public=False,
         **_account(ctx),
+        listed=list(state.listed_at_triage),
+        has_mailbox=state.has_mailbox,
+        candidates=list(state.candidates),
+        chosen_by=state.chosen_by or "",
+        lapsed_because=state.lapsed_because or "",
+        timeout=_hours(policy.approval_timeout.total_seconds() / 3600),
         check_inbox_rules=policy.check_inbox_rules,
         approve_status=policy.approve_status or "",
         jsm_native_approval=policy.jsm_native_approval,
@@ -90,6 +125,7 @@ def refusal(ctx: StepContext) -> None:
         reason=state.refusal or "",
         detail=state.refusal_detail,
         related_key=state.related_key or "",
+        linked=bool(state.related_key) and state.related_key in state.linked,
     )
 
 
@@ -101,6 +137,7 @@ def ignored(ctx: StepContext, attempt: Attempt, reason: str) -> None:
         public=False,
         author=attempt.author.display_name,
         reject=attempt.verdict == "/reject",
+        choice=attempt.verdict == "/account",
         via_status=attempt.kind == "transition",
         jsm_approval=attempt.name if attempt.kind == "jsm" else "",
         reason=reason,
@@ -149,14 +186,15 @@ def eta(ctx: StepContext) -> None:
 def not_listed(ctx: StepContext) -> None:
     """Public comment: no restriction found, and the sending-limit case."""
     state = ctx.state
+    reset = state.password_reset_at is not None
     ctx.post(
-        "not-listed",
+        "not-listed-reset" if reset else "not-listed",
         "not_listed",
         public=True,
         reporter_name=state.reporter_name,
         account_upn=state.account_upn or "",
         own_account=state.reporter_is_account,
-        password_reset=state.password_reset_at is not None,
+        password_reset=reset,
     )
 
 

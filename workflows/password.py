@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import secrets
 
+from mailunblock.workflows import approval
 from mailunblock.workflows.context import StepContext, moved_since
 from mailunblock.workflows.state import Stage
 
@@ -42,6 +43,8 @@ def _reset_already_happened(ctx: StepContext) -> bool:
 def run(ctx: StepContext) -> None:
     """APPROVED: reset the password exactly once per approval, even across crashes."""
     state = ctx.state
+    if state.password_intent_at is None and not approval.confirm_before_first_effect(ctx):
+        return  # rejected meanwhile, or the plan lapsed: nothing was done to any account
     assert state.account_id  # set by triage
     directory = ctx.tenant.directory
     password: str | None = None

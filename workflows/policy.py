@@ -32,10 +32,20 @@ class RemediationPolicy:
     trigger_label: str = "mail-blocked"
     resolved_label: str = "mail-unblocked"
     escalated_label: str = "mailunblock-escalated"
+    refused_label: str = "mailunblock-refused"
     resolve_transition: str | None = "Resolve"
     escalate_transition: str | None = None
+    refuse_transition: str | None = None  # a status agents watch, for tickets automation will not handle
+    # A plan nobody approved within this long is cancelled (Microsoft's automated investigation expires
+    # pending actions after a week too).
+    approval_timeout: timedelta = timedelta(hours=168)
     approve_status: str | None = None  # a move to this status by an approver counts as approval
     jsm_native_approval: bool = False  # a decided JSM approval on the request approves or rejects
+
+    def refused_actions(self) -> list[str]:
+        """Ticket updates after a refusal: the trigger label off, a visible label on, the watched status."""
+        actions = [f"add-label:{self.refused_label}", f"remove-label:{self.trigger_label}"]
+        return [*actions, f"transition:{self.refuse_transition}"] if self.refuse_transition else actions
 
     def excludes_role(self, display_name: str, template_id: str) -> bool:
         """True when holding this directory role keeps an account out of automation."""

@@ -61,6 +61,10 @@ class Tickets(Protocol):
         """Link two tickets ("relates to"), idempotently."""
         ...
 
+    def myself(self) -> JiraUser:
+        """The account mailunblock writes as (it never counts as an approver)."""
+        ...
+
     def is_approver(self, user: JiraUser) -> bool:
         """True when the user belongs to a configured approver group or project role."""
         ...

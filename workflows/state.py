@@ -12,6 +12,7 @@ class Stage(StrEnum):
     """Where a ticket's remediation stands."""
 
     NEW = "new"
+    AWAITING_ACCOUNT = "awaiting_account"  # the ticket names several accounts: an approver picks one
     AWAITING_APPROVAL = "awaiting_approval"
     APPROVED = "approved"
     PASSWORD_RESET = "password_reset"  # noqa: S105 -- a stage name, not a password
@@ -54,6 +55,7 @@ _DATETIME_FIELDS = frozenset(
         "eta_end",
         "next_check_at",
         "retry_at",
+        "plan_posted_at",
     }
 )
 
@@ -64,6 +66,7 @@ class TicketState:
 
     issue_key: str
     stage: Stage = Stage.NEW
+    issue_id: str | None = None  # Jira's issue id: follows the ticket when it moves to another project
     tenant: str | None = None
     account_id: str | None = None
     account_upn: str | None = None
@@ -78,7 +81,20 @@ class TicketState:
     refusal: str | None = None  # reason code of a refusal, escalation or cancellation
     refusal_detail: str = ""
     related_key: str | None = None  # the ticket already remediating this account
+    # What triage found, read-only, before any plan: candidates the ticket names, the account's facts.
+    candidates: tuple[str, ...] = ()  # distinct addresses the ticket names (field, text, reporter)
+    chosen_address: str | None = None  # picked by an approver with /account among ``candidates``
+    chosen_by: str | None = None
+    has_mailbox: bool | None = None  # None: could not be read (permission missing)
+    listed_at_triage: tuple[str, ...] = ()
+    # The plan an approval is bound to: a fingerprint of account, tenant, steps and facts. Any change
+    # before the first side effect lapses the approval and a new plan (generation + 1) is posted.
+    plan_generation: int = 0
+    plan_fingerprint: str | None = None
+    plan_posted_at: datetime | None = None
+    lapsed_because: str | None = None  # why the previous plan's approval no longer holds
     plan_comment_id: str | None = None
+    explicit_reset: bool = False  # an approver asked for a reset although the account is not listed
     approval_kind: str | None = None  # "comment" | "transition" | "jsm" | "auto"
     approved_by: str | None = None
     approved_at: datetime | None = None
@@ -111,6 +127,7 @@ class TicketState:
     pending: tuple[str, ...] = ()  # markers whose comment may or may not have been posted
     closing: tuple[str, ...] = ()  # actions still to do after entering a final stage
     closing_started: tuple[str, ...] = ()  # closing actions attempted at least once
+    linked: tuple[str, ...] = ()  # keys this ticket was linked to (a note says "linked" only then)
     history: list[StageEvent] = field(default_factory=list)
 
     @classmethod

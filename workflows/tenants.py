@@ -20,16 +20,21 @@ class TenantServices:
     time_zone: str | None = None
 
 
+def _ascii_lower(text: str) -> str:
+    """Lower-case ASCII letters only: Unicode folding would map look-alikes (KELVIN SIGN -> k)."""
+    return text.translate(str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz"))
+
+
 class TenantRegistry:
     """Finds the tenant owning a mail domain (or by name, for a ticket already triaged)."""
 
     def __init__(self, tenants: Iterable[TenantServices]) -> None:
         self._by_name = {t.name: t for t in tenants}
-        self._by_domain = {d.lower(): t for t in self._by_name.values() for d in t.domains}
+        self._by_domain = {_ascii_lower(d.strip()): t for t in self._by_name.values() for d in t.domains}
 
     def for_domain(self, domain: str) -> TenantServices | None:
-        """The tenant owning ``domain``, or None."""
-        return self._by_domain.get(domain.lower())
+        """The tenant owning exactly ``domain`` (a canonical, lower-case ASCII domain; no suffix match)."""
+        return self._by_domain.get(domain)
 
     def get(self, name: str) -> TenantServices:
         """The tenant named ``name`` (KeyError if it left the configuration)."""

@@ -1,21 +1,25 @@
-"""Triage: find the affected account and decide whether automation may touch it."""
+"""Triage: find the affected account, read its facts (read-only) and decide what the plan may propose."""
 
 from __future__ import annotations
 
+import json
 import logging
-import re
 from dataclasses import dataclass
 
-from mailunblock.connectors.errors import ConnectorError
+from mailunblock.connectors.errors import ConnectorError, NotFoundError, PermanentError, PermissionDeniedError
 from mailunblock.connectors.models import DirectoryUser, JiraIssue, JiraUser
-from mailunblock.workflows import messages, notify
+from mailunblock.workflows import addresses, messages, notify
+from mailunblock.workflows.addresses import Address, BadAddress
 from mailunblock.workflows.context import StepContext
 from mailunblock.workflows.state import Stage
 from mailunblock.workflows.tenants import TenantRegistry, TenantServices
 
 log = logging.getLogger(__name__)
 
-_EMAIL = re.compile(r"[A-Za-z0-9._%+'-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
+# What the plan proposes, in order, for an account on the Restricted users list.
+FULL_STEPS = ("reset", "revoke", "inbox_rules", "unblock")
+# What an approver may still ask for with /reset when the account is not listed (suspected compromise).
+RESET_STEPS = ("reset", "revoke", "inbox_rules")
 
 
 @dataclass(frozen=True)
@@ -28,70 +32,187 @@ class Refusal:
 
 
 @dataclass(frozen=True)
+class Ambiguous:
+    """The ticket names several accounts: an approver must pick one before any plan."""
+
+    candidates: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Candidate:
-    """The account triage settled on."""
+    """The account triage settled on, with the facts the plan is built from."""
 
     tenant: TenantServices
     user: DirectoryUser
+    address: str  # the address the ticket named (carried by the account, compared exactly)
+    candidates: tuple[str, ...]
+    listed: tuple[str, ...]
+    has_mailbox: bool | None
+    roles: tuple[str, ...]
+
+    def fingerprint(self, reporter: JiraUser | None) -> str:
+        """What an approval is bound to: account, tenant, steps and facts (any change lapses it)."""
+        user = self.user
+        return json.dumps(
+            {
+                "tenant": self.tenant.name,
+                "account": user.id,
+                "address": self.address,
+                "addresses": sorted(_smtp(user)),
+                "candidates": list(self.candidates),
+                "reporter": reporter.ref if reporter else None,
+                "enabled": user.account_enabled,
+                "guest": user.user_type.lower() == "guest",
+                "synced": user.on_premises_sync_enabled,
+                "roles": sorted(self.roles),
+                "listed": sorted(self.listed),
+                "mailbox": self.has_mailbox,
+                "steps": list(self.steps),
+            },
+            sort_keys=True,
+        )
+
+    @property
+    def steps(self) -> tuple[str, ...]:
+        """What the plan proposes (nothing but an answer when the account is not listed)."""
+        return FULL_STEPS if self.listed else ()
 
 
-def _domain(address: str) -> str:
-    return address.rpartition("@")[2].lower()
+Outcome = Candidate | Ambiguous | Refusal
 
 
-def candidate_address(issue: JiraIssue, tenants: TenantRegistry) -> str | Refusal:
-    """The affected address: custom field, else reporter's email, else one managed address in the text."""
+def _smtp(user: DirectoryUser) -> tuple[str, ...]:
+    return user.smtp_addresses or (user.user_principal_name.lower(),)
+
+
+def _quoted(bad: BadAddress) -> str:
+    return bad.raw.strip()
+
+
+def _unsafe(bad: BadAddress) -> bool:
+    """A token that could pass for another address once folded (non-ASCII): never ignored."""
+    return not bad.raw.strip().isascii()
+
+
+def ticket_candidates(issue: JiraIssue, tenants: TenantRegistry) -> tuple[str, ...] | Refusal:
+    """The distinct addresses the ticket names, in order: field, then text, then reporter.
+
+    Only addresses in managed domains count from the text (a bounce quotes outside addresses too); the
+    reporter counts only when nothing is named. A look-alike anywhere is refused, never mapped.
+    """
+    named: list[str] = []
     if issue.affected_account and issue.affected_account.strip():
-        return issue.affected_account.strip().lower()
-    if issue.reporter and issue.reporter.email:
-        return issue.reporter.email.lower()
-    text = f"{issue.summary}\n{issue.description}"
-    found = dict.fromkeys(m.group(0).lower() for m in _EMAIL.finditer(text))
-    managed = [a for a in found if tenants.owns(a)]
-    if len(managed) > 1:
-        return Refusal("several_accounts", ", ".join(managed))
-    if managed:
-        return managed[0]
-    if found:
-        return Refusal("unknown_domain", ", ".join(found))
+        field = addresses.canonical(issue.affected_account)
+        if isinstance(field, BadAddress):
+            return Refusal("lookalike", _quoted(field))
+        named.append(field.value)
+    unmanaged: list[str] = []
+    for token in addresses.in_text(f"{issue.summary}\n{issue.description}"):
+        if isinstance(token, BadAddress):
+            if _unsafe(token):
+                return Refusal("lookalike", _quoted(token))
+            continue
+        if tenants.owns(token.value):
+            named.append(token.value)
+        else:
+            unmanaged.append(token.value)
+    distinct = tuple(dict.fromkeys(named))
+    reporter = _reporter_address(issue.reporter)
+    if isinstance(reporter, BadAddress):
+        return Refusal("lookalike", _quoted(reporter))
+    if len(distinct) > 1:
+        extra = (reporter.value,) if reporter and tenants.owns(reporter.value) else ()
+        return tuple(dict.fromkeys((*distinct, *extra)))
+    if distinct:
+        return distinct
+    if reporter is not None:
+        return (reporter.value,)
+    if unmanaged:
+        return Refusal("unknown_domain", ", ".join(dict.fromkeys(unmanaged)))
     return Refusal("no_account")
 
 
-def find_account(ctx: StepContext) -> Candidate | Refusal:
-    """Resolve the affected account and apply every refusal rule (reads only)."""
-    address = candidate_address(ctx.issue, ctx.tenants)
-    if isinstance(address, Refusal):
-        return address
-    tenant = ctx.tenants.for_domain(_domain(address))
+def _reporter_address(reporter: JiraUser | None) -> Address | BadAddress | None:
+    if reporter is None or not reporter.email:
+        return None
+    return addresses.canonical(reporter.email)
+
+
+def find_account(ctx: StepContext) -> Outcome:
+    """Resolve the affected account and apply every refusal rule (reads only, never writes)."""
+    found = ticket_candidates(ctx.issue, ctx.tenants)
+    if isinstance(found, Refusal):
+        return found
+    state = ctx.state
+    if len(found) > 1:
+        if state.chosen_address is None or state.chosen_address not in found:
+            return Ambiguous(found)
+        address = state.chosen_address
+    else:
+        address = found[0]
+    tenant = ctx.tenants.for_domain(address.rpartition("@")[2])
     if tenant is None:
         return Refusal("unknown_domain", address)
-    users = tenant.directory.find_users_by_address(address)
+    users = [u for u in tenant.directory.find_users_by_address(address) if _carries(u, address)]
     if not users:
         return Refusal("not_found", address)
     if len(users) > 1:
         return Refusal("several_accounts", ", ".join(u.user_principal_name for u in users))
     user = users[0]
+    refusal = _refusal(user)
+    if refusal is not None:
+        return refusal
+    roles = tuple(
+        r.display_name
+        for r in tenant.directory.directory_roles(user.id)
+        if ctx.policy.excludes_role(r.display_name, r.role_template_id)
+    )
+    if roles:
+        return Refusal("privileged", f"{user.user_principal_name} ({', '.join(roles)})")
+    other = ctx.repository.active_ticket_for_account(tenant.name, user.id, exclude_key=state.issue_key)
+    if other:
+        return Refusal("duplicate", user.user_principal_name, related_key=other)
+    earlier = ctx.repository.last_unblock_of_account(tenant.name, user.id, exclude_key=state.issue_key)
+    if earlier and ctx.now() - earlier[1] < ctx.policy.reblock_window:
+        when = messages.day(earlier[1], ctx.policy.locale, ctx.policy.time_zone)
+        return Refusal("blocked_again", f"{user.user_principal_name} ({when})", related_key=earlier[0])
+    has_mailbox = _has_mailbox(tenant, user)
+    if has_mailbox is False:
+        return Refusal("no_mailbox", user.user_principal_name)
+    entries = tenant.restricted.blocked_entries(_smtp(user))
+    listed = tuple(dict.fromkeys(e.sender_address.lower() for e in entries))
+    return Candidate(tenant, user, address, found, listed, has_mailbox, roles)
+
+
+def _carries(user: DirectoryUser, address: str) -> bool:
+    """The directory account carries exactly this address (UPN, mail or an SMTP proxy address)."""
+    own = [user.user_principal_name, user.mail or "", *(p[5:] for p in user.proxy_addresses
+                                                        if p.lower().startswith("smtp:"))]
+    return any(
+        isinstance(c := addresses.canonical(value), Address) and c.value == address for value in own if value
+    )
+
+
+def _refusal(user: DirectoryUser) -> Refusal | None:
     if user.user_type.lower() == "guest":
         return Refusal("guest", user.user_principal_name)
     if not user.account_enabled:
         return Refusal("disabled", user.user_principal_name)
     if user.on_premises_sync_enabled:
         return Refusal("synced", user.user_principal_name)
-    roles = [
-        r.display_name
-        for r in tenant.directory.directory_roles(user.id)
-        if ctx.policy.excludes_role(r.display_name, r.role_template_id)
-    ]
-    if roles:
-        return Refusal("privileged", f"{user.user_principal_name} ({', '.join(roles)})")
-    other = ctx.repository.active_ticket_for_account(tenant.name, user.id, exclude_key=ctx.issue.key)
-    if other:
-        return Refusal("duplicate", user.user_principal_name, related_key=other)
-    earlier = ctx.repository.last_unblock_of_account(tenant.name, user.id, exclude_key=ctx.issue.key)
-    if earlier and ctx.now() - earlier[1] < ctx.policy.reblock_window:
-        when = messages.day(earlier[1], ctx.policy.locale, ctx.policy.time_zone)
-        return Refusal("blocked_again", f"{user.user_principal_name} ({when})", related_key=earlier[0])
-    return Candidate(tenant, user)
+    return None
+
+
+def _has_mailbox(tenant: TenantServices, user: DirectoryUser) -> bool | None:
+    """Whether Exchange hosts a mailbox for the account; None when it cannot be read (no permission)."""
+    try:
+        tenant.directory.inbox_rules(user.id)
+    except NotFoundError:  # the user exists (just read): Graph says the mailbox does not
+        return False
+    except (PermissionDeniedError, PermanentError) as error:
+        log.info("mailbox of %s not readable (%s)", user.user_principal_name, error)
+        return None
+    return True
 
 
 def _reporter_profile(ctx: StepContext, reporter: JiraUser | None) -> tuple[str | None, str | None]:
@@ -109,16 +230,18 @@ def _reporter_profile(ctx: StepContext, reporter: JiraUser | None) -> tuple[str 
     return locale, zone or reporter.time_zone
 
 
-def run(ctx: StepContext) -> None:
-    """NEW: triage, acknowledge the reporter, then post the plan or the refusal."""
+def _remember_reporter(ctx: StepContext, outcome: Outcome) -> None:
     state, issue, policy = ctx.state, ctx.issue, ctx.policy
-    outcome = find_account(ctx)
     reporter = issue.reporter
+    state.issue_id = issue.id or state.issue_id
     state.reporter_ref = reporter.ref if reporter else None
     state.reporter_name = reporter.display_name if reporter else ""
-    state.reporter_email = reporter.email.lower() if reporter and reporter.email else None
+    email = _reporter_address(reporter)
+    state.reporter_email = email.value if isinstance(email, Address) else None
     tenant = outcome.tenant if isinstance(outcome, Candidate) else None
     user = outcome.user if isinstance(outcome, Candidate) else None
+    if "ack" in state.posted:
+        return  # language and zone were settled with the acknowledgement
     jira_locale, jira_zone = _reporter_profile(ctx, reporter)
     state.locale = messages.pick_locale(
         jira_locale,
@@ -131,25 +254,84 @@ def run(ctx: StepContext) -> None:
         tenant.time_zone if tenant else None,
         default=policy.time_zone,
     )
+
+
+def _take(ctx: StepContext, candidate: Candidate) -> None:
+    """Record the account and its facts on the state (what the plan shows and binds)."""
+    state, user = ctx.state, candidate.user
+    state.tenant = candidate.tenant.name
+    state.account_id = user.id
+    state.account_upn = user.user_principal_name
+    state.account_name = user.display_name
+    state.account_addresses = _smtp(user)
+    state.candidates = candidate.candidates
+    state.has_mailbox = candidate.has_mailbox
+    state.listed_at_triage = candidate.listed
+    state.plan_fingerprint = candidate.fingerprint(ctx.issue.reporter)
+    state.reporter_is_account = bool(state.reporter_email) and (
+        state.reporter_email in state.account_addresses
+        or state.reporter_email == user.user_principal_name.lower()
+    )
+
+
+def run(ctx: StepContext) -> None:
+    """NEW: triage, acknowledge the reporter, then post the plan, the question or the refusal."""
+    state, policy = ctx.state, ctx.policy
+    outcome = find_account(ctx)
+    _remember_reporter(ctx, outcome)
     if isinstance(outcome, Refusal):
         state.refusal, state.refusal_detail = outcome.reason, outcome.detail
         state.related_key = outcome.related_key
         ctx.save()
         notify.acknowledge(ctx)
         links = [f"link:{outcome.related_key}"] if outcome.related_key else []
-        ctx.finish(Stage.REFUSED, [*links, "note:refused", f"remove-label:{policy.trigger_label}"])
+        ctx.finish(Stage.REFUSED, [*links, "note:refused", *policy.refused_actions()])
         return
-    assert tenant is not None and user is not None  # a Candidate carries both
-    state.tenant = tenant.name
-    state.account_id = user.id
-    state.account_upn = user.user_principal_name
-    state.account_name = user.display_name
-    state.account_addresses = user.smtp_addresses or (user.user_principal_name.lower(),)
-    state.reporter_is_account = bool(state.reporter_email) and (
-        state.reporter_email in state.account_addresses
-        or state.reporter_email == user.user_principal_name.lower()
-    )
+    if isinstance(outcome, Ambiguous):
+        state.candidates = outcome.candidates
+        state.chosen_address = state.chosen_by = None
+        ctx.save()
+        notify.acknowledge(ctx)
+        state.plan_comment_id = notify.choose_account(ctx)
+        state.plan_posted_at = ctx.now()
+        ctx.enter(Stage.AWAITING_ACCOUNT)
+        return
+    _take(ctx, outcome)
     ctx.save()
     notify.acknowledge(ctx)
+    if not outcome.listed:
+        notify.not_listed(ctx)
     state.plan_comment_id = notify.plan(ctx)
+    state.plan_posted_at = ctx.now()
     ctx.enter(Stage.AWAITING_APPROVAL)
+
+
+def plan_still_holds(ctx: StepContext) -> str | None:
+    """Re-read the ticket's candidates and the account's facts; None when the approved plan still holds.
+
+    Otherwise the reason it lapsed (a code the templates explain).
+    """
+    state = ctx.state
+    outcome = find_account(ctx)
+    if not isinstance(outcome, Candidate):
+        return "account_changed"
+    if outcome.tenant.name != state.tenant or outcome.user.id != state.account_id:
+        return "account_changed"
+    if outcome.fingerprint(ctx.issue.reporter) != state.plan_fingerprint:
+        return "facts_changed"
+    return None
+
+
+def lapse(ctx: StepContext, reason: str) -> None:
+    """The approval no longer matches the ticket: forget the plan and triage again (nothing was done)."""
+    state = ctx.state
+    log.warning("%s: approval lapsed (%s); a new plan needs a new approval", state.issue_key, reason)
+    state.lapsed_because = reason
+    state.plan_generation += 1
+    state.plan_fingerprint = state.plan_comment_id = state.plan_posted_at = None
+    state.tenant = state.account_id = state.account_upn = None
+    state.account_name, state.account_addresses = "", ()
+    state.listed_at_triage, state.has_mailbox = (), None
+    state.approval_kind = state.approved_by = state.approved_at = None
+    state.explicit_reset = False
+    ctx.enter(Stage.NEW)

@@ -178,6 +178,9 @@ class FakeTickets:
     def link_issues(self, issue_key: str, other_key: str) -> None:
         self.boundaries.around("link_issues", lambda: self.links.append((issue_key, other_key)))
 
+    def myself(self) -> JiraUser:
+        return BOT
+
     def is_approver(self, user: JiraUser) -> bool:
         self._maybe_fail("is_approver")
         return user.ref in self.approvers
