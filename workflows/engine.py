@@ -58,6 +58,12 @@ ACTIVITY: dict[Stage, str] = {
     Stage.WAITING_FOR_SEND: "verify",
 }
 
+# Stages after the first side effect: a change to the ticket no longer stops the approved remediation.
+REMEDIATING = frozenset({
+    Stage.PASSWORD_RESET, Stage.SESSIONS_REVOKED, Stage.MAILBOX_CHECKED, Stage.LIST_CHECKED,
+    Stage.WAITING_FOR_SEND,
+})
+
 _RETRYABLE = (ThrottledError, TransientError, AuthenticationError, PermissionDeniedError)
 _KINDS: tuple[tuple[type[ConnectorError], str], ...] = (
     (ThrottledError, "throttled"),
@@ -129,6 +135,8 @@ class RemediationEngine:
         try:
             if not state.closing:
                 ctx.bot = self._myself()
+                if state.stage in REMEDIATING and triage.named_elsewhere(ctx):
+                    notify.changed_after_start(ctx)
                 self._advance(ctx)
             closing.run(ctx)
         except _RETRYABLE as error:

@@ -232,6 +232,18 @@ def cancellation(ctx: StepContext) -> None:
     )
 
 
+def changed_after_start(ctx: StepContext) -> None:
+    """Internal note, once: the ticket changed after the remediation of the approved account started."""
+    state = ctx.state
+    ctx.post(
+        _generation(ctx, "changed-after-start"),
+        "changed_after_start",
+        public=False,
+        account_upn=state.account_upn or "",
+        reporter_name=ctx.issue.reporter.display_name if ctx.issue.reporter else "",
+    )
+
+
 def tagged_again(ctx: StepContext) -> None:
     """Internal note: a finished ticket was tagged again; mailunblock does not run twice on one ticket."""
     state = ctx.state

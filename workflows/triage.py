@@ -66,7 +66,6 @@ class Candidate:
                 "synced": user.on_premises_sync_enabled,
                 "roles": sorted(self.roles),
                 "listed": sorted(self.listed),
-                "mailbox": self.has_mailbox,
                 "steps": list(self.steps),
             },
             sort_keys=True,
@@ -335,3 +334,11 @@ def lapse(ctx: StepContext, reason: str) -> None:
     state.approval_kind = state.approved_by = state.approved_at = None
     state.explicit_reset = False
     ctx.enter(Stage.NEW)
+
+
+def named_elsewhere(ctx: StepContext) -> bool:
+    """Whether the ticket now names another account (or reporter) than the plan that was approved."""
+    state = ctx.state
+    found = ticket_candidates(ctx.issue, ctx.tenants)
+    reporter = ctx.issue.reporter
+    return found != state.candidates or (reporter.ref if reporter else None) != state.reporter_ref

@@ -240,6 +240,7 @@ class FakeDirectory:
         self.revokes: list[str] = []
         self.fail: dict[str, list[ConnectorError]] = {}
         self.fail_after: dict[str, list[ConnectorError]] = {}
+        self.no_mailbox: set[str] = set()  # user ids Exchange hosts no mailbox for
 
     def _maybe_fail(self, method: str) -> None:
         if self.fail.get(method):
@@ -286,6 +287,9 @@ class FakeDirectory:
 
     def inbox_rules(self, user_id: str) -> list[InboxRule]:
         self._maybe_fail("inbox_rules")
+        if user_id in self.no_mailbox:
+            raise NotFoundError("The mailbox is either inactive, soft-deleted, or is hosted on-premise.",
+                                service="graph", code="MailboxNotEnabledForRESTAPI")
         return list(self.rules.get(user_id, []))
 
 

@@ -68,6 +68,7 @@ def test_affected_user_cannot_approve_through_an_alias(world):
 
 def test_approval_before_the_plan_is_ignored(world):
     early = world.tickets.add_comment(world.bob, "/approve")
+    world.cycle()  # posts the plan; decisions are judged once the plan is visible on the ticket
     state = world.cycle()
 
     assert state.stage is Stage.AWAITING_APPROVAL
@@ -135,6 +136,7 @@ def test_transition_before_the_plan_is_ignored(make_world):
     world = make_world(policy=RemediationPolicy(approve_status="Approved"))
     world.tickets.move(world.bob, "Approved")
     world.clock.advance(seconds=1)
+    world.cycle()
     assert world.cycle().stage is Stage.AWAITING_APPROVAL
     assert "it came before the remediation plan" in world.tickets.notes()[-1]
 

@@ -22,21 +22,48 @@ def _to_waiting(world):
     return state
 
 
-def test_not_listed_says_no_restriction_and_explains_the_sending_limit(world):
+def test_not_listed_says_no_restriction_and_resets_nothing_by_default(world):
+    world.restricted.entries.clear()
+    state = world.cycle()
+
+    # The answer goes out at triage, before any approval, and the plan proposes no change.
+    assert state.stage is Stage.AWAITING_APPROVAL and state.listed_at_triage == ()
+    assert world.tickets.markers() == ["ack", "not-listed", "plan"]
+    public = world.tickets.public()[-1]
+    assert "ne figure *pas*" in public and "5.1.90" in public and "24 heures" in public
+    assert "réinitialisé" not in public
+    plan = world.tickets.notes()[-1]
+    assert "*Nothing will be changed:*" in plan and "{{/reset}}" in plan
+    state = world.approve()
+    assert state.stage is Stage.NOT_LISTED and state.is_terminal
+    assert world.restricted.unblocks == [] and world.directory.resets == []
+    assert world.directory.revokes == []
+    assert "mail-blocked" not in world.tickets.labels and "mail-unblocked" not in world.tickets.labels
+
+
+def test_not_listed_reset_only_on_the_explicit_command(world):
     world.restricted.entries.clear()
     world.cycle()
-    state = world.approve()
+    world.tickets.add_comment(world.bob, "/reset suspicious sign-ins")
+    state = world.cycle()
 
-    assert state.stage is Stage.NOT_LISTED and state.is_terminal
-    assert world.restricted.unblocks == []
-    assert len(world.directory.resets) == 1  # the account may still be compromised
-    assert world.tickets.markers() == ["ack", "plan", "summary", "not-listed"]
+    assert state.stage is Stage.NOT_LISTED and state.approval_kind == "reset" and state.explicit_reset
+    assert len(world.directory.resets) == 1 and world.restricted.unblocks == []
+    assert world.tickets.markers() == ["ack", "not-listed", "plan", "summary", "not-listed-reset"]
     summary = world.tickets.notes()[-1]
     assert "*No restriction found:*" in summary and "within 24 hours" in summary
     assert "sending should resume" not in summary.lower()
-    public = world.tickets.public()[-1]
-    assert "ne figure *pas*" in public and "5.1.90" in public and "24 heures" in public
-    assert "mail-blocked" not in world.tickets.labels and "mail-unblocked" not in world.tickets.labels
+    assert "mot de passe a été réinitialisé" in world.tickets.public()[-1]
+
+
+def test_not_listed_plan_expires_quietly(world):
+    world.restricted.entries.clear()
+    world.cycle()
+    world.clock.advance(hours=168)
+    state = world.cycle()
+    assert state.stage is Stage.NOT_LISTED and state.is_terminal
+    assert world.tickets.markers() == ["ack", "not-listed", "plan"]
+    assert world.directory.resets == [] and "mail-blocked" not in world.tickets.labels
 
 
 def test_unblock_limit_escalates_to_microsoft_support(make_world):
@@ -140,11 +167,11 @@ def test_transient_failure_keeps_the_stage_and_notes_once(world):
 
 
 def test_throttling_honours_retry_after(world):
+    world.cycle()
     world.restricted.fail["blocked_entries"] = [
         ThrottledError("too many requests", retry_after=120, service="exchange")]
-    world.cycle()
-    state = world.approve()
-    assert state.stage is Stage.MAILBOX_CHECKED
+    state = world.approve()  # the list is read again before the first side effect
+    assert state.stage is Stage.AWAITING_APPROVAL and world.directory.resets == []
     assert state.retry_at == world.clock.now() + timedelta(seconds=120)
 
 
@@ -203,8 +230,10 @@ def test_reset_that_failed_is_retried_with_the_same_vaulted_password(world):
 
 
 def test_unreadable_inbox_rules_do_not_stop_the_unblock(world):
+    # A missing permission stays missing: triage, the check before the reset and the report all meet it.
     world.directory.fail["inbox_rules"] = [
-        PermissionDeniedError("Access is denied.", service="graph", code="ErrorAccessDenied")]
+        PermissionDeniedError("Access is denied.", service="graph", code="ErrorAccessDenied")
+        for _ in range(3)]
     state = _to_waiting(world)
     assert state.inbox_rules_error is not None
     assert "Inbox rules could not be read (graph: Access is denied. [ErrorAccessDenied])" in \

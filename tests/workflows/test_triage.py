@@ -38,10 +38,16 @@ def test_no_account(world):
     _assert_refused(world, "no_account", "No affected account could be found")
 
 
-def test_several_addresses_in_the_text(world):
+def test_several_addresses_in_the_text_ask_an_approver_to_pick_one(world):
     world.tickets.reporter = replace(world.alice, email=None)
     world.tickets.description = "Both alice@contoso.com and bob@contoso.fr cannot send."
-    _assert_refused(world, "several_accounts", "alice@contoso.com, bob@contoso.fr")
+    state = world.cycle()
+    assert state.stage is Stage.AWAITING_ACCOUNT
+    assert state.candidates == ("alice@contoso.com", "bob@contoso.fr") and state.account_id is None
+    assert world.tickets.markers() == ["ack", "choose-account"]
+    note = world.tickets.notes()[-1]
+    assert "* alice@contoso.com\n* bob@contoso.fr" in note and "{{/account <address>}}" in note
+    assert world.directory.resets == [] and world.restricted.unblocks == []
 
 
 def test_one_managed_address_in_the_text_is_used(world):
@@ -142,7 +148,7 @@ def test_an_account_unblocked_recently_is_not_unblocked_again(world):
 
     assert state.stage is Stage.REFUSED and state.refusal == "blocked_again"
     note = world.tickets.notes()[-1]
-    assert "unblocked by mailunblock in HELP-90 and is blocked again" in note
+    assert "unblocked by mailunblock in HELP-90 (linked) and is blocked again" in note
     assert "probably still compromised" in note
     assert world.tickets.links == [("HELP-101", "HELP-90")]
     assert world.directory.resets == [] and world.restricted.unblocks == []
