@@ -80,10 +80,15 @@ class Poller:
             report.error = f"ticket search failed: {exc}"
             log.warning("cycle failed, will retry next cycle: %s", report.error)
             return report
+        ids: set[str] = set()
         for issue in issues:
+            # Pages can shift while we comment (a key can come back on a later page): once per cycle.
+            if issue.key in seen or (issue.id and issue.id in ids):
+                continue
             seen.add(issue.key)
+            ids.add(issue.id)
             report.seen += 1
-            self._advance(issue, self._store.load(issue.key), report)
+            self._advance(issue, self._store.load(issue.key) or self._moved(issue), report)
         # Tickets we were working on that left the selection (closed, label removed): let the engine
         # see them once more so it can stop cleanly and say what was and was not done.
         for state in self._store.open_states():
@@ -97,8 +102,26 @@ class Poller:
             except ConnectorError as exc:
                 report.failed[state.issue_key] = str(exc)
                 continue
+            if issue.key != state.issue_key:  # moved out of the selection: Jira answers under the new key
+                if issue.key in seen:
+                    continue
+                self._store.rename(state.issue_key, issue.key)
+                state.issue_key = issue.key
             self._advance(issue, state, report)
         return report
+
+    def _moved(self, issue: JiraIssue) -> TicketState | None:
+        """The state of a ticket we knew under another key (moved to another project): same issue id."""
+        if not issue.id:
+            return None
+        for state in self._store.open_states():
+            if state.issue_id == issue.id and state.issue_key != issue.key:
+                log.warning("%s moved to %s: its remediation continues under the new key",
+                            state.issue_key, issue.key)
+                self._store.rename(state.issue_key, issue.key)
+                state.issue_key = issue.key
+                return state
+        return None
 
     def _advance(self, issue: JiraIssue, state: TicketState | None, report: CycleReport) -> None:
         before = state.stage if state is not None else None

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from mailunblock.plugin.db import create_store_engine, metadata, stage_events, tickets
+from mailunblock.plugin.db import create_store_engine, metadata, stage_events, tickets, vaulted_passwords
 from mailunblock.workflows.state import TicketState
 from sqlalchemy import Engine, delete, insert, select, text, update
 from sqlalchemy.engine import Connection
@@ -175,6 +175,12 @@ class StateStore:
             query = query.where(stage_events.c.issue_key == issue_key)
         with self._engine.connect() as conn:
             return [(k, s, a) for k, s, a in conn.execute(query.order_by(stage_events.c.at))]
+
+    def rename(self, old_key: str, new_key: str) -> None:
+        """A ticket moved to another project: its state, stage history and vaulted password follow it."""
+        with self._tx() as conn:
+            for table in (tickets, stage_events, vaulted_passwords):
+                conn.execute(update(table).where(table.c.issue_key == old_key).values(issue_key=new_key))
 
     def forget(self, issue_key: str) -> None:
         """Remove one ticket's state (operator command; stage events stay for reporting)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
 
 from mailunblock.connectors.errors import NotFoundError
 from mailunblock.connectors.models import JiraApproval, JiraUser
@@ -25,6 +25,7 @@ RESET = "/reset"  # approve a reset and revocation although the account is not o
 ACCOUNT = "/account"  # pick the affected account among the ones the ticket names
 COMMANDS = (APPROVE, REJECT, RESET, ACCOUNT)
 AUTO_APPROVER = "auto-approval policy"
+_LATEST = datetime.max.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,8 @@ def plan_instant(ctx: StepContext) -> tuple[datetime, int] | None:
     comments = ctx.issue.comments
     plan = next((c for c in comments if c.id == ctx.state.plan_comment_id), None)
     if plan is None:
-        return None
+        # Posted in this very pass, after the ticket was read: everything on the ticket came before it.
+        return (_LATEST, 0) if ctx.state.plan_comment_id in ctx.posted_now else None
     copies = [c for c in comments if c.body == plan.body and _same_person(c.author, plan.author)]
     first = min(copies, key=lambda c: (c.created, _sequence(c.id)))
     return first.created, _sequence(first.id)

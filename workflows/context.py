@@ -36,6 +36,8 @@ class StepContext:
     # Set once this pass has checked that the approved plan still matches the ticket and the account.
     plan_checked: bool = False
     _approvers: dict[str, bool] = field(default_factory=dict)
+    posted_now: set[str] = field(default_factory=set)  # ids of comments posted in this pass
+
 
     def is_approver(self, user: JiraUser) -> bool:
         """Approver membership, read at most once per user in this pass (at the cycle that decides)."""
@@ -95,6 +97,7 @@ class StepContext:
         return self._posted(name, comment_id)
 
     def _posted(self, name: str, comment_id: str) -> str:
+        self.posted_now.add(comment_id)
         self.state.posted[name] = comment_id
         self.state.pending = tuple(p for p in self.state.pending if p != name)
         self.save()

@@ -116,6 +116,7 @@ class RemediationEngine:
         """Advance the ticket as far as possible now; return its (saved) state."""
         if state is None:
             state = TicketState.first_seen(issue.key, self._clock.now())
+        state.issue_id = state.issue_id or issue.id or None
         ctx = StepContext(
             self._policy, self._tickets, self._tenants, self._repository, self._vault, self._clock,
             issue, state,

@@ -120,8 +120,7 @@ def test_pending_approvals_and_policy_off_change_nothing(make_world):
                            created=world.clock.now(), completed=None)
     world.tickets.native.append(pending)
     assert world.cycle().stage is Stage.AWAITING_APPROVAL
-    # Read once the plan is visible on the ticket (the cycle that posts it has nothing to judge).
-    assert world.tickets.approval_reads == 1 and world.state().ignored == {}
+    assert world.tickets.approval_reads == 2 and world.state().ignored == {}
 
     off = make_world()
     off.cycle()

@@ -6,11 +6,15 @@ import contextlib
 from dataclasses import replace
 from datetime import timedelta
 
-from conftest import BOT, JiraComment, RemediationPolicy, alice_user
+from mailunblock.connectors.models import DirectoryUser, JiraComment
+from mailunblock.workflows.policy import RemediationPolicy
 from mailunblock.workflows.state import Stage
 
-LIDIA = alice_user(id="u-lidia", user_principal_name="lidia@contoso.com", mail="lidia@contoso.com",
-                      proxy_addresses=("SMTP:lidia@contoso.com",), display_name="Lidia Holloway")
+
+def _user(world, name: str) -> DirectoryUser:
+    address = f"{name}@contoso.com"
+    return replace(world.directory.users["u-alice"], id=f"u-{name}", user_principal_name=address, mail=address,
+                   proxy_addresses=(f"SMTP:{address}",), display_name=name.title())
 
 
 def _nothing_written(world) -> None:
@@ -18,7 +22,7 @@ def _nothing_written(world) -> None:
 
 
 def _with_lidia(world):
-    world.directory.users["u-lidia"] = LIDIA
+    world.directory.users["u-lidia"] = _user(world, "lidia")
     world.restricted.block("lidia@contoso.com")
     return world
 
@@ -65,9 +69,7 @@ def test_field_and_text_disagree_nothing_until_an_approver_picks(world):
 
 
 def test_a_compatibility_character_is_refused_never_folded(world):
-    mark = alice_user(id="u-mark", user_principal_name="mark@contoso.com", mail="mark@contoso.com",
-                      proxy_addresses=("SMTP:mark@contoso.com",))
-    world.directory.users["u-mark"] = mark
+    world.directory.users["u-mark"] = _user(world, "mark")
     world.restricted.block("mark@contoso.com")
     world.tickets.reporter = replace(world.alice, email="mar\u212a@contoso.com")
     state = world.cycle()
@@ -113,9 +115,9 @@ def test_an_account_without_a_mailbox_is_refused_with_that_reason(world):
 
 
 def test_the_bot_never_approves(world):
-    world.tickets.approvers.add(BOT.ref)  # even when its account sits in the approver group
+    world.tickets.approvers.add(world.tickets.myself().ref)  # even when its account sits in the approver group
     world.cycle()
-    world.tickets.add_comment(BOT, "/approve")
+    world.tickets.add_comment(world.tickets.myself(), "/approve")
     state = world.cycle()
     assert state.stage is Stage.AWAITING_APPROVAL and list(state.ignored.values()) == ["bot"]
     assert "mailunblock's own Jira account" in world.tickets.notes()[-1]
@@ -150,7 +152,7 @@ def test_a_plan_posted_twice_keeps_approvals_of_the_first_copy(world):
     world.clock.advance(minutes=1)
     world.tickets.add_comment(world.bob, "/approve")
     world.clock.advance(minutes=1)
-    copy = JiraComment(str(next(world.tickets.ids)), BOT, first.body, world.clock.now(), True)
+    copy = JiraComment(str(next(world.tickets.ids)), world.tickets.myself(), first.body, world.clock.now(), True)
     world.tickets.comments.append(copy)
     state = world.repository.load(world.key)
     state.plan_comment_id = copy.id  # as if a crash had made us post (and record) the plan again
@@ -185,10 +187,8 @@ def test_a_crash_after_approval_then_a_reject_means_no_reset(world):
     world.cycle()
     world.tickets.add_comment(world.bob, "/approve")
     world.directory.fail["get_user"] = [ConnectionResetError()]  # type: ignore[list-item]
-    try:
+    with contextlib.suppress(ConnectionResetError):
         world.cycle()  # approved, then dies before the reset's first read
-    except ConnectionResetError:
-        pass
     assert world.state().stage is Stage.APPROVED
     world.tickets.add_comment(world.carol, "/reject wrong person")
     state = world.cycle()
