@@ -103,8 +103,9 @@ class JiraLabels(_Section):
     trigger: str = "mail-blocked"
     resolved: str = "mail-unblocked"
     escalated: str = "mailunblock-escalated"
+    refused: str = "mailunblock-refused"  # tickets automation would not handle: agents filter on it
 
-    @field_validator("trigger", "resolved", "escalated")
+    @field_validator("trigger", "resolved", "escalated", "refused")
     @classmethod
     def _no_spaces(cls, value: str) -> str:
         if not value or any(ch.isspace() for ch in value):
@@ -117,6 +118,7 @@ class JiraTransitions(_Section):
 
     resolve: str | None = "Resolve"
     escalate: str | None = None
+    refuse: str | None = None  # moves a refused ticket to a status agents watch
     # A STATUS name: an approver moving the ticket into this status (by any transition) counts as approval.
     approved_status: str | None = None
 
@@ -130,6 +132,9 @@ class JiraConfig(_Section):
     api_token: Secret | None = None
     personal_access_token: Secret | None = None
     ca_bundle: Path | None = None
+    # Service projects mailunblock works in: the default JQL is scoped to them (a label alone selects
+    # tickets from any project anyone can label).
+    projects: tuple[str, ...] = ()
     jql: str | None = None
     page_size: int = Field(default=50, ge=1, le=100)
     approver_groups: tuple[str, ...] = ()
@@ -177,8 +182,16 @@ class JiraConfig(_Section):
 
     @property
     def search_jql(self) -> str:
-        """The JQL selecting tickets that still need work."""
-        return self.jql or f'labels = "{self.labels.trigger}" AND statusCategory != Done ORDER BY updated ASC'
+        """The JQL selecting tickets that still need work (scoped to ``projects`` when set)."""
+        if self.jql:
+            return self.jql
+        scope = f"project in ({', '.join(_jql_quote(p) for p in self.projects)}) AND " if self.projects else ""
+        return f'{scope}labels = "{self.labels.trigger}" AND statusCategory != Done ORDER BY updated ASC'
+
+
+def _jql_quote(value: str) -> str:
+    """A JQL string literal."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 class TenantConfig(_Section):
@@ -228,6 +241,7 @@ class PolicyConfig(_Section):
     escalate_after_hours: float = Field(default=24.0, gt=0)
     verify_every_minutes: float = Field(default=30.0, gt=0)
     reblock_window_days: float = Field(default=7.0, ge=0)
+    approval_timeout_hours: float = Field(default=168.0, gt=0)  # unapproved plans are cancelled after this
     excluded_roles: tuple[str, ...] = (ALL_DIRECTORY_ROLES,)
     auto_approve: bool = False
     check_inbox_rules: bool = True

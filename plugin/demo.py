@@ -85,7 +85,8 @@ class Demo:
             AgentAction(3, "HELP-2", "bob", "/approve", "agent Bob approves Chloé's ticket"),
             AgentAction(3, "HELP-3", "alice", "/approve",
                         "agent Alice approves (affected account is not the reporter)"),
-            AgentAction(3, megan, "bob", "/approve", "agent Bob approves Megan's ticket"),
+            AgentAction(3, megan, "bob", "/approve",
+                        "agent Bob closes Megan's ticket: not on the list, so no reset and no unblock"),
         ]
 
     def _play(self, sandbox: Sandbox, runtime: Runtime, actions: list[AgentAction]) -> int:

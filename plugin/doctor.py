@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
@@ -111,6 +112,11 @@ def check_jira(config: Config) -> Iterator[CheckResult]:
         return jql
 
     yield _check("jira: JQL valid", valid_jql, lambda e: "fix jira.jql (it must restrict the search, e.g. by label)")
+    if not re.search(r"\bproject\b", jql, re.IGNORECASE):
+        yield CheckResult(
+            Status.WARN, "jira: JQL scoped to projects", "the JQL names no project: a label alone selects "
+            "tickets from any project anyone can label",
+            "set jira.projects (e.g. [\"HELP\"]) or add a project clause to jira.jql")
     for group in config.jira.approver_groups:
         try:
             exists = jira.group_exists(group)

@@ -333,6 +333,9 @@ class Sandbox:
             "url": self.jira_url,
             "ca_bundle": self.ca_path,
             "approver_groups": list(self.scenario.approver_groups),
+            "projects": ["HELP"],
+            # The emulated Jira's "Affected account" custom field (a ticket filed for a colleague).
+            "affected_account_field": "customfield_10050",
         }
         token_ref = f"file:{self.layout.jira_token}"
         if self.jira is not None and self.jira.deployment == "datacenter":

@@ -137,8 +137,12 @@ def _reporter_address(reporter: JiraUser | None) -> Address | BadAddress | None:
     return addresses.canonical(reporter.email)
 
 
-def find_account(ctx: StepContext) -> Outcome:
-    """Resolve the affected account and apply every refusal rule (reads only, never writes)."""
+def find_account(ctx: StepContext, *, recheck: bool = False) -> Outcome:
+    """Resolve the affected account and apply every refusal rule (reads only, never writes).
+
+    ``recheck`` (before the first side effect of an approval): the directory facts are read again, the
+    mailbox and the Restricted users list are taken from triage (the list is read again before the unblock).
+    """
     found = ticket_candidates(ctx.issue, ctx.tenants)
     if isinstance(found, Refusal):
         return found
@@ -175,6 +179,8 @@ def find_account(ctx: StepContext) -> Outcome:
     if earlier and ctx.now() - earlier[1] < ctx.policy.reblock_window:
         when = messages.day(earlier[1], ctx.policy.locale, ctx.policy.time_zone)
         return Refusal("blocked_again", f"{user.user_principal_name} ({when})", related_key=earlier[0])
+    if recheck:
+        return Candidate(tenant, user, address, found, state.listed_at_triage, state.has_mailbox, roles)
     has_mailbox = _has_mailbox(tenant, user)
     if has_mailbox is False:
         return Refusal("no_mailbox", user.user_principal_name)
@@ -311,7 +317,7 @@ def plan_still_holds(ctx: StepContext) -> str | None:
     Otherwise the reason it lapsed (a code the templates explain).
     """
     state = ctx.state
-    outcome = find_account(ctx)
+    outcome = find_account(ctx, recheck=True)
     if not isinstance(outcome, Candidate):
         return "account_changed"
     if outcome.tenant.name != state.tenant or outcome.user.id != state.account_id:

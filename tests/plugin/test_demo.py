@@ -20,5 +20,6 @@ def test_demo_tells_the_whole_story_and_exits_zero(tmp_path: Path) -> None:
     assert rows["HELP-2"][1:5] == ["chloe.dupont@fabrikam.fr", "resolved", "1", "1"]
     assert rows["HELP-3"][1:5] == ["lidia.holloway@contoso.com", "resolved", "1", "1"]
     assert rows["HELP-4"][2] == rows["HELP-5"][2] == "refused"
-    assert rows["HELP-7"][2] == "not_listed" and rows["HELP-7"][4] == "0"
-    assert "none of the 4 new passwords appears in any" in story
+    assert rows["HELP-3"][0] == "HELP-3" and "the account lidia.holloway@contoso.com" in story  # a colleague's
+    assert rows["HELP-7"][2] == "not_listed" and rows["HELP-7"][3:5] == ["0", "0"]  # not listed: no reset
+    assert "none of the 3 new passwords appears in any" in story

@@ -170,8 +170,8 @@ def test_throttling_honours_retry_after(world):
     world.cycle()
     world.restricted.fail["blocked_entries"] = [
         ThrottledError("too many requests", retry_after=120, service="exchange")]
-    state = world.approve()  # the list is read again before the first side effect
-    assert state.stage is Stage.AWAITING_APPROVAL and world.directory.resets == []
+    state = world.approve()
+    assert state.stage is Stage.MAILBOX_CHECKED
     assert state.retry_at == world.clock.now() + timedelta(seconds=120)
 
 
@@ -230,10 +230,10 @@ def test_reset_that_failed_is_retried_with_the_same_vaulted_password(world):
 
 
 def test_unreadable_inbox_rules_do_not_stop_the_unblock(world):
-    # A missing permission stays missing: triage, the check before the reset and the report all meet it.
+    # A missing permission stays missing: triage (mailbox check) and the report both meet it.
     world.directory.fail["inbox_rules"] = [
         PermissionDeniedError("Access is denied.", service="graph", code="ErrorAccessDenied")
-        for _ in range(3)]
+        for _ in range(2)]
     state = _to_waiting(world)
     assert state.inbox_rules_error is not None
     assert "Inbox rules could not be read (graph: Access is denied. [ErrorAccessDenied])" in \
