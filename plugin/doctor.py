@@ -98,6 +98,8 @@ def check_jira(config: Config) -> Iterator[CheckResult]:
     except (ConfigError, ValueError) as exc:
         yield CheckResult(Status.FAIL, "jira: client", str(exc), "fix the [jira] section")
         return
+    deployment = _check_deployment(config, jira)
+    yield deployment  # first: a wrong deployment also makes the sign-in fail
     auth = _check(
         "jira: reachable and authenticated",
         lambda: f"signed in as {jira.myself().display_name} at {config.jira.url}",
@@ -106,7 +108,6 @@ def check_jira(config: Config) -> Iterator[CheckResult]:
     yield auth
     if auth.status is Status.FAIL:
         return
-    yield _check_deployment(config, jira)
     jql = config.jira.search_jql
     def valid_jql() -> str:
         jira.check_jql(jql)

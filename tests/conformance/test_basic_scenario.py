@@ -68,8 +68,11 @@ class Run:
         return dict(next(e for e in entries if e["SenderAddress"].lower() == address))
 
     def unblock_calls(self, address: str) -> list[dict[str, Any]]:
-        return [c for c in self.calls if c["service"] == "exchange" and (c.get("meta") or {}).get("cmdlet", "")
-                .lower() == "remove-blockedsenderaddress" and (c.get("meta") or {}).get("sender", "").lower() == address]
+        def meta(call: dict[str, Any], key: str) -> str:
+            return str((call.get("meta") or {}).get(key) or "").lower()
+
+        return [c for c in self.calls if c["service"] == "exchange"
+                and meta(c, "cmdlet") == "remove-blockedsenderaddress" and meta(c, "sender") == address]
 
     def graph_writes(self, upn: str) -> list[dict[str, Any]]:
         return [c for c in self.calls if c["service"] == "graph" and c["method"] in ("PATCH", "POST")
