@@ -105,3 +105,30 @@ def test_a_kill_while_the_comment_post_is_in_flight_never_duplicates_the_comment
     rc, summary = cloud_fakes.check_calls()
     print(f"check_calls.py [crash recovery]:\n{summary}")
     assert rc == 0 and "duplicate comment" not in summary, summary
+
+
+def test_an_approval_below_twenty_other_comments_is_not_missed(cloud_fakes: Fakes, tmp_path: Path) -> None:
+    # search/jql embeds only the first 20 comments (total says more): the rest is read from the comment
+    # resource, so the approval written as the 30th-odd comment still counts.
+    from datetime import timedelta
+
+    from conformance_fakes import APPROVER, START, Product, ProductClock
+
+    clock = ProductClock(cloud_fakes)
+    clock.set(START)
+    product = Product(write_config(cloud_fakes, tmp_path / "config"), clock)
+    try:
+        product.cycle()
+        clock.advance(timedelta(minutes=5))
+        for n in range(25):
+            cloud_fakes.control("comment", {"issue": "HELP-1", "as": "reporter", "body": f"Any news? ({n})"})
+        cloud_fakes.control("comment", {"issue": "HELP-1", "as": APPROVER, "body": "/approve", "internal": True})
+        clock.advance(timedelta(minutes=1))
+        product.cycle()
+        state = product.state("HELP-1")
+        assert state is not None and state.stage.value != "awaiting_approval", state
+        paged = [c for c in cloud_fakes.calls() if c["method"] == "GET"
+                 and c["path"] == "/rest/api/2/issue/HELP-1/comment"]
+        assert paged, "the comment resource was read"
+    finally:
+        product.close()
