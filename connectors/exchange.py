@@ -33,6 +33,7 @@ from mailunblock.connectors.models import BlockedSender
 log = logging.getLogger(__name__)
 
 SERVICE = "exchange"
+EXCHANGE_RESOURCE = "https://outlook.office365.com"  # the resource tokens are asked for
 INVOKE_COMMAND = "/adminapi/beta/{tenant}/InvokeCommand"
 ANCHOR_MAILBOX = "APP:SystemMailbox{{bb558c35-97f1-4cb9-8ff7-d53741dc928c}}@{tenant}"
 GET_BLOCKED = "Get-BlockedSenderAddress"
@@ -64,8 +65,10 @@ class ExchangeClient:
         tokens: TokenProvider,
         session: requests.Session,
         policy: HttpPolicy,
+        resource: str = EXCHANGE_RESOURCE,
     ) -> None:
         self._base = base_url.rstrip("/")
+        self._resource = resource.rstrip("/")
         self._tenant_id = tenant_id
         self._tokens = tokens
         self._session = session
@@ -98,6 +101,11 @@ class ExchangeClient:
         parameters = {"SenderAddress": address, "Reason": reason}
         self._invoke(REMOVE_BLOCKED, parameters, self._url())
 
+    @property
+    def resource(self) -> str:
+        """The resource identifier this client's tokens are for."""
+        return self._resource
+
     def _url(self) -> str:
         return f"{self._base}{INVOKE_COMMAND.format(tenant=self._tenant_id)}"
 
@@ -125,7 +133,7 @@ class ExchangeClient:
                 raise _exchange_error(response, document, cmdlet)
             return document
 
-        document = self._tokens.authorized(self._base, attempt)
+        document = self._tokens.authorized(self._resource, attempt)
         if not isinstance(document, dict):
             return {}
         for warning in _ci(document, "@adminapi.warnings") or ():

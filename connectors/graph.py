@@ -30,6 +30,7 @@ from mailunblock.connectors.models import DirectoryRole, DirectoryUser, InboxRul
 log = logging.getLogger(__name__)
 
 SERVICE = "graph"
+GRAPH_RESOURCE = "https://graph.microsoft.com"  # the resource tokens are asked for
 USER_FIELDS = (
     "id,userPrincipalName,mail,proxyAddresses,accountEnabled,userType,"
     "onPremisesSyncEnabled,lastPasswordChangeDateTime,displayName,preferredLanguage,"
@@ -68,8 +69,10 @@ class GraphClient:
         tokens: TokenProvider,
         session: requests.Session,
         policy: HttpPolicy,
+        resource: str = GRAPH_RESOURCE,
     ) -> None:
         self._base = base_url.rstrip("/")
+        self._resource = resource.rstrip("/")
         self._tokens = tokens
         self._session = session
         self._policy = policy
@@ -133,6 +136,11 @@ class GraphClient:
         path = INBOX_RULES.format(user=_segment(user_id))
         return [_rule(raw) for raw in self._pages(path, None)]
 
+    @property
+    def resource(self) -> str:
+        """The resource identifier this client's tokens are for."""
+        return self._resource
+
     def _url(self, path: str) -> str:
         return f"{self._base}{path}"
 
@@ -165,7 +173,7 @@ class GraphClient:
                 return json_body(response) or {}
             raise _graph_error(response)
 
-        return self._tokens.authorized(self._base, attempt)
+        return self._tokens.authorized(self._resource, attempt)
 
 
 def _segment(value: str) -> str:

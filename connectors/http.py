@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import requests
 from mailunblock.connectors.errors import (
@@ -127,15 +128,16 @@ def retry_after_seconds(headers: Mapping[str, str], now: datetime | None = None)
 
 
 def error_for_exception(exc: requests.RequestException, *, service: str) -> ConnectorError:
-    """Typed error for a transport failure (the message never repeats the request)."""
+    """Typed error for a transport failure naming the server (never the path, query or body)."""
+    where = _origin(exc)
     if isinstance(exc, requests.exceptions.SSLError):
         return PermanentError(
-            "TLS verification failed (check the configured ca_bundle)", service=service
+            f"TLS verification failed{where} (check the configured ca_bundle)", service=service
         )
     if isinstance(exc, requests.Timeout):
-        return TransientError("request timed out", service=service)
+        return TransientError(f"request timed out{where}", service=service)
     if isinstance(exc, requests.ConnectionError):
-        return TransientError("connection failed", service=service)
+        return TransientError(f"connection failed{where}", service=service)
     if isinstance(exc, requests.HTTPError) and exc.response is not None:
         status = exc.response.status_code
         return error_for_status(
@@ -145,6 +147,15 @@ def error_for_exception(exc: requests.RequestException, *, service: str) -> Conn
             retry_after=retry_after_seconds(exc.response.headers),
         )
     return TransientError(f"request failed ({type(exc).__name__})", service=service)
+
+
+def _origin(exc: requests.RequestException) -> str:
+    """The failed request's server as " to https://host:port", or "" when unknown."""
+    url = getattr(exc.request, "url", None) if exc.request is not None else None
+    if not isinstance(url, str):
+        return ""
+    parts = urlsplit(url)
+    return f" to {parts.scheme}://{parts.netloc.rpartition('@')[2]}" if parts.netloc else ""
 
 
 def error_for_status(

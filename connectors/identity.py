@@ -79,23 +79,27 @@ class TokenProvider:
         """The tenant these tokens are for."""
         return self._tenant_id
 
-    def token(self, resource_url: str) -> str:
-        """A bearer token for ``{resource_url}/.default`` (served from MSAL's cache when valid)."""
-        return self._policy.call(lambda: self._acquire(resource_url), safe=True)
+    def token(self, resource: str) -> str:
+        """A bearer token for ``{resource}/.default`` (served from MSAL's cache when valid).
 
-    def authorized(self, resource_url: str, call: Callable[[str], T]) -> T:
+        ``resource`` is the API's resource identifier (``https://graph.microsoft.com``), never the URL
+        the API is reached at: a proxy, gateway or emulator in front of it does not change the audience.
+        """
+        return self._policy.call(lambda: self._acquire(resource), safe=True)
+
+    def authorized(self, resource: str, call: Callable[[str], T]) -> T:
         """Run ``call`` with a bearer token; if the service rejects it (401), retry once with a fresh one.
 
         A token MSAL still considers valid can be refused early (continuous access evaluation, revoked
         consent, clock skew). A 401 is decided before the request is processed, so sending the same
         request again is safe even for writes.
         """
-        token = self.token(resource_url)
+        token = self.token(resource)
         try:
             return call(token)
         except AuthenticationError:
             self.forget_tokens()
-            return call(self.token(resource_url))
+            return call(self.token(resource))
 
     def forget_tokens(self) -> None:
         """Drop every cached token of this app, so the next ``token`` call asks the identity platform."""
@@ -103,9 +107,9 @@ class TokenProvider:
             if self._app is not None:
                 self._app.remove_tokens_for_client()
 
-    def app_token(self, resource_url: str) -> AppToken:
-        """What the token for ``resource_url`` says about our app (roles, ids, expiry) — for the doctor."""
-        token = self.token(resource_url)
+    def app_token(self, resource: str) -> AppToken:
+        """What the token for ``resource`` says about our app (roles, ids, expiry) — for the doctor."""
+        token = self.token(resource)
         try:
             claims: dict[str, Any] = jwt.decode(token, options={"verify_signature": False})
         except jwt.PyJWTError:
@@ -113,16 +117,18 @@ class TokenProvider:
                 "the identity platform returned a token that is not a JWT", service=SERVICE
             ) from None
         expires = claims.get("exp")
+        wids = claims.get("wids")
         return AppToken(
             tenant_id=str(claims.get("tid", "")),
             audience=str(claims.get("aud", "")),
             roles=frozenset(str(r) for r in claims.get("roles", ())),
             service_principal_id=claims.get("oid"),
             expires_on=datetime.fromtimestamp(expires, UTC) if expires else None,
+            role_template_ids=frozenset(str(w) for w in wids) if isinstance(wids, list) else None,
         )
 
-    def _acquire(self, resource_url: str) -> str:
-        scope = f"{resource_url.rstrip('/')}/.default"
+    def _acquire(self, resource: str) -> str:
+        scope = f"{resource.rstrip('/')}/.default"
         try:
             result = self._application().acquire_token_for_client(scopes=[scope])
         except requests.RequestException as exc:

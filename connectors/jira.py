@@ -55,6 +55,13 @@ PROJECT_ROLE = f"{API}/project/{{project}}/role/{{role_id}}"
 SD_API = "/rest/servicedeskapi"
 APPROVALS = f"{SD_API}/request/{{key}}/approval"  # JSM native approvals (Cloud and Data Center)
 
+SERVER_INFO = f"{API}/serverInfo"
+# JSM Data Center's approval resources are experimental: without this header they answer 412.
+EXPERIMENTAL_HEADER = {"X-ExperimentalApi": "opt-in"}
+# A transition "name" meaning: the transition into a Done status (JSM's "Resolve this issue", "Done").
+INTO_DONE = "(into a Done status)"
+_DONE_STATUSES = ("resolved", "done", "closed")
+
 MARKER_PROPERTY = "mailunblock"
 JSM_VISIBILITY_PROPERTY = "sd.public.comment"
 LINK_TYPE = "Relates"
@@ -91,6 +98,8 @@ class JiraClient:
         email: str | None = None,
         api_token: str | None = None,
         personal_access_token: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
         internal_notes: str = InternalNotes.JSM,
         internal_visibility: str | None = None,
         approver_groups: Sequence[str] = (),
@@ -120,9 +129,14 @@ class JiraClient:
                 options=options, basic_auth=(email, api_token), max_retries=0,
                 timeout=policy.timeout, get_server_info=False,
             )
+        elif username and password:
+            jira = JIRA(
+                options=options, basic_auth=(username, password), max_retries=0,
+                timeout=policy.timeout, get_server_info=False,
+            )
         else:
             if not personal_access_token:
-                raise ValueError("Jira Data Center needs personal_access_token")
+                raise ValueError("Jira Data Center needs personal_access_token or username and password")
             jira = JIRA(
                 options=options, token_auth=personal_access_token, max_retries=0,
                 timeout=policy.timeout, get_server_info=False,
@@ -188,18 +202,22 @@ class JiraClient:
         only ``renderedBody`` (Atlassian's OpenAPI spec), and the comment property resource exists
         on Cloud and Data Center alike.
         """
+        for comment in self._all_comments(issue_key):
+            if self._comment_marker(str(comment["id"])) == marker:
+                return str(comment["id"])
+        return None
+
+    def _all_comments(self, issue_key: str) -> Iterator[dict[str, Any]]:
         path = COMMENTS.format(key=_seg(issue_key))
         start = 0
         while True:
             params = {"startAt": str(start), "maxResults": str(self._page_size)}
             page = self._call("GET", path, params=params)
             comments = page.get("comments", [])
-            for comment in comments:
-                if self._comment_marker(str(comment["id"])) == marker:
-                    return str(comment["id"])
+            yield from comments
             start += len(comments)
             if not comments or start >= int(page.get("total", 0)):
-                return None
+                return
 
     def _comment_marker(self, comment_id: str) -> str | None:
         path = COMMENT_PROPERTY.format(id=_seg(comment_id), property=MARKER_PROPERTY)
@@ -220,9 +238,18 @@ class JiraClient:
             self._call("PUT", ISSUE.format(key=_seg(issue_key)), json=body)
 
     def transition(self, issue_key: str, transition_name: str) -> bool:
-        """Apply the transition with this name (case-insensitive); False when none is offered."""
-        wanted = transition_name.casefold()
-        match = next((t for t in self.transitions(issue_key) if t.name.casefold() == wanted), None)
+        """Apply the transition with this name (case-insensitive); False when none is offered.
+
+        ``INTO_DONE`` picks the transition into the Done-category status named Resolved, Done or Closed
+        (in that order of preference): never Canceled or Declined.
+        """
+        offered = self.transitions(issue_key)
+        if transition_name == INTO_DONE:
+            done = {t.to_status.casefold(): t for t in offered if t.to_category == "done"}
+            match = next((done[s] for s in _DONE_STATUSES if s in done), None)
+        else:
+            wanted = transition_name.casefold()
+            match = next((t for t in offered if t.name.casefold() == wanted), None)
         if match is None:
             return False
         body = {"transition": {"id": match.id}}
@@ -251,7 +278,7 @@ class JiraClient:
         start = 0
         while True:
             params = {"start": str(start), "limit": str(self._page_size)}
-            page = self._call("GET", path, params=params)
+            page = self._call("GET", path, params=params, headers=self._approval_headers)
             values = page.get("values") or []
             found += [_approval(raw) for raw in values]
             start += len(values)
@@ -267,14 +294,33 @@ class JiraClient:
             self._in_role(project, user, groups) for project in self._role_projects
         )
 
+    @property
+    def _approval_headers(self) -> dict[str, str] | None:
+        return EXPERIMENTAL_HEADER if self._deployment is Deployment.DATACENTER else None
+
     # --- extras for the poller and the doctor --------------------------------------------------
+
+    @property
+    def deployment(self) -> str:
+        """The configured flavour: "cloud" or "datacenter"."""
+        return self._deployment.value
+
+    def server_deployment(self) -> str:
+        """The flavour the site reports in ``serverInfo.deploymentType`` ("cloud" or "datacenter").
+
+        Data Center reports "Server" (there is no "DataCenter" value), like a Server licence.
+        """
+        raw = self._call("GET", SERVER_INFO)
+        kind = str(raw.get("deploymentType", "")).casefold()
+        return Deployment.CLOUD.value if kind == "cloud" else Deployment.DATACENTER.value
 
     def transitions(self, issue_key: str) -> list[JiraTransition]:
         """Transitions the ticket offers right now."""
         raw = self._call("GET", TRANSITIONS.format(key=_seg(issue_key)))
         return [
             JiraTransition(
-                id=str(t["id"]), name=t.get("name", ""), to_status=t.get("to", {}).get("name", "")
+                id=str(t["id"]), name=t.get("name", ""), to_status=t.get("to", {}).get("name", ""),
+                to_category=((t.get("to") or {}).get("statusCategory") or {}).get("key", ""),
             )
             for t in raw.get("transitions", [])
         ]
@@ -305,15 +351,23 @@ class JiraClient:
         return True
 
     def user_groups(self, user: JiraUser) -> set[str]:
-        """Names (lower-cased) of the groups the user belongs to."""
+        """Names (lower-cased) of the groups the user belongs to.
+
+        Cloud: ``user/groups?accountId=``. Data Center has no ``user/groups`` (404): its own resource
+        is ``user?username=…&expand=groups`` (groups in ``groups.items``).
+        """
         if self._deployment is Deployment.CLOUD:
-            params = {"accountId": user.account_id} if user.account_id else None
+            if not user.account_id:
+                return set()
+            raw = self._call("GET", USER_GROUPS, params={"accountId": user.account_id})
+            groups = raw if isinstance(raw, list) else []
         else:
-            params = {"username": user.name} if user.name else None
-        if params is None:
-            return set()
-        raw = self._call("GET", USER_GROUPS, params=params)
-        return {str(g.get("name", "")).lower() for g in raw or () if isinstance(g, dict)}
+            if not (user.name or user.key):
+                return set()
+            who = {"username": user.name} if user.name else {"key": user.key or ""}
+            raw = self._call("GET", USER, params={**who, "expand": "groups"})
+            groups = ((raw.get("groups") or {}).get("items") or []) if isinstance(raw, dict) else []
+        return {str(g.get("name", "")).lower() for g in groups if isinstance(g, dict)}
 
     def user_locale(self, user: JiraUser) -> tuple[str | None, str | None]:
         """The user's Jira locale and time zone, when their profile shows them."""
@@ -357,6 +411,7 @@ class JiraClient:
         params: dict[str, str] | None = None,
         json: Any = None,
         safe: bool | None = None,
+        headers: dict[str, str] | None = None,
     ) -> Any:
         """One request; ``safe`` defaults to True for GET/PUT (reads, idempotent updates)."""
         url = f"{self._url}{path}"
@@ -364,7 +419,10 @@ class JiraClient:
 
         def once() -> Any:
             try:
-                response = self._session.request(method, url, params=params, json=json)
+                # The library's session cannot take headers=None.
+                response = self._session.request(
+                    method, url, params=params, json=json, headers=headers or {}
+                )
             except JIRAError as exc:
                 raise _jira_error(exc.response, exc.status_code) from None
             except requests.RequestException as exc:
@@ -378,7 +436,12 @@ class JiraClient:
         fields = raw.get("fields", {})
         status = fields.get("status") or {}
         reporter = fields.get("reporter")
-        comments = (fields.get("comment") or {}).get("comments", [])
+        embedded = fields.get("comment") or {}
+        comments = embedded.get("comments", [])
+        if int(embedded.get("total") or 0) > len(comments):
+            # Embedded comments are capped (search answers): read them all from the comment resource,
+            # so no approval on a long ticket is missed.
+            comments = list(self._all_comments(str(raw["key"])))
         return JiraIssue(
             key=raw["key"],
             id=str(raw.get("id", "")),

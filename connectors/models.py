@@ -80,6 +80,7 @@ class JiraTransition:
     id: str
     name: str
     to_status: str
+    to_category: str = ""  # the target status's category key: new, indeterminate or done
 
 
 @dataclass(frozen=True)
@@ -193,3 +194,5 @@ class AppToken:
     roles: frozenset[str] = field(default_factory=frozenset)
     service_principal_id: str | None = None
     expires_on: datetime | None = None
+    # The ``wids`` claim: template ids of the directory roles the app holds (None when absent).
+    role_template_ids: frozenset[str] | None = None

@@ -20,6 +20,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
+    StrictBool,
     ValidationError,
     field_validator,
     model_validator,
@@ -89,6 +90,44 @@ class Deployment(StrEnum):
     DATACENTER = "datacenter"
 
 
+class Cloud(StrEnum):
+    """Which Microsoft cloud a tenant lives in (Microsoft's national cloud deployments)."""
+
+    GLOBAL = "global"
+    USGOV = "usgov"  # Microsoft 365 GCC High
+    DOD = "dod"  # Microsoft 365 DoD
+    CHINA = "china"  # Microsoft 365 operated by 21Vianet
+
+
+# Authority, Graph and Exchange Online endpoints of each cloud. The URLs are also the resource
+# identifiers tokens are requested for ("<resource>/.default"). Sources: "Microsoft Graph national cloud
+# deployments" (learn.microsoft.com/graph/deployments) and the -ExchangeEnvironmentName endpoints of
+# Connect-ExchangeOnline (learn.microsoft.com/powershell/module/exchange/connect-exchangeonline).
+CLOUD_ENDPOINTS: dict[Cloud, dict[str, str]] = {
+    Cloud.GLOBAL: {
+        "authority_host": "https://login.microsoftonline.com",
+        "graph_url": "https://graph.microsoft.com",
+        "exchange_url": "https://outlook.office365.com",
+    },
+    Cloud.USGOV: {
+        "authority_host": "https://login.microsoftonline.us",
+        "graph_url": "https://graph.microsoft.us",
+        "exchange_url": "https://outlook.office365.us",
+    },
+    Cloud.DOD: {
+        "authority_host": "https://login.microsoftonline.us",
+        "graph_url": "https://dod-graph.microsoft.us",
+        "exchange_url": "https://webmail.apps.mil",
+    },
+    Cloud.CHINA: {
+        "authority_host": "https://login.chinacloudapi.cn",
+        "graph_url": "https://microsoftgraph.chinacloudapi.cn",
+        "exchange_url": "https://partner.outlook.cn",
+    },
+}
+_GLOBAL = CLOUD_ENDPOINTS[Cloud.GLOBAL]
+
+
 class InternalNoteMode(StrEnum):
     """How a comment is kept from the reporter."""
 
@@ -116,7 +155,8 @@ class JiraLabels(_Section):
 class JiraTransitions(_Section):
     """Transition names (looked up by name at run time; ids differ per workflow)."""
 
-    resolve: str | None = "Resolve"
+    # None: the transition into a Done status (Resolved, Done, Closed), e.g. JSM's "Resolve this issue".
+    resolve: str | None = None
     escalate: str | None = None
     refuse: str | None = None  # moves a refused ticket to a status agents watch
     # A STATUS name: an approver moving the ticket into this status (by any transition) counts as approval.
@@ -131,6 +171,9 @@ class JiraConfig(_Section):
     email: str | None = None
     api_token: Secret | None = None
     personal_access_token: Secret | None = None
+    # Data Center only: HTTP Basic sign-in (username + password) instead of a personal access token.
+    username: str | None = None
+    password: Secret | None = None
     ca_bundle: Path | None = None
     # Service projects mailunblock works in: the default JQL is scoped to them (a label alone selects
     # tickets from any project anyone can label).
@@ -143,7 +186,7 @@ class JiraConfig(_Section):
     approver_role_projects: tuple[str, ...] = ()
     internal_notes: InternalNoteMode = InternalNoteMode.JSM
     internal_visibility: str | None = None
-    jsm_native_approval: bool = False
+    jsm_native_approval: StrictBool = False
     affected_account_field: str | None = None
     labels: JiraLabels = JiraLabels()
     transitions: JiraTransitions = JiraTransitions()
@@ -162,8 +205,20 @@ class JiraConfig(_Section):
                 "Jira Cloud needs 'email' and 'api_token' (an API token from "
                 "id.atlassian.com > Security > API tokens, given as 'env:VAR' or 'file:PATH')"
             )
-        if self.deployment is Deployment.DATACENTER and not self.personal_access_token:
-            raise ValueError("Jira Data Center needs 'personal_access_token' ('env:VAR' or 'file:PATH')")
+        if self.deployment is Deployment.DATACENTER:
+            basic = bool(self.username or self.password)
+            if basic and not (self.username and self.password):
+                raise ValueError("Basic sign-in needs both 'username' and 'password' ('env:VAR' or 'file:PATH')")
+            if basic == bool(self.personal_access_token):
+                raise ValueError(
+                    "Jira Data Center needs 'personal_access_token', or 'username' and 'password', "
+                    "('env:VAR' or 'file:PATH'), not both"
+                )
+        elif self.username or self.password or self.personal_access_token:
+            raise ValueError(
+                "'username', 'password' and 'personal_access_token' are for deployment = 'datacenter'; "
+                "Jira Cloud signs in with 'email' and 'api_token'"
+            )
         if self.internal_notes is not InternalNoteMode.JSM and not self.internal_visibility:
             raise ValueError(
                 f"internal_notes = {self.internal_notes.value!r} needs 'internal_visibility': the "
@@ -204,19 +259,40 @@ class TenantConfig(_Section):
     certificate_path: Path | None = None
     certificate_passphrase: Secret | None = None
     client_secret: Secret | None = None
-    authority_host: str = "https://login.microsoftonline.com"
-    graph_url: str = "https://graph.microsoft.com"
-    exchange_url: str = "https://outlook.office365.com"
+    cloud: Cloud = Cloud.GLOBAL
+    # Endpoints and resources default from ``cloud``; set a URL for a proxy, a gateway or an emulator.
+    # Tokens are always asked for the resource ("<graph_resource>/.default"), never for the URL.
+    authority_host: str = _GLOBAL["authority_host"]
+    graph_url: str = _GLOBAL["graph_url"]
+    exchange_url: str = _GLOBAL["exchange_url"]
+    graph_resource: str = _GLOBAL["graph_url"]
+    exchange_resource: str = _GLOBAL["exchange_url"]
     ca_bundle: Path | None = None
     time_zone: TimeZoneName | None = None
     locale: Locale | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _cloud_defaults(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        try:
+            endpoints = CLOUD_ENDPOINTS[Cloud(data.get("cloud", Cloud.GLOBAL))]
+        except ValueError:
+            return data  # the field validator names the allowed values
+        defaults = {
+            **endpoints,
+            "graph_resource": endpoints["graph_url"],
+            "exchange_resource": endpoints["exchange_url"],
+        }
+        return {**defaults, **data}
 
     @field_validator("domains")
     @classmethod
     def _lower_domains(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         return tuple(d.lower().strip() for d in value)
 
-    @field_validator("authority_host", "graph_url", "exchange_url")
+    @field_validator("authority_host", "graph_url", "exchange_url", "graph_resource", "exchange_resource")
     @classmethod
     def _https_url(cls, value: str) -> str:
         if not value.startswith("https://"):
@@ -243,8 +319,8 @@ class PolicyConfig(_Section):
     reblock_window_days: float = Field(default=7.0, ge=0)
     approval_timeout_hours: float = Field(default=168.0, gt=0)  # unapproved plans are cancelled after this
     excluded_roles: tuple[str, ...] = (ALL_DIRECTORY_ROLES,)
-    auto_approve: bool = False
-    check_inbox_rules: bool = True
+    auto_approve: StrictBool = False
+    check_inbox_rules: StrictBool = True
     password_ttl_hours: float = Field(default=24.0, gt=0)
     password_length: int = Field(default=20, ge=12, le=256)
     time_zone: TimeZoneName = "UTC"
@@ -299,7 +375,7 @@ class PollerConfig(_Section):
 class WebConfig(_Section):
     """Optional one-time password link served by mailunblock itself."""
 
-    enabled: bool = False
+    enabled: StrictBool = False
     listen: str = "127.0.0.1:8765"
     public_url: str | None = None
 
@@ -374,8 +450,16 @@ class Config(_Section):
         return self.source.parent / value
 
 
-def _describe(error: dict[str, Any]) -> str:
-    location = ".".join(str(p) for p in error["loc"]) or "(top level)"
+def _describe(error: dict[str, Any], data: dict[str, Any]) -> str:
+    loc = list(error["loc"])
+    if len(loc) >= 2 and loc[0] == "tenants" and isinstance(loc[1], int):
+        # Name the tenant by its name, not by its position in the file.
+        tenants = data.get("tenants")
+        entry = tenants[loc[1]] if isinstance(tenants, list) and loc[1] < len(tenants) else None
+        name = entry.get("name") if isinstance(entry, dict) else None
+        if isinstance(name, str) and name:
+            loc[1] = f"[{name}]"
+    location = ".".join(str(p) for p in loc).replace(".[", "[") or "(top level)"
     message = error["msg"].removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
         message = "unknown key (check the spelling against config/example.toml)"
@@ -390,7 +474,7 @@ def parse_config(data: dict[str, Any], source: Path | None = None) -> Config:
         config = Config.model_validate(data)
     except ValidationError as exc:
         where = f" in {source}" if source else ""
-        lines = "\n".join(_describe(e) for e in exc.errors())  # type: ignore[arg-type]
+        lines = "\n".join(_describe(e, data) for e in exc.errors())  # type: ignore[arg-type]
         raise ConfigError(f"invalid configuration{where}:\n{lines}") from None
     config._source = source
     return config

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from mailunblock.connectors.errors import ConnectorError, PermissionDeniedError
-from mailunblock.connectors.jira import JiraClient
+from mailunblock.connectors.jira import INTO_DONE, JiraClient
+from mailunblock.connectors.models import AppToken
 from mailunblock.plugin.config import Config, ConfigError
 from mailunblock.plugin.services import TenantClients, build_jira, build_tenant
 
@@ -98,6 +99,8 @@ def check_jira(config: Config) -> Iterator[CheckResult]:
     except (ConfigError, ValueError) as exc:
         yield CheckResult(Status.FAIL, "jira: client", str(exc), "fix the [jira] section")
         return
+    deployment = _check_deployment(config, jira)
+    yield deployment  # first: a wrong deployment also makes the sign-in fail
     auth = _check(
         "jira: reachable and authenticated",
         lambda: f"signed in as {jira.myself().display_name} at {config.jira.url}",
@@ -127,13 +130,37 @@ def check_jira(config: Config) -> Iterator[CheckResult]:
         yield (CheckResult(Status.PASS, f"jira: approver group {group!r}", "exists") if exists else
                CheckResult(Status.FAIL, f"jira: approver group {group!r}", "no such group",
                            "create the group or fix jira.approver_groups"))
+    yield _check_membership(jira)
     yield from _check_transitions(config, jira)
 
 
+def _check_deployment(config: Config, jira: JiraClient) -> CheckResult:
+    name = "jira: deployment"
+    try:
+        reported = jira.server_deployment()
+    except ConnectorError as exc:
+        return CheckResult(Status.FAIL, name, f"cannot read serverInfo: {exc}", "check jira.url")
+    if reported == config.jira.deployment.value:
+        return CheckResult(Status.PASS, name, f"serverInfo agrees: {reported}")
+    return CheckResult(Status.FAIL, name,
+                       f"jira.deployment is {config.jira.deployment.value!r} but the site reports {reported!r}",
+                       f"set deployment = {reported!r} in [jira]")
+
+
+def _check_membership(jira: JiraClient) -> CheckResult:
+    """Approver membership is read per user: check it can be read at all, on the bot itself."""
+    name = "jira: approver membership readable"
+    try:
+        groups = jira.user_groups(jira.myself())
+    except ConnectorError as exc:
+        return CheckResult(Status.FAIL, name, f"cannot read a user's groups: {exc}",
+                           "give the bot 'Browse users and groups' (global permission) and check jira.deployment")
+    return CheckResult(Status.PASS, name, f"the bot's own groups read ({len(groups)})")
+
+
 def _check_transitions(config: Config, jira: JiraClient) -> Iterator[CheckResult]:
-    wanted = [n for n in (config.jira.transitions.resolve, config.jira.transitions.escalate) if n]
-    if not wanted:
-        return
+    transitions = config.jira.transitions
+    wanted = [n for n in (transitions.resolve or INTO_DONE, transitions.escalate) if n]
     try:
         sample = next(iter(jira.search(config.jira.search_jql)), None)
     except ConnectorError as exc:
@@ -143,11 +170,21 @@ def _check_transitions(config: Config, jira: JiraClient) -> Iterator[CheckResult
         yield CheckResult(Status.SKIP, "jira: transitions", "no matching ticket to read transitions from")
         return
     try:
-        available = {n.lower() for n in jira.transition_names(sample.key)}
+        offered = jira.transitions(sample.key)
     except ConnectorError as exc:
         yield CheckResult(Status.FAIL, "jira: transitions", str(exc), "give the bot 'Transition issues'")
         return
+    available = {t.name.lower() for t in offered}
     for name in wanted:
+        if name == INTO_DONE:
+            done = sorted(f"{t.name!r} -> {t.to_status}" for t in offered if t.to_category == "done")
+            if done:
+                yield CheckResult(Status.PASS, "jira: resolve transition", f"into a Done status on {sample.key}: "
+                                  + ", ".join(done))
+            else:
+                yield CheckResult(Status.FAIL, "jira: resolve transition", f"none into a Done status on {sample.key}",
+                                  "set jira.transitions.resolve to a transition name offered there")
+            continue
         if name.lower() in available:
             yield CheckResult(Status.PASS, f"jira: transition {name!r}", f"offered on {sample.key}")
         else:
@@ -175,17 +212,18 @@ def check_tenant(config: Config, tenant_name: str) -> Iterator[CheckResult]:
         return
     cfg = tenant.config
     try:
-        graph_token = tenant.tokens.app_token(cfg.graph_url)
+        graph_token = tenant.tokens.app_token(tenant.graph.resource)
     except ConnectorError as exc:
         yield CheckResult(Status.FAIL, f"{prefix}: token for Graph", str(exc),
-                          "check tenant_id, client_id and the certificate/secret (and authority_host)")
+                          "check tenant_id, client_id and the certificate/secret (and cloud, authority_host, "
+                          "graph_resource)")
         return
     yield CheckResult(Status.PASS, f"{prefix}: token for Graph", f"acquired for app {cfg.client_id}")
     wanted = [*GRAPH_PERMISSIONS, *([INBOX_RULES_PERMISSION] if config.policy.check_inbox_rules else [])]
     for permission in wanted:
         yield _missing(tenant, graph_token.roles, permission, prefix)
     try:
-        exchange_token = tenant.tokens.app_token(cfg.exchange_url)
+        exchange_token = tenant.tokens.app_token(tenant.exchange.resource)
     except ConnectorError as exc:
         yield CheckResult(Status.FAIL, f"{prefix}: token for Exchange", str(exc),
                           "add the Office 365 Exchange Online API permission Exchange.ManageAsApp")
@@ -198,25 +236,33 @@ def check_tenant(config: Config, tenant_name: str) -> Iterator[CheckResult]:
         lambda e: "assign the Exchange Administrator role to the app's service principal "
                   "(Entra admin center > Roles and administrators) and check exchange_url",
     )
-    yield from _check_entra_roles(tenant, graph_token.service_principal_id, prefix)
+    yield from _check_entra_roles(tenant, graph_token, prefix)
 
 
-def _check_entra_roles(tenant: TenantClients, sp_id: str | None, prefix: str) -> Iterator[CheckResult]:
+def _check_entra_roles(tenant: TenantClients, token: AppToken, prefix: str) -> Iterator[CheckResult]:
     name = f"{prefix}: Entra roles of the app"
-    if not sp_id:
+    # The token's ``wids`` claim lists the app's directory roles; it needs no directory permission.
+    from_token = ({ROLE_TEMPLATES.get(w, w) for w in token.role_template_ids}
+                  if token.role_template_ids is not None else None)
+    sp_id = token.service_principal_id
+    held: set[str]
+    if not sp_id and from_token is None:
         yield CheckResult(Status.WARN, name, "the token carries no service principal id; check roles by hand")
         return
     try:
         held = {ROLE_TEMPLATES.get(r.role_template_id, r.display_name)
-                for r in tenant.graph.service_principal_roles(sp_id)}
+                for r in tenant.graph.service_principal_roles(sp_id)} if sp_id else set()
     except PermissionDeniedError:
-        yield CheckResult(Status.WARN, name, "cannot read the app's role assignments",
-                          "grant Directory.Read.All, or check by hand that the app holds User Administrator "
-                          "and Exchange Administrator")
-        return
+        if from_token is None:
+            yield CheckResult(Status.WARN, name, "cannot read the app's role assignments",
+                              "grant Directory.Read.All, or check by hand that the app holds User Administrator "
+                              "and Exchange Administrator")
+            return
+        held = set()
     except ConnectorError as exc:
         yield CheckResult(Status.FAIL, name, str(exc), "check graph_url")
         return
+    held |= from_token or set()
     fix = ("Entra admin center > Roles and administrators > {role} > Add assignments > "
            f"select the app {tenant.config.client_id}")
     if held & PASSWORD_RESET_ROLES:

@@ -12,7 +12,7 @@ from mailunblock.connectors.exchange import ExchangeClient
 from mailunblock.connectors.graph import GraphClient
 from mailunblock.connectors.http import HttpPolicy, build_session
 from mailunblock.connectors.identity import TokenProvider
-from mailunblock.connectors.jira import JiraClient
+from mailunblock.connectors.jira import INTO_DONE, JiraClient
 from mailunblock.plugin.config import Config, ConfigError, TenantConfig
 from mailunblock.plugin.store import StateStore
 from mailunblock.plugin.vault import PasswordVault, load_or_create_key
@@ -54,6 +54,8 @@ def build_jira(config: Config) -> JiraClient:
         deployment=jira.deployment.value,
         email=jira.email,
         api_token=config.secret(jira.api_token) if jira.api_token else None,
+        username=jira.username,
+        password=config.secret(jira.password) if jira.password else None,
         personal_access_token=(
             config.secret(jira.personal_access_token) if jira.personal_access_token else None
         ),
@@ -87,8 +89,11 @@ def build_tenant(config: Config, tenant: TenantConfig) -> TenantClients:
     return TenantClients(
         config=tenant,
         tokens=tokens,
-        graph=GraphClient(tenant.graph_url, tokens, session, policy),
-        exchange=ExchangeClient(tenant.exchange_url, tenant.tenant_id, tokens, session, policy),
+        graph=GraphClient(tenant.graph_url, tokens, session, policy, resource=tenant.graph_resource),
+        exchange=ExchangeClient(
+            tenant.exchange_url, tenant.tenant_id, tokens, session, policy,
+            resource=tenant.exchange_resource,
+        ),
     )
 
 
@@ -114,7 +119,7 @@ def remediation_policy(config: Config) -> RemediationPolicy:
         refused_label=jira.labels.refused,
         refuse_transition=jira.transitions.refuse,
         approval_timeout=timedelta(hours=policy.approval_timeout_hours),
-        resolve_transition=jira.transitions.resolve,
+        resolve_transition=jira.transitions.resolve or INTO_DONE,
         escalate_transition=jira.transitions.escalate,
         approve_status=jira.transitions.approved_status,
         jsm_native_approval=jira.jsm_native_approval,

@@ -39,16 +39,18 @@ class TokenRejected(Exception):
     """An access token failed verification; the message is safe to show (no token content)."""
 
 
-def resource_aliases(state: MicrosoftState, resource: str) -> tuple[str, ...]:
-    """Audience values that name a sandbox resource ("graph" or "exchange")."""
-    own = state.urls.graph if resource == "graph" else state.urls.exchange
-    return (own, *(GRAPH_ALIASES if resource == "graph" else EXCHANGE_ALIASES))
+def resource_aliases(resource: str) -> tuple[str, ...]:
+    """Audience values that name a resource ("graph" or "exchange"): the real identifiers only.
+
+    As in Entra, the URL an API is reached at (the sandbox's own address) is not a resource.
+    """
+    return GRAPH_ALIASES if resource == "graph" else EXCHANGE_ALIASES
 
 
-def _resource_for(state: MicrosoftState, audience: str) -> str | None:
+def _resource_for(audience: str) -> str | None:
     audience = audience.rstrip("/").lower()
     for resource in ("graph", "exchange"):
-        if audience in (a.lower() for a in resource_aliases(state, resource)):
+        if audience in (a.lower() for a in resource_aliases(resource)):
             return resource
     return None
 
@@ -92,7 +94,7 @@ def verify_access_token(
     except jwt.PyJWTError:
         raise TokenRejected("Access token validation failure.") from None
     audience = str(claims.get("aud", ""))
-    if _resource_for(state, audience) != resource:
+    if _resource_for(audience) != resource:
         raise TokenRejected("Access token validation failure. Invalid audience.")
     tenant = state.tenant(str(claims.get("tid", "")))
     if tenant is None:
@@ -335,12 +337,14 @@ def create_identity_app(state: MicrosoftState, ctx: SandboxContext) -> Flask:
                 "(application ID URI).",
             )
         audience = scopes[0].removesuffix("/.default")
-        resource = _resource_for(state, audience)
+        resource = _resource_for(audience)
         if resource is None:
             return _aad_error(
-                ctx, 400, "invalid_scope", 70011,
-                f"The provided value for the input parameter 'scope' is not valid. The scope "
-                f"{scope} is not valid.",
+                ctx, 400, "invalid_resource", 500011,
+                f"The resource principal named {audience} was not found in the tenant named "
+                f"{tenant_ref}. This can happen if the application has not been installed by the "
+                "administrator of the tenant or consented to by any user in the tenant. You might have "
+                "sent your authentication request to the wrong tenant.",
             )
         now = ctx.clock.now()
         app_spec = tenant.spec.app

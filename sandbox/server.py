@@ -354,6 +354,8 @@ class Sandbox:
                 "tenant_id": spec.tenant_id,
                 "domains": list(spec.domains),
                 "client_id": spec.app.client_id,
+                # The emulators' URLs; tokens stay for the real resources of the global cloud.
+                "cloud": "global",
                 "authority_host": self.authority_host,
                 "graph_url": self.graph_url,
                 "exchange_url": self.exchange_url,

@@ -10,6 +10,7 @@ import base64
 import binascii
 import hashlib
 import json
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -358,6 +359,13 @@ def _token_offset(token: str, jql_text: str) -> int:
         raise JiraApiError(400, ["The provided next page token is invalid or expired."]) from exc
 
 
+# Resources Data Center does not have (404 there): all of v3, the enhanced search and friends, user/groups.
+_CLOUD_ONLY = re.compile(
+    r"^/rest/api/(?:3(?:/.*)?|(?:2|latest)/(?:search/jql|search/approximate-count|search/id|"
+    r"expression/eval|user/groups))/?$"
+)
+
+
 def create_jira_app(state: JiraState, ctx: SandboxContext) -> Flask:
     """The Jira emulator as a Flask app (mount it under the sandbox's Jira host)."""
     app = Flask("mailunblock-jira-emulator")
@@ -381,7 +389,7 @@ def create_jira_app(state: JiraState, ctx: SandboxContext) -> Flask:
 
     @app.before_request
     def _authenticate() -> Response | None:
-        if request.path.startswith("/rest/api/3") and not cloud:
+        if not cloud and _CLOUD_ONLY.match(request.path):
             return Response("Not Found", status=404, mimetype="text/plain")
         header = request.headers.get("Authorization", "")
         user: User | None = None

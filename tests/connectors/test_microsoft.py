@@ -18,7 +18,7 @@ from mailunblock.connectors.errors import (
     UnblockLimitReachedError,
 )
 from mailunblock.connectors.exchange import ExchangeClient
-from mailunblock.connectors.graph import GraphClient
+from mailunblock.connectors.graph import GRAPH_RESOURCE, GraphClient
 from mailunblock.connectors.http import HttpPolicy, build_session
 from mailunblock.connectors.identity import TokenProvider
 from mailunblock.sandbox.core import FaultRule
@@ -47,7 +47,7 @@ def exchange(env: Any) -> ExchangeClient:
 @pytest.mark.vcr
 @pytest.mark.parametrize("certificate", [True, False], ids=["certificate", "secret"])
 def test_app_token_reports_roles_and_ids(env: Any, certificate: bool) -> None:
-    token = env.tokens(certificate=certificate).app_token(env.graph_url)
+    token = env.tokens(certificate=certificate).app_token(GRAPH_RESOURCE)
     assert token.tenant_id == env.tenant_id
     assert "User-PasswordProfile.ReadWrite.All" in token.roles
     assert token.service_principal_id == env.sp_object_id
@@ -62,7 +62,7 @@ def test_wrong_client_secret_is_an_authentication_error_without_the_secret(env: 
         policy=policy, authority_host=env.authority_host, client_secret="not-the-secret~123",
     )
     with pytest.raises(AuthenticationError) as caught:
-        provider.token(env.graph_url)
+        provider.token(GRAPH_RESOURCE)
     assert caught.value.code is not None and caught.value.code.startswith("AADSTS")
     assert "not-the-secret" not in str(caught.value)
 
@@ -73,7 +73,7 @@ def test_identity_outage_is_transient(env: Any) -> None:
     # outage is checked without retries here; the policy's retries are covered in test_http.py.
     env.fault(FaultRule(service="identity", status=503, method="POST"))
     with pytest.raises(TransientError):
-        env.tokens(policy=env.policy(max_retries=0)).token(env.graph_url)
+        env.tokens(policy=env.policy(max_retries=0)).token(GRAPH_RESOURCE)
 
 
 # --- Graph ------------------------------------------------------------------------------------

@@ -53,9 +53,9 @@ def test_defaults_follow_the_source_guidance() -> None:
     ("data", "key", "fix"),
     [
         (_with("jira", api_token="hunter2-inline"), "jira.api_token", "env:VARIABLE_NAME"),
-        (_with("tenant", client_secret="s3cr3t"), "tenants.0.client_secret", "file:/path"),
-        (_with("tenant", authority_host="http://login"), "tenants.0.authority_host", "https://"),
-        (_with("tenant", certificate_path="/x.pfx"), "tenants.0", "exactly one credential"),
+        (_with("tenant", client_secret="s3cr3t"), "tenants[contoso].client_secret", "file:/path"),
+        (_with("tenant", authority_host="http://login"), "tenants[contoso].authority_host", "https://"),
+        (_with("tenant", certificate_path="/x.pfx"), "tenants[contoso]", "exactly one credential"),
         (_with("jira", approver_groups=[]), "jira", "approver_groups"),
         (_with("jira", approver_roles=["Service Desk Team"]), "jira", "approver_role_projects"),
         (_with("jira", internal_notes="group"), "jira", "internal_visibility"),
@@ -155,3 +155,68 @@ def test_a_database_url_can_be_given_by_reference(monkeypatch) -> None:
     cfg = parse_config(_with("store", url="env:MU_DB"))
     assert cfg.database_url == "postgresql+psycopg://mu:pw@db/mu"
     assert parse_config(_with("store", url="postgresql+psycopg://mu@db/mu")).database_url.endswith("@db/mu")
+
+
+@pytest.mark.parametrize(("cloud", "authority", "graph", "exchange"), [
+    ("global", "https://login.microsoftonline.com", "https://graph.microsoft.com", "https://outlook.office365.com"),
+    ("usgov", "https://login.microsoftonline.us", "https://graph.microsoft.us", "https://outlook.office365.us"),
+    ("dod", "https://login.microsoftonline.us", "https://dod-graph.microsoft.us", "https://webmail.apps.mil"),
+    ("china", "https://login.chinacloudapi.cn", "https://microsoftgraph.chinacloudapi.cn", "https://partner.outlook.cn"),
+])
+def test_a_tenant_cloud_sets_authority_urls_and_resources(cloud: str, authority: str, graph: str,
+                                                          exchange: str) -> None:
+    tenant = parse_config(_with("tenant", cloud=cloud)).tenants[0]
+    assert (tenant.authority_host, tenant.graph_url, tenant.exchange_url) == (authority, graph, exchange)
+    assert (tenant.graph_resource, tenant.exchange_resource) == (graph, exchange)
+
+
+def test_an_overridden_url_keeps_the_cloud_resource() -> None:
+    tenant = parse_config(_with("tenant", cloud="usgov", graph_url="https://graph-gw.corp.example/",
+                                exchange_resource="https://outlook.office365.us/")).tenants[0]
+    assert tenant.graph_url == "https://graph-gw.corp.example"
+    assert tenant.graph_resource == "https://graph.microsoft.us"
+    assert tenant.exchange_resource == "https://outlook.office365.us"
+    with pytest.raises(ConfigError, match=r"tenants\[contoso\]\.cloud"):
+        parse_config(_with("tenant", cloud="germany"))
+
+
+@pytest.mark.parametrize("value", ["yes", "on", 1, "true"])
+def test_booleans_are_strict_and_the_error_names_the_key(value: object) -> None:
+    with pytest.raises(ConfigError, match=r"jira\.jsm_native_approval: Input should be a valid boolean"):
+        parse_config(_with("jira", jsm_native_approval=value))
+    with pytest.raises(ConfigError, match=r"policy\.auto_approve"):
+        parse_config(_with("policy", auto_approve=value))
+
+
+def test_an_error_inside_a_tenant_names_the_tenant() -> None:
+    data = _with("tenant", client_secret="inline-secret")
+    data["tenants"].append({**data["tenants"][0], "name": "fabrikam", "domains": ["fabrikam.com"],
+                            "client_secret": "env:X", "tenant_id": 5})
+    with pytest.raises(ConfigError) as raised:
+        parse_config(data)
+    assert "tenants[contoso].client_secret" in str(raised.value)
+    assert "tenants[fabrikam].tenant_id" in str(raised.value)
+    assert "inline-secret" not in str(raised.value)
+
+
+def test_data_center_signs_in_with_a_token_or_a_username_and_password() -> None:
+    dc = {"url": "https://jira.corp.example", "deployment": "datacenter", "approver_groups": ["agents"]}
+    basic = parse_config({**MINIMAL, "jira": {**dc, "username": "bot", "password": "env:JIRA_PASSWORD"}})
+    assert basic.jira.username == "bot" and basic.jira.password == "env:JIRA_PASSWORD"
+    assert parse_config({**MINIMAL, "jira": {**dc, "personal_access_token": "file:pat"}}).jira.password is None
+    for bad, why in (({"username": "bot"}, "both 'username' and 'password'"),
+                     ({"username": "bot", "password": "hunter2"}, "by reference"),
+                     ({"username": "bot", "password": "env:P", "personal_access_token": "env:T"}, "not both"),
+                     ({}, "personal_access_token")):
+        with pytest.raises(ConfigError, match=why):
+            parse_config({**MINIMAL, "jira": {**dc, **bad}})
+
+
+def test_the_default_resolve_transition_is_the_one_into_a_done_status() -> None:
+    from mailunblock.connectors.jira import INTO_DONE
+    from mailunblock.plugin.services import remediation_policy
+
+    assert parse_config(MINIMAL).jira.transitions.resolve is None
+    assert remediation_policy(parse_config(MINIMAL)).resolve_transition == INTO_DONE
+    named = _with("jira", transitions={"resolve": "Resolve this issue"})
+    assert remediation_policy(parse_config(named)).resolve_transition == "Resolve this issue"

@@ -36,7 +36,8 @@ def test_all_checks_pass_against_the_sandbox(sandbox_config: Callable[..., Path]
     assert code == 0, output
     assert "FAIL" not in output
     for expected in ("jira: reachable and authenticated", "jira: JQL valid", "approver group 'helpdesk-agents'",
-                     "transition 'Resolve'", "tenant contoso: token for Graph",
+                     "jira: resolve transition", "jira: deployment", "approver membership readable",
+                     "tenant contoso: token for Graph",
                      "tenant fabrikam: permission Exchange.ManageAsApp",
                      "tenant fabrikam: Exchange admin API (Get-BlockedSenderAddress)",
                      "tenant contoso: Entra roles of the app (Exchange)"):

@@ -68,7 +68,7 @@ def http(sandbox: Sandbox) -> requests.Session:
 def _get_token(box: Sandbox, tenant: str, resource: str) -> str:
     """An access token from the identity emulator with the tenant's client secret."""
     state = box.microsoft.tenants[tenant]
-    base = box.graph_url if resource == "graph" else box.exchange_url
+    base = "https://graph.microsoft.com" if resource == "graph" else "https://outlook.office365.com"
     response = _http_session(box).post(
         f"{box.authority_host}/{state.spec.tenant_id}/oauth2/v2.0/token",
         data={

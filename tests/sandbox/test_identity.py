@@ -28,7 +28,7 @@ def _form(sandbox: Sandbox, **changes: str) -> dict[str, str]:
         "grant_type": "client_credentials",
         "client_id": contoso.spec.app.client_id,
         "client_secret": contoso.credentials.client_secret or "",
-        "scope": f"{sandbox.graph_url}/.default",
+        "scope": "https://graph.microsoft.com/.default",
     }
     form.update(changes)
     return form
@@ -97,10 +97,10 @@ def test_msal_secret_flow_with_hostile_ca_bundle_env(
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", certifi.where())
     contoso = sandbox.microsoft.tenants["contoso"]
     app = _msal_app(sandbox, contoso.credentials.client_secret)
-    result = app.acquire_token_for_client([f"{sandbox.graph_url}/.default"])
+    result = app.acquire_token_for_client(["https://graph.microsoft.com/.default"])
     assert "access_token" in result, result
     claims = _claims(sandbox, result["access_token"])
-    assert claims["aud"] == sandbox.graph_url
+    assert claims["aud"] == "https://graph.microsoft.com"
     assert claims["tid"] == CONTOSO_ID
     assert claims["appid"] == contoso.spec.app.client_id
     assert claims["oid"] == contoso.spec.app.service_principal_id
@@ -146,7 +146,7 @@ def test_msal_without_the_ca_fails_tls(sandbox: Sandbox, monkeypatch: pytest.Mon
         ({"client_id": "00000000-1111-2222-3333-444444444444"}, 400, "unauthorized_client", 700016),
         ({"client_secret": "not-the-secret"}, 401, "invalid_client", 7000215),
         ({"client_secret": ""}, 401, "invalid_client", 7000218),
-        ({"scope": "https://example.com/.default"}, 400, "invalid_scope", 70011),
+        ({"scope": "https://example.com/.default"}, 400, "invalid_resource", 500011),
         ({"scope": "https://graph.microsoft.com/User.Read.All"}, 400, "invalid_scope", 1002012),
     ],
 )
@@ -242,3 +242,14 @@ def test_secret_is_not_in_the_call_log(sandbox: Sandbox, http: requests.Session)
     assert logged
     assert all(secret not in repr(r) for r in logged)
 
+
+
+@pytest.mark.parametrize("service", ["graph", "exchange"])
+def test_a_scope_naming_the_emulator_url_instead_of_the_resource_is_refused(
+    sandbox: Sandbox, http: requests.Session, service: str
+) -> None:
+    # As Entra does: the URL an API is reached at is not a resource identifier (AADSTS500011).
+    url = sandbox.graph_url if service == "graph" else sandbox.exchange_url
+    response = http.post(_token_url(sandbox), data=_form(sandbox, scope=f"{url}/.default"), timeout=10)
+    _assert_aad_error(response, 400, "invalid_resource", 500011)
+    assert "AADSTS500011" in response.json()["error_description"]
