@@ -234,6 +234,7 @@ deployment = "{fakes.deployment}"
 {auth}
 ca_bundle = "{ca}"
 approver_groups = ["helpdesk-agents"]
+projects = ["HELP"]
 jsm_native_approval = {str(jsm_native_approval).lower()}
 
 {tenant_blocks}

@@ -29,7 +29,6 @@ from conformance_fakes import (
 )
 
 TRIGGERED = [f"HELP-{n}" for n in range(1, 8)]  # HELP-8 is already Resolved
-TRUST_RULES = pytest.mark.xfail(strict=False, reason="needs trust rules (lead)")
 RUNS = [("cloud", "comment"), ("cloud", "native"), ("datacenter", "comment"), ("datacenter", "native")]
 
 
@@ -178,7 +177,6 @@ def test_a_privileged_or_synced_account_is_refused_without_any_side_effect(run: 
     assert run.blocked(0, upn)["visible"] is True
 
 
-@TRUST_RULES
 def test_the_shared_mailbox_named_in_the_description_is_the_affected_account(run: Run) -> None:
     # HELP-6: Frank asks for info@contoso.com (a disabled shared mailbox). The account named in the
     # description is the one the ticket is about: it is named to the agent, and nothing is done to
@@ -191,7 +189,6 @@ def test_the_shared_mailbox_named_in_the_description_is_the_affected_account(run
     assert run.blocked(0, "info@contoso.com")["visible"] is True
 
 
-@TRUST_RULES
 def test_an_account_not_on_the_list_gets_an_answer_and_no_password_reset(run: Run) -> None:
     # HELP-7: Ivy is not on the Restricted users list: the answer says so, and her password is not reset.
     bot = run.bot("HELP-7")
@@ -219,7 +216,7 @@ def test_no_other_password_reset_or_unblock_happened(run: Run) -> None:
     unblocked = sorted(c["meta"]["sender"].lower() for c in run.calls
                        if c["service"] == "exchange" and (c.get("meta") or {}).get("unblocked"))
     assert unblocked == ["alice@contoso.com", "bob@contoso.com", "henry@fabrikam.com"]
-    assert set(resets) - {"ivy@fabrikam.com"} == {"alice@contoso.com", "bob@contoso.com", "henry@fabrikam.com"}
+    assert set(resets) == {"alice@contoso.com", "bob@contoso.com", "henry@fabrikam.com"}  # not Ivy: not listed
 
 
 def test_the_approvals_were_given_by_the_agent_and_read_as_the_service_defines_them(run: Run) -> None:
