@@ -1,4 +1,4 @@
-"""Escaping of outside text for the one format mailunblock writes: Jira wiki markup (Cloud v2 and Data Center).
+r"""Escaping of outside text for the one format mailunblock writes: Jira wiki markup (Cloud v2 and Data Center).
 
 Every value that comes from outside (ticket text, Jira display names, directory names, inbox-rule names,
 forwarding addresses, service messages) goes through ``wiki_text`` before it is written into a comment;
@@ -18,9 +18,10 @@ wiki-to-ADF transformer on Cloud):
   renderers honour (``- # * _ + ? ^ ~ | % { } [ ] ( ) ! @``): no mention ``[~accountid:…]``, link
   ``[text|url]``, macro ``{code}``/``{noformat}``/``{color}``/``{adf}``, monospace ``{{…}}``, image
   ``!…!``, table ``|``, effect ``*_+^~-``, citation ``??``, emoticon ``(x)``, bare e-mail link or issue-key
-  link survives. A backslash cannot be escaped in Jira (``\\`` is a line break, ``\\*`` an escape), so it is
-  written as the entity ``&#92;``; ``&`` before an entity-like sequence becomes ``&amp;``; the dot of a
-  leading ``h1.``-``h6.`` or ``bq.`` becomes ``&#46;``. Emoji and non-ASCII letters are kept.
+  link survives. A backslash cannot be escaped in Jira (``\\`` is a line break, a backslash before a
+  special character escapes it), so it is written as the entity ``&#92;``; ``&`` before an entity-like
+  sequence becomes ``&amp;``; the dot of a leading ``h1.``-``h6.`` or ``bq.`` becomes ``&#46;``. Emoji and
+  non-ASCII letters are kept. Emoticons spelt with letters (``:D``, ``:P``) are left: they are not markup.
 
 The product writes no ADF (comments are v2 wiki text on Cloud and Data Center), so there is no ADF escaper.
 """
@@ -83,3 +84,12 @@ def wiki_value(value: object) -> WikiMarkup:
 def wiki_join(values: Iterable[object], separator: str = "") -> WikiMarkup:
     """Values escaped one by one, then joined with the template's own separator (each value keeps its cap)."""
     return WikiMarkup(separator.join(wiki_value(v) for v in values))
+
+
+_WIKI_ESCAPES = re.compile(r"\\([-#*_+?^~|%{}\[\]()!@])|&#92;|&amp;|&#46;")
+_ENTITY_CHARS = {"&#92;": "\\", "&amp;": "&", "&#46;": "."}
+
+
+def wiki_literal(wiki: str) -> str:
+    """Undo ``wiki_text``: the characters Jira shows for its escapes (template markup is left as it is)."""
+    return _WIKI_ESCAPES.sub(lambda m: m.group(1) or _ENTITY_CHARS[m.group(0)], wiki)

@@ -9,7 +9,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from babel.dates import format_date, format_time
 from jinja2 import Environment, PackageLoader, StrictUndefined
-
 from mailunblock.workflows.markup import wiki_join, wiki_value
 
 SUPPORTED_LOCALES = ("en", "fr")
