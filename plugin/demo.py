@@ -18,6 +18,7 @@ from mailunblock.plugin.config import load_config
 from mailunblock.plugin.poller import Poller
 from mailunblock.plugin.services import Runtime, build_runtime
 from mailunblock.sandbox.server import Sandbox
+from mailunblock.workflows.markup import wiki_literal
 
 STEP = timedelta(minutes=30)
 HORIZON = timedelta(hours=30)
@@ -132,7 +133,7 @@ class Demo:
                 if author.display_name.startswith(BOT):
                     private = comment.internal or comment.visibility is not None
                     audience = "internal note" if private else "public, emailed to reporter"
-                    lines.append(f"  {issue.key:8} {audience:28} {_gist(comment.body)}")
+                    lines.append(f"  {issue.key:8} {audience:28} {_gist(wiki_literal(comment.body))}")
             self._shown[issue.key] = len(comments)
         return lines
 

@@ -23,6 +23,7 @@ from mailunblock.plugin.config import Config
 from mailunblock.plugin.services import Runtime, remediation_policy
 from mailunblock.plugin.store import StateStore
 from mailunblock.workflows.engine import RemediationEngine
+from mailunblock.workflows.markup import wiki_literal
 from mailunblock.workflows.ports import Clock, Directory, RestrictedSenders, Tickets
 from mailunblock.workflows.tenants import TenantRegistry, TenantServices
 
@@ -31,7 +32,7 @@ Echo = Callable[[str], None]
 
 def _first_line(body: str) -> str:
     line = next((ln.strip() for ln in body.splitlines() if ln.strip()), "")
-    return line.removeprefix("h3. ")
+    return wiki_literal(line.removeprefix("h3. "))
 
 
 class DryRunTickets:

@@ -5,20 +5,32 @@ from __future__ import annotations
 from mailunblock.connectors.errors import NotFoundError, PermanentError, PermissionDeniedError
 from mailunblock.connectors.models import InboxRule
 from mailunblock.workflows.context import StepContext
+from mailunblock.workflows.markup import plain_text
 from mailunblock.workflows.state import Stage
+
+# The rule name and the addresses are chosen by whoever holds the mailbox: each is made plain text and
+# capped here, so one long part cannot push the real actions out of the (capped, escaped) note line.
+NAME_CHARS = 80
+ADDRESS_CHARS = 100
 
 
 def describe(rule: InboxRule) -> str:
-    """A one-line, language-neutral description of a suspicious rule (Graph action names)."""
+    """A one-line, language-neutral, plain-text description of a suspicious rule (Graph action names).
+
+    Stored in the ticket state as plain text; the comment template escapes it when it is written.
+    """
+    def address(value: str) -> str:
+        return plain_text(value, ADDRESS_CHARS)
+
     actions = [
-        *(f"forwardTo {a}" for a in rule.forward_to),
-        *(f"forwardAsAttachmentTo {a}" for a in rule.forward_as_attachment_to),
-        *(f"redirectTo {a}" for a in rule.redirect_to),
+        *(f"forwardTo {address(a)}" for a in rule.forward_to),
+        *(f"forwardAsAttachmentTo {address(a)}" for a in rule.forward_as_attachment_to),
+        *(f"redirectTo {address(a)}" for a in rule.redirect_to),
         *(["delete"] if rule.delete else []),
         *(["permanentDelete"] if rule.permanent_delete else []),
     ]
     state = "" if rule.enabled else ", disabled"
-    return f"\"{rule.display_name}\" ({'; '.join(actions)}{state})"
+    return f"\"{plain_text(rule.display_name, NAME_CHARS)}\" ({'; '.join(actions)}{state})"
 
 
 def run(ctx: StepContext) -> None:

@@ -9,21 +9,27 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from babel.dates import format_date, format_time
 from jinja2 import Environment, PackageLoader, StrictUndefined
+from mailunblock.workflows.markup import wiki_join, wiki_value
 
 SUPPORTED_LOCALES = ("en", "fr")
 
 
 @cache
 def _environment() -> Environment:
-    # Jira wiki text, not HTML: autoescape would mangle "&", "<" and quotes.
-    return Environment(
+    # Jira wiki text, not HTML: Jinja's HTML autoescape would mangle "&", "<" and quotes. Instead every
+    # {{ value }} goes through the wiki escaper (finalize), and so does every item the join filter joins;
+    # only WikiMarkup the product built itself is written as it is. Literal markup lives in template text.
+    environment = Environment(
         loader=PackageLoader("mailunblock.workflows", "templates"),
         undefined=StrictUndefined,
         autoescape=False,  # noqa: S701
+        finalize=wiki_value,
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=False,
     )
+    environment.filters["join"] = wiki_join
+    return environment
 
 
 def render(locale: str, name: str, **values: Any) -> str:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from mailunblock.workflows import messages
 from mailunblock.workflows.context import StepContext
+from mailunblock.workflows.markup import WikiMarkup
 from mailunblock.workflows.state import Stage
 
 if TYPE_CHECKING:
@@ -44,7 +45,8 @@ def done_summary(ctx: StepContext) -> dict[str, Any]:
         **_account(ctx),
         "password_reset": state.password_reset_at is not None,
         "password_uncertain": state.password_intent_at is not None and state.password_reset_at is None,
-        "password_hint": ctx.vault.retrieval_hint(state.issue_key),
+        # The hint is ours (a command, or the one-time link we serve) and must stay usable: not escaped.
+        "password_hint": WikiMarkup(ctx.vault.retrieval_hint(state.issue_key)),
         "password_expires": _internal_time(ctx, expires) if expires else "",
         "sessions_revoked": state.sessions_revoked_at is not None,
         "inbox_rules_checked": state.inbox_rules_checked,

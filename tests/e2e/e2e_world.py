@@ -8,6 +8,7 @@ windows are exact.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -18,6 +19,7 @@ from mailunblock.plugin.config import load_config
 from mailunblock.plugin.poller import CycleReport, Poller
 from mailunblock.plugin.services import Runtime, build_runtime
 from mailunblock.sandbox.server import Sandbox
+from mailunblock.workflows.markup import wiki_literal
 from mailunblock.workflows.state import TicketState
 
 EPHEMERAL = dict.fromkeys(("jira", "identity", "graph", "exchange", "control"), 0)
@@ -164,9 +166,10 @@ class World:
         found: list[Any] = self.jira.comments(key)
         return found
 
-    def bot_comments(self, key: str) -> list[Any]:
-        """The comments mailunblock posted."""
-        return [c for c in self.comments(key) if c.author == self.bot_account]
+    def bot_comments(self, key: str, *, raw: bool = False) -> list[Any]:
+        """The comments mailunblock posted, bodies as Jira shows them (``raw``: as stored, wiki escapes kept)."""
+        return [c if raw else dataclasses.replace(c, body=wiki_literal(c.body))
+                for c in self.comments(key) if c.author == self.bot_account]
 
     def markers(self, key: str) -> list[str]:
         """Marker names of mailunblock's comments, in order ("ack", "plan", ...)."""

@@ -26,6 +26,7 @@ from mailunblock.connectors.models import (
     JiraUser,
 )
 from mailunblock.workflows.engine import RemediationEngine
+from mailunblock.workflows.markup import wiki_literal
 from mailunblock.workflows.policy import RemediationPolicy
 from mailunblock.workflows.state import TicketState
 from mailunblock.workflows.tenants import TenantRegistry, TenantServices
@@ -207,10 +208,12 @@ class FakeTickets:
 
     # --- what the tests look at
     def notes(self) -> list[str]:
-        return [p.comment.body for p in self.posted if p.comment.internal]
+        """Internal notes as Jira shows them (wiki escapes resolved: test_markup_corpus checks those)."""
+        return [wiki_literal(p.comment.body) for p in self.posted if p.comment.internal]
 
     def public(self) -> list[str]:
-        return [p.comment.body for p in self.posted if not p.comment.internal]
+        """Public comments as Jira shows them."""
+        return [wiki_literal(p.comment.body) for p in self.posted if not p.comment.internal]
 
     def markers(self) -> list[str]:
         return [p.marker.rsplit(":", 1)[1] for p in self.posted]

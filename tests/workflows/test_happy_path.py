@@ -22,7 +22,7 @@ def test_happy_path_in_order_french(world):
     ack, plan = world.tickets.posted
     assert not ack.comment.internal and ack.comment.body.startswith("Bonjour Alice Martin,")
     assert plan.comment.internal
-    assert "alice@contoso.com, a.martin@contoso.com" in plan.comment.body
+    assert r"alice\@contoso.com, a.martin\@contoso.com" in plan.comment.body  # escaped: no e-mail link
     assert "N'EST PAS CELUI DU DEMANDEUR" not in plan.comment.body
     assert world.directory.resets == [] and world.restricted.unblocks == []
 
