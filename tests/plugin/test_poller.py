@@ -147,3 +147,32 @@ def test_a_state_store_outage_is_a_failed_cycle_not_a_crash(store: StateStore) -
     report = Poller(lambda: iter([_issue("HELP-1")]), _issue, engine, down).run_cycle()  # type: ignore[arg-type]
     assert report.error is not None and report.error.startswith("state store unavailable:")
     assert "server closed the connection unexpectedly" in report.error
+
+
+def test_a_key_returned_twice_in_one_cycle_is_processed_once(store: StateStore) -> None:
+    engine = ScriptedEngine(store)
+    pages = [_issue("HELP-1"), _issue("HELP-2"), _issue("HELP-1")]  # the pages shifted while we commented
+    report = Poller(lambda: iter(pages), _issue, engine, store).run_cycle()  # type: ignore[arg-type]
+    assert report.ok and engine.processed == ["HELP-1", "HELP-2"]
+
+
+def test_a_moved_ticket_keeps_its_state_under_the_new_key(store: StateStore) -> None:
+    state = TicketState.first_seen("HELP-1", T0)
+    state.issue_id = "1"
+    state.enter(Stage.AWAITING_APPROVAL, T0)
+    store.save(state)
+    moved = JiraIssue(key="OPS-7", id="1", summary="s", description="", status="Open", status_category="new",
+                      labels=("mail-blocked",), reporter=None, created=T0, updated=T0)
+    seen: list[tuple[str, Stage | None]] = []
+
+    class Recorder(ScriptedEngine):
+        def process(self, issue: JiraIssue, state: TicketState | None) -> TicketState:
+            seen.append((issue.key, state.stage if state else None))
+            return super().process(issue, state)
+
+    Poller(lambda: iter([moved]), _issue, Recorder(store), store).run_cycle()  # type: ignore[arg-type]
+    assert seen == [("OPS-7", Stage.AWAITING_APPROVAL)], "the state followed the issue id, not a new triage"
+    assert store.load("HELP-1") is None
+    after = store.load("OPS-7")
+    assert after is not None and after.issue_key == "OPS-7" and after.stage is Stage.CANCELLED
+    assert [k for k, _, _ in store.stage_events()] == ["OPS-7"] * 3
