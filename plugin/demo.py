@@ -157,7 +157,8 @@ class Demo:
         self._echo("`mailunblock run --config config/sandbox.toml --once`; README.md explains the rest.")
         passwords = [p for s in runtime.store.all_states() if (p := runtime.vault.recall(s.issue_key))]
         bodies = [c.body for issue in jira.issues.values() for c in issue.comments]
-        leaked = any(p in body for p in passwords for body in bodies)
+        # As stored and as Jira shows it: escaping would hide a leaked password's symbols from a plain search.
+        leaked = any(p in body or p in wiki_literal(body) for p in passwords for body in bodies)
         self._echo(f"\nChecked: none of the {len(passwords)} new passwords appears in any of the "
                    f"{len(bodies)} Jira comments." if not leaked else "\nLEAK: a password appears in a comment!")
         return 1 if leaked else 0

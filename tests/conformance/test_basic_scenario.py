@@ -27,6 +27,7 @@ from conformance_fakes import (
     missing_reason,
     write_config,
 )
+from mailunblock.workflows.markup import wiki_literal
 
 TRIGGERED = [f"HELP-{n}" for n in range(1, 8)]  # HELP-8 is already Resolved
 RUNS = [("cloud", "comment"), ("cloud", "native"), ("datacenter", "comment"), ("datacenter", "native")]
@@ -182,7 +183,7 @@ def test_the_shared_mailbox_named_in_the_description_is_the_affected_account(run
     # description is the one the ticket is about: it is named to the agent, and nothing is done to
     # Frank's account nor (disabled, shared) to info@ without a human.
     bot = run.bot("HELP-6")
-    notes = " ".join(c["text"] for c in bot.values() if not c["visibleToReporter"])
+    notes = " ".join(wiki_literal(c["text"]) for c in bot.values() if not c["visibleToReporter"])
     assert "info@contoso.com" in notes
     for upn in ("frank@contoso.com", "info@contoso.com"):
         assert run.user(0, upn)["passwordResets"] == 0 and run.unblock_calls(upn) == []

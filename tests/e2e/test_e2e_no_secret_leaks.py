@@ -18,6 +18,7 @@ import pytest
 from e2e_world import World
 from mailunblock.connectors.identity import TokenProvider
 from mailunblock.sandbox.core import FaultRule
+from mailunblock.workflows.markup import wiki_literal
 from mailunblock.workflows.state import Stage
 
 ACCOUNT = "adele.vance@contoso.com"
@@ -55,8 +56,9 @@ def everything_jira_holds(world: World) -> str:
     parts: list[str] = []
     for issue in list(world.jira.issues.values()):
         for comment in world.comments(issue.key):
-            parts += [comment.body, json.dumps(comment.properties)]
-        parts += [f"{n.subject}\n{n.body}" for n in world.jira.notifications(issue.key)]
+            # Both as stored and as Jira shows it: escaping would hide a leaked password's symbols.
+            parts += [comment.body, wiki_literal(comment.body), json.dumps(comment.properties)]
+        parts += [f"{n.subject}\n{n.body}\n{wiki_literal(n.body)}" for n in world.jira.notifications(issue.key)]
         parts.append(json.dumps(world.jira.properties(issue.key)))
     return "\n".join(parts)
 
