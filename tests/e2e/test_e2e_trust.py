@@ -8,10 +8,12 @@ and nothing is written before the decision that allows it.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
 from e2e_world import TRIGGER, World, is_internal
+from mailunblock.sandbox.core import FaultRule
 from mailunblock.workflows.state import Stage
 
 WRITES = ("PATCH", "POST")
@@ -207,3 +209,61 @@ def test_a_plan_nobody_approves_expires(fresh: World) -> None:
     state = world.state(key)
     assert (state.stage, state.refusal) == (Stage.CANCELLED, "approval_timeout")
     assert touched(world, start) == []
+
+
+def test_a_domain_is_matched_exactly_never_by_suffix(fresh: World) -> None:
+    world = fresh
+    start = mark(world)
+    keys = []
+    for address in ("adele.vance@contoso.com.evil.example", "adele.vance@evil-contoso.com"):
+        world.jira.add_user(address.replace("@", ".at."), "Adele Vance", address, account_type="customer")
+        keys.append(world.new_ticket(address.replace("@", ".at.")))
+    world.cycle()
+    for key in keys:
+        assert (world.state(key).stage, world.state(key).refusal) == (Stage.REFUSED, "unknown_domain")
+    assert touched(world, start) == []
+    assert not [r for r in world.sandbox.calls.records("graph")[start:] if "adele" in r.path + str(r.query)]
+
+
+def test_an_account_without_a_mailbox_is_refused_with_that_reason(fresh: World) -> None:
+    world = fresh
+    tenant = world.sandbox.microsoft.tenant("contoso")
+    assert tenant is not None
+    user = tenant.user("lidia.holloway@contoso.com")
+    assert user is not None
+    user.spec = replace(user.spec, has_mailbox=False)  # e.g. no Exchange Online licence
+    key = world.new_ticket("megan.bowen@contoso.com", affected="lidia.holloway@contoso.com")
+    start = mark(world)
+    world.cycle()
+    state = world.state(key)
+    assert (state.stage, state.refusal) == (Stage.REFUSED, "no_mailbox")
+    assert "has no mailbox in Exchange Online" in world.bot_comment(key, "refused").body
+    assert touched(world, start) == []
+
+
+def test_a_change_after_the_first_action_is_reported_and_the_approved_account_finished(fresh: World) -> None:
+    world = fresh
+    key = world.new_ticket("megan.bowen@contoso.com", affected="adele.vance@contoso.com")
+    world.cycle()
+    world.sandbox.faults.add(FaultRule("graph", status=503, method="POST", path_contains="revokeSignInSessions"))
+    world.approve(key)
+    start = mark(world)
+    world.cycle()  # the password is reset, the revocation fails once
+    assert world.state(key).password_reset_at is not None
+    world.jira.update_fields(key, {"customfield_10050": "lidia.holloway@contoso.com"}, "megan.bowen@contoso.com")
+    world.advance(timedelta(minutes=30))
+    world.cycle()
+    world.run_until(lambda: world.state(key).stage is Stage.WAITING_FOR_SEND or world.state(key).is_terminal,
+                    limit=timedelta(hours=2))
+    assert world.state(key).account_upn == "adele.vance@contoso.com"
+    note = world.bot_comment(key, "changed-after-start")
+    assert is_internal(note) and "finishes the approved remediation of adele.vance@contoso.com only" in note.body
+    only(world, key, start)
+
+
+def test_auto_approval_is_said_as_such(make_world: Callable[..., World]) -> None:
+    world = make_world(policy={"auto_approve": True})
+    key = world.new_ticket("adele.vance@contoso.com")
+    world.cycle()
+    ack = world.bot_comment(key, "ack").body
+    assert "handled automatically" in ack and "An agent is reviewing" not in ack
