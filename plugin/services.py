@@ -5,12 +5,15 @@ The only place where configuration meets connectors; the poller, the doctor and 
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
 from mailunblock.connectors.exchange import ExchangeClient
 from mailunblock.connectors.graph import GraphClient
-from mailunblock.connectors.http import HttpPolicy, build_session
+from mailunblock.connectors.http import Clock as HttpClock
+from mailunblock.connectors.http import HttpPolicy, UtcClock, build_session
 from mailunblock.connectors.identity import TokenProvider
 from mailunblock.connectors.jira import JiraClient
 from mailunblock.plugin.config import Config, ConfigError, TenantConfig
@@ -34,23 +37,30 @@ class TenantClients:
     exchange: ExchangeClient
 
 
-def http_policy(config: Config, ca_bundle: str | None) -> HttpPolicy:
-    """The shared HTTP policy with one service's CA bundle."""
+Sleep = Callable[[float], None]
+
+
+def http_policy(
+    config: Config, ca_bundle: str | None, clock: HttpClock | None = None, sleep: Sleep = time.sleep
+) -> HttpPolicy:
+    """The HTTP policy (and throttle gates) of one site or tenant, with its CA bundle."""
     return HttpPolicy(
         timeout=config.http.timeout_seconds,
         max_retries=config.http.max_retries,
         max_retry_wait=config.http.max_retry_wait_seconds,
         ca_bundle=ca_bundle,
+        sleep=sleep,
+        clock=clock or UtcClock(),
     )
 
 
-def build_jira(config: Config) -> JiraClient:
+def build_jira(config: Config, clock: HttpClock | None = None, sleep: Sleep = time.sleep) -> JiraClient:
     """The Jira connector (secrets resolved now, never stored on the config)."""
     jira = config.jira
     ca = str(config.path(jira.ca_bundle)) if jira.ca_bundle else None
     return JiraClient(
         jira.url,
-        policy=http_policy(config, ca),
+        policy=http_policy(config, ca, clock, sleep),
         deployment=jira.deployment.value,
         email=jira.email,
         api_token=config.secret(jira.api_token) if jira.api_token else None,
@@ -67,15 +77,16 @@ def build_jira(config: Config) -> JiraClient:
     )
 
 
-def build_tenant(config: Config, tenant: TenantConfig) -> TenantClients:
-    """The identity, Graph and Exchange connectors of one tenant, sharing one session."""
+def build_tenant(
+    config: Config, tenant: TenantConfig, clock: HttpClock | None = None, sleep: Sleep = time.sleep
+) -> TenantClients:
+    """The identity, Graph and Exchange connectors of one tenant, each with its own throttle gate."""
     ca = str(config.path(tenant.ca_bundle)) if tenant.ca_bundle else None
-    policy = http_policy(config, ca)
-    session = build_session(policy)
+    policy = http_policy(config, ca, clock, sleep)
     tokens = TokenProvider(
         tenant_id=tenant.tenant_id,
         client_id=tenant.client_id,
-        session=session,
+        session=build_session(policy, "identity"),
         policy=policy,
         authority_host=tenant.authority_host,
         client_secret=config.secret(tenant.client_secret) if tenant.client_secret else None,
@@ -87,8 +98,10 @@ def build_tenant(config: Config, tenant: TenantConfig) -> TenantClients:
     return TenantClients(
         config=tenant,
         tokens=tokens,
-        graph=GraphClient(tenant.graph_url, tokens, session, policy),
-        exchange=ExchangeClient(tenant.exchange_url, tenant.tenant_id, tokens, session, policy),
+        graph=GraphClient(tenant.graph_url, tokens, build_session(policy, "graph"), policy),
+        exchange=ExchangeClient(
+            tenant.exchange_url, tenant.tenant_id, tokens, build_session(policy, "exchange"), policy
+        ),
     )
 
 
@@ -158,10 +171,10 @@ class Runtime:
     engine: RemediationEngine
 
 
-def build_runtime(config: Config, clock: Clock) -> Runtime:
-    """Wire connectors, store, vault and engine from the configuration."""
-    jira = build_jira(config)
-    tenants = {t.name: build_tenant(config, t) for t in config.tenants}
+def build_runtime(config: Config, clock: Clock, sleep: Sleep = time.sleep) -> Runtime:
+    """Wire connectors, store, vault and engine from the configuration (``sleep``: the HTTP retry waits)."""
+    jira = build_jira(config, clock, sleep)
+    tenants = {t.name: build_tenant(config, t, clock, sleep) for t in config.tenants}
     store = open_store(config)
     vault = open_vault(config, store, clock)
     registry = TenantRegistry(
