@@ -366,3 +366,33 @@ def test_a_finished_ticket_tagged_again_is_not_silently_ignored(world):
     world.cycle()
     assert len(world.tickets.notes()) == notes + 1, "explained once"
     assert "mail-blocked" not in world.tickets.labels
+
+
+WARNING = "The operation completed but the recipient may still be restricted; changes can take up to 1 hour."
+
+
+def test_an_unblock_answered_with_a_warning_is_not_reported_until_a_re_read_confirms_it(world):
+    world.restricted.sticky = True  # the first unblock did not take
+    world.restricted.warnings = [(WARNING,)]
+    world.cycle()
+    state = world.approve()
+    assert state.stage is Stage.LIST_CHECKED and state.unblocked_addresses == ()
+    assert "eta" not in world.tickets.markers() and "summary" not in world.tickets.markers()
+    note = world.tickets.notes()[-1]
+    assert f'alice@contoso.com: "{WARNING}"' in note and "Not reported as done" in note
+    assert state.retry_at == world.clock.now() + world.policy.unblock_grace
+
+    world.restricted.sticky = False
+    world.clock.current = state.retry_at
+    state = world.cycle()  # still listed after the grace period: sent once more, and this one takes
+    assert world.restricted.unblocks == ["alice@contoso.com", "alice@contoso.com"]
+    assert state.stage is Stage.WAITING_FOR_SEND and state.unblocked_addresses == ("alice@contoso.com",)
+    assert world.tickets.markers().count("eta") == 1
+
+
+def test_a_warning_the_list_contradicts_is_a_success(world):
+    world.restricted.warnings = [(WARNING,)]
+    world.cycle()
+    state = world.approve()
+    assert state.stage is Stage.WAITING_FOR_SEND and world.restricted.unblocks == ["alice@contoso.com"]
+    assert not any(m.startswith("warning-") for m in world.tickets.markers())
