@@ -56,3 +56,31 @@ def test_no_request_reaches_a_throttled_service_before_its_deadline(
     assert after, "the service was used again after the deadline"
     assert world.effects() == world.remediated("contoso", ACCOUNTS[0]) + world.effects().__class__(
         {("reset", "contoso", ACCOUNTS[1]): 1, ("revoke", "contoso", ACCOUNTS[1]): 1})
+
+
+def test_a_missing_graph_permission_stops_one_ticket_with_one_note_and_no_retry(
+    make_world: Callable[..., World],
+) -> None:
+    world = make_world()
+    world.sandbox.microsoft.revoke("contoso", "User.RevokeSessions.All")  # before the first token
+    contoso = world.new_ticket("adele.vance@contoso.com")
+    fabrikam = world.new_ticket("sophie.bernard@fabrikam.fr")
+    world.cycle()
+    world.approve(contoso)
+    world.approve(fabrikam)
+    world.cycle()
+
+    state = world.state(contoso)
+    assert (state.stage, state.refusal, state.failed_step) == (Stage.ESCALATED, "missing_permission", "sessions")
+    note = world.bot_comment(contoso, "escalated")
+    assert "*User.RevokeSessions.All* (Microsoft Graph, with admin consent)" in note.body
+    assert "Application permissions > User.RevokeSessions.All, then 'Grant admin consent'" in note.body
+    assert "Authorization_RequestDenied" in note.body
+    assert not [m for m in world.markers(contoso) if m.startswith("failure-")], "one note, not a retry notice"
+    assert "mailunblock-escalated" in world.labels(contoso)
+
+    world.run_until(lambda: world.state(fabrikam).is_terminal, limit=timedelta(hours=30))
+    assert world.state(fabrikam).stage in (Stage.RESOLVED, Stage.NOT_LISTED)  # the other tenant goes on
+    revocations = [c for c in world.sandbox.calls.records("graph") if c.path.endswith("/revokeSignInSessions")]
+    assert sorted(c.status for c in revocations) == [200, 403]  # fabrikam's went through; contoso's once
+    assert world.markers(contoso).count("escalated") == 1
