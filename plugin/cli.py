@@ -192,13 +192,14 @@ def run(config_path: Path, once: bool, dry_run: bool) -> None:
         click.echo(stamp + (f", {purged} expired password(s) wiped" if purged else ""))
         for line in cycle.advanced:
             click.echo(f"  {line}")
-        for key, why in cycle.failed.items():
+        for key, why in {**cycle.step_failures, **cycle.failed}.items():
             click.echo(f"  {key}: failed: {why}", err=True)
 
     if once:
         cycle = poller.run_cycle()
         report(cycle)
-        sys.exit(0 if cycle.error is None else 1)
+        click.echo(cycle.summary(), err=not cycle.healthy)
+        sys.exit(0 if cycle.healthy else 1)
     if runtime.config.web.enabled:
         from mailunblock.plugin.web import create_reveal_app, serve_in_background
 

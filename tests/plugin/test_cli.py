@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from mailunblock.plugin.cli import main
+from mailunblock.sandbox.core import FaultRule
 from mailunblock.sandbox.server import Sandbox
 
 EPHEMERAL = dict.fromkeys(("jira", "identity", "graph", "exchange", "control"), 0)
@@ -59,7 +60,21 @@ def test_run_once_with_jira_down_fails_the_cycle_cleanly(sandbox: tuple[Sandbox,
     broken.write_text(text + "\n[http]\nmax_retries = 0\n")
     code, output = _cli("run", "--once", "--config", str(broken))
     assert code == 1
-    assert "FAILED: ticket search failed" in output and "retrying next cycle" in output
+    assert "FAILED: Jira could not be searched" in output and "retrying next cycle" in output
+    assert output.strip().splitlines()[-1].startswith("cycle FAILED: Jira could not be searched: jira: ")
+
+
+def test_run_once_exits_non_zero_when_a_tenant_cannot_be_reached(
+    sandbox: tuple[Sandbox, Path], tmp_path: Path
+) -> None:
+    box, config = sandbox
+    config.write_text(config.read_text() + "\n[http]\nmax_retries = 0\n")
+    box.faults.add(FaultRule("graph", status=503, count=1000))
+    code, output = _cli("run", "--once", "--config", str(config))
+    assert code == 1, output
+    last = output.strip().splitlines()[-1]
+    assert last.startswith("cycle FAILED: ") and "ticket(s) failed: HELP-" in last
+    assert "tenant(s) not reached: graph (tenant not known yet)" in last  # triage could not look anyone up
 
 
 def test_unknown_config_is_a_clear_error(tmp_path: Path) -> None:
