@@ -17,8 +17,8 @@ from mailunblock.connectors.http import HttpPolicy, UtcClock, build_session
 from mailunblock.connectors.identity import TokenProvider
 from mailunblock.connectors.jira import JiraClient
 from mailunblock.plugin.config import Config, ConfigError, TenantConfig
-from mailunblock.plugin.store import StateStore
-from mailunblock.plugin.vault import PasswordVault, load_or_create_key
+from mailunblock.plugin.store import StateStore, StoreNotFoundError
+from mailunblock.plugin.vault import PasswordVault, load_key, load_or_create_key
 from mailunblock.workflows.engine import RemediationEngine
 from mailunblock.workflows.policy import RemediationPolicy
 from mailunblock.workflows.ports import Clock
@@ -131,8 +131,11 @@ def remediation_policy(config: Config) -> RemediationPolicy:
     )
 
 
-def open_store(config: Config) -> StateStore:
-    """The state store; ConfigError (one line, no password) when it cannot be opened."""
+def open_store(config: Config, *, existing: bool = False) -> StateStore:
+    """The state store; ConfigError (one line, no password) when it cannot be opened.
+
+    ``existing``: open only a store that is already there, creating nothing (``status``, ``reveal``).
+    """
     url = config.database_url
     try:
         where = make_url(url).render_as_string(hide_password=True)
@@ -142,21 +145,27 @@ def open_store(config: Config) -> StateStore:
             "(e.g. 'postgresql+psycopg://user@host/db' or 'sqlite:////var/lib/mailunblock/state.db')"
         ) from None
     try:
-        return StateStore.from_url(url)
+        return StateStore.open_existing(url) if existing else StateStore.from_url(url)
+    except StoreNotFoundError as exc:
+        raise ConfigError(f"state store: {exc}") from None
     except (SQLAlchemyError, ImportError, OSError) as exc:
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
         fix = " (install the database driver)" if isinstance(exc, ImportError) else ""
         raise ConfigError(f"state store {where} cannot be opened: {reason}{fix}") from None
 
 
-def open_vault(config: Config, store: StateStore, clock: Clock) -> PasswordVault:
-    """The password vault, keyed by ``store.vault_key`` or the key file in the data folder."""
+def open_vault(config: Config, store: StateStore, clock: Clock, *, create_key: bool = True) -> PasswordVault:
+    """The password vault, keyed by ``store.vault_key`` or the key file in the data folder.
+
+    One-time links are not advertised until the web server runs (``PasswordVault.advertise_links``).
+    """
     if config.store.vault_key:
         key = config.secret(config.store.vault_key).encode("ascii")
-    else:
+    elif create_key:
         key = load_or_create_key(config.data_dir / "vault.key")
-    hint_url = (config.web.public_url or f"http://{config.web.listen}") if config.web.enabled else None
-    return PasswordVault(store.engine, key, clock, hint_url)
+    else:
+        key = load_key(config.data_dir / "vault.key")
+    return PasswordVault(store.engine, key, clock)
 
 
 @dataclass(frozen=True)
