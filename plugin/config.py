@@ -228,6 +228,7 @@ class PolicyConfig(_Section):
     escalate_after_hours: float = Field(default=24.0, gt=0)
     verify_every_minutes: float = Field(default=30.0, gt=0)
     reblock_window_days: float = Field(default=7.0, ge=0)
+    stuck_after_hours: float = Field(default=6.0, gt=0)  # a step failing this long without progress: escalate
     excluded_roles: tuple[str, ...] = (ALL_DIRECTORY_ROLES,)
     auto_approve: bool = False
     check_inbox_rules: bool = True

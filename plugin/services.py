@@ -114,6 +114,7 @@ def remediation_policy(config: Config) -> RemediationPolicy:
         escalate_after=timedelta(hours=policy.escalate_after_hours),
         verify_every=timedelta(minutes=policy.verify_every_minutes),
         reblock_window=timedelta(days=policy.reblock_window_days),
+        stuck_after=timedelta(hours=policy.stuck_after_hours),
         excluded_roles=policy.excluded_roles,
         auto_approve=policy.auto_approve,
         check_inbox_rules=policy.check_inbox_rules,
