@@ -136,7 +136,8 @@ class HttpPolicy:
         jitter = random.uniform(0, _JITTER)  # noqa: S311 - jitter, not cryptography
         if isinstance(error, ThrottledError):
             return error.retry_after + jitter  # never before the deadline
-        return min(_BACKOFF_BASE * 2 ** (state.attempt_number - 1), self.max_retry_wait) + jitter
+        backoff = _BACKOFF_BASE * 2.0 ** (state.attempt_number - 1)
+        return min(backoff, self.max_retry_wait) + jitter
 
 
 def _log_retry(state: RetryCallState) -> None:
@@ -153,16 +154,16 @@ class GatedAdapter(HTTPAdapter):
         self._policy = policy
         self._service = service
 
-    def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+    def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
         """Send ``request`` unless its service is throttled; a throttling answer raises ThrottledError."""
         key = self._service or _origin(request.url or "")
         gates, clock = self._policy.gates, self._policy.clock
         until = gates.closed_until(key, clock.now())
         if until is not None:
-            wait = (until - clock.now()).total_seconds()
+            remaining = (until - clock.now()).total_seconds()
             raise ThrottledError(
-                f"not sent: throttled until {until:%H:%M:%S} UTC ({wait:.0f} s left)",
-                retry_after=wait, service=key,
+                f"not sent: throttled until {until:%H:%M:%S} UTC ({remaining:.0f} s left)",
+                retry_after=remaining, service=key,
             )
         response = super().send(request, *args, **kwargs)
         now = clock.now()

@@ -106,7 +106,7 @@ class RevealServer:
     def __init__(self, app: Flask, host: str, port: int) -> None:
         logging.getLogger("waitress").addFilter(_RedactingFilter())
         self._server = create_server(_access_log(app), host=host, port=port, threads=4, ident="mailunblock")
-        self.port = int(self._server.effective_port)  # type: ignore[union-attr]
+        self.port = int(self._server.effective_port)
         self._thread = threading.Thread(target=self._server.run, name="mailunblock-web", daemon=True)
         self._thread.start()
 

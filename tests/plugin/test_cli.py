@@ -240,7 +240,7 @@ def test_config_check_reports_a_data_dir_that_is_a_file(tmp_path: Path, monkeypa
 
 
 def test_reveal_finds_no_vault_key_without_creating_one(sandbox: tuple[Sandbox, Path], tmp_path: Path) -> None:
-    box, config = sandbox
+    _, config = sandbox
     assert _cli("run", "--once", "--config", str(config))[0] == 0
     key = tmp_path / "data" / "vault.key"
     key.unlink()

@@ -65,7 +65,7 @@ def test_unknown_ticket_and_wrong_key(vault, tmp_path: Path) -> None:
         store.reveal("HELP-9", "alice")
     store.store("HELP-5", "Pw-1!abcdefgh", clock.now() + timedelta(hours=1))
     other = PasswordVault(engine, load_or_create_key(tmp_path / "other.key"), clock)
-    with pytest.raises(VaultError, match="vault key does not match.*nothing was wiped"):
+    with pytest.raises(VaultError, match=r"vault key does not match.*nothing was wiped"):
         other.reveal("HELP-5", "alice")
     entry = store.entry("HELP-5")
     assert entry is not None and entry.revealed_at is None and entry.wiped_reason is None
