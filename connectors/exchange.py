@@ -96,10 +96,13 @@ class ExchangeClient:
         """The whole Restricted users list (for reports and the doctor)."""
         return [_blocked_sender(row) for row in self._invoke_pages(GET_BLOCKED, {})]
 
-    def unblock(self, address: str, reason: str) -> None:
-        """Remove one address from the list. Raises NotBlockedError / UnblockLimitReachedError."""
+    def unblock(self, address: str, reason: str) -> tuple[str, ...]:
+        """Remove one address from the list; return Exchange's warnings (then the removal is unconfirmed).
+
+        Raises NotBlockedError / UnblockLimitReachedError.
+        """
         parameters = {"SenderAddress": address, "Reason": reason}
-        self._invoke(REMOVE_BLOCKED, parameters, self._url())
+        return warnings(self._invoke(REMOVE_BLOCKED, parameters, self._url()))
 
     @property
     def resource(self) -> str:
@@ -136,9 +139,21 @@ class ExchangeClient:
         document = self._tokens.authorized(self._resource, attempt)
         if not isinstance(document, dict):
             return {}
-        for warning in _ci(document, "@adminapi.warnings") or ():
+        for warning in warnings(document):
             log.warning("%s: %s", cmdlet, warning)
         return document
+
+
+def warnings(document: Any) -> tuple[str, ...]:
+    """The ``@adminapi.warnings`` of an InvokeCommand answer: a cmdlet's warnings ride on a 200."""
+    found = _ci(document, "@adminapi.warnings")
+    if isinstance(found, str):
+        found = [found]
+    if not isinstance(found, list):
+        return ()
+    return tuple(
+        str(_ci(w, "message") or w) if isinstance(w, dict) else str(w) for w in found if w
+    )
 
 
 def _ci(mapping: Any, key: str) -> Any:

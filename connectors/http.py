@@ -1,21 +1,26 @@
-"""The one HTTP policy every connector shares: TLS trust, timeouts, retries and error classification.
+"""The one HTTP policy every connector shares: TLS trust, timeouts, retries, throttle gates, error classes.
 
 ``requests`` lets ``REQUESTS_CA_BUNDLE`` / ``CURL_CA_BUNDLE`` override a ``Session.verify`` set in code;
 the session built here passes the configured bundle on every request so the configuration wins.
 Only calls marked safe (reads, read-only POSTs) are retried: a retried comment, password reset or unblock
 could happen twice.
+
+Throttling is enforced at the transport, where no caller can forget it: once a service answers 429 (or 503
+with ``Retry-After``), its gate stays closed until the deadline and any request meant for it — a retry, the
+next ticket's call, a note about the failure — raises :class:`ThrottledError` without being sent.
 """
 
 from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 import requests
@@ -28,7 +33,8 @@ from mailunblock.connectors.errors import (
     ThrottledError,
     TransientError,
 )
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
+from requests.adapters import HTTPAdapter
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
 log = logging.getLogger(__name__)
 
@@ -39,43 +45,99 @@ _BACKOFF_BASE = 1.0
 _JITTER = 1.0
 
 
+class Clock(Protocol):
+    """Where the HTTP layer reads the time (the workflow's clock satisfies it)."""
+
+    def now(self) -> datetime:
+        """Current time, timezone-aware."""
+        ...
+
+
+class UtcClock:
+    """Wall-clock time in UTC."""
+
+    def now(self) -> datetime:
+        """Current time (aware, UTC)."""
+        return datetime.now(UTC)
+
+
+class ThrottleGates:
+    """Per service, the moment before which no request may be sent to it (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._until: dict[str, datetime] = {}
+
+    def close(self, key: str, until: datetime) -> None:
+        """Keep ``key``'s gate closed until ``until`` (a later deadline already set wins)."""
+        with self._lock:
+            current = self._until.get(key)
+            if current is None or until > current:
+                self._until[key] = until
+
+    def closed_until(self, key: str, now: datetime) -> datetime | None:
+        """The deadline of ``key``'s gate when it is still closed at ``now``, else None."""
+        with self._lock:
+            until = self._until.get(key)
+        return until if until is not None and now < until else None
+
+
 @dataclass(frozen=True)
 class HttpPolicy:
-    """Timeout, retry limits and CA bundle shared by every connector."""
+    """Timeout, retry limits, CA bundle and throttle gates shared by the connectors of one site or tenant."""
 
     timeout: float = 30
     max_retries: int = 4
     max_retry_wait: float = 120
     ca_bundle: str | None = None
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False, compare=False)
+    clock: Clock = field(default_factory=UtcClock, repr=False, compare=False)
+    gates: ThrottleGates = field(default_factory=ThrottleGates, repr=False, compare=False)
 
     @property
     def verify(self) -> str | bool:
         """Value for ``requests``' ``verify``: the configured bundle, else the default trust store."""
         return self.ca_bundle or True
 
+    def guard(self, session: requests.Session, service: str | None = None) -> None:
+        """Send every request of ``session`` through this policy's throttle gate for ``service``.
+
+        Without a service name (a session shared by several services) each origin gets its own gate.
+        """
+        adapter = GatedAdapter(self, service)
+        session.mount("https://", adapter)
+        session.mount("http://", adapter)
+
     def call(self, fn: Callable[[], T], *, safe: bool) -> T:
-        """Run ``fn``; when ``safe``, retry throttling and transient failures with capped backoff."""
+        """Run ``fn``; when ``safe``, retry transient failures and short throttles with capped backoff.
+
+        A throttle whose deadline lies beyond ``max_retry_wait`` is not waited for here: it is raised, and
+        the caller schedules its next try after the deadline.
+        """
         if not safe or self.max_retries <= 0:
             return fn()
         retrying = Retrying(
             stop=stop_after_attempt(self.max_retries + 1),
             wait=self._wait,
-            retry=retry_if_exception_type((ThrottledError, TransientError)),
+            retry=retry_if_exception(self._retryable),
             sleep=self.sleep,
             before_sleep=_log_retry,
             reraise=True,
         )
         return retrying(fn)
 
+    def _retryable(self, error: BaseException) -> bool:
+        if isinstance(error, ThrottledError):
+            return error.retry_after <= self.max_retry_wait
+        return isinstance(error, TransientError)
+
     def _wait(self, state: RetryCallState) -> float:
         error = state.outcome.exception() if state.outcome else None
-        if isinstance(error, ThrottledError):
-            base = error.retry_after
-        else:
-            base = _BACKOFF_BASE * 2 ** (state.attempt_number - 1)
         jitter = random.uniform(0, _JITTER)  # noqa: S311 - jitter, not cryptography
-        return min(base, self.max_retry_wait) + jitter
+        if isinstance(error, ThrottledError):
+            return error.retry_after + jitter  # never before the deadline
+        backoff = _BACKOFF_BASE * 2.0 ** (state.attempt_number - 1)
+        return min(backoff, self.max_retry_wait) + jitter
 
 
 def _log_retry(state: RetryCallState) -> None:
@@ -84,13 +146,51 @@ def _log_retry(state: RetryCallState) -> None:
     log.warning("retrying after %s (attempt %d, waiting %.1fs)", error, state.attempt_number, wait)
 
 
-class PolicySession(requests.Session):
-    """A ``requests.Session`` applying the policy's timeout and CA bundle to every request."""
+class GatedAdapter(HTTPAdapter):
+    """Transport that refuses requests while their service's gate is closed, and closes it on a throttle."""
 
-    def __init__(self, policy: HttpPolicy) -> None:
+    def __init__(self, policy: HttpPolicy, service: str | None) -> None:
+        super().__init__()
+        self._policy = policy
+        self._service = service
+
+    def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
+        """Send ``request`` unless its service is throttled; a throttling answer raises ThrottledError."""
+        key = self._service or _origin(request.url or "")
+        gates, clock = self._policy.gates, self._policy.clock
+        until = gates.closed_until(key, clock.now())
+        if until is not None:
+            remaining = (until - clock.now()).total_seconds()
+            raise ThrottledError(
+                f"not sent: throttled until {until:%H:%M:%S} UTC ({remaining:.0f} s left)",
+                retry_after=remaining, service=key,
+            )
+        response = super().send(request, *args, **kwargs)
+        now = clock.now()
+        wait = throttle_wait(response.status_code, response.headers, now)
+        if wait is None:
+            return response
+        gates.close(key, now + timedelta(seconds=wait))
+        reason = response.headers.get("RateLimit-Reason")
+        response.close()
+        raise ThrottledError(
+            f"HTTP {response.status_code}: asked to wait {wait:.0f} s", retry_after=wait, service=key, code=reason
+        )
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+class PolicySession(requests.Session):
+    """A ``requests.Session`` applying the policy's timeout, CA bundle and throttle gate to every request."""
+
+    def __init__(self, policy: HttpPolicy, service: str | None = None) -> None:
         super().__init__()
         self.policy = policy
         self.verify = policy.verify
+        policy.guard(self, service)
 
     def request(
         self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any
@@ -103,9 +203,9 @@ class PolicySession(requests.Session):
         return super().request(method, url, *args, **kwargs)
 
 
-def build_session(policy: HttpPolicy) -> requests.Session:
-    """A session whose every request uses the policy's timeout and configured CA bundle."""
-    return PolicySession(policy)
+def build_session(policy: HttpPolicy, service: str | None = None) -> requests.Session:
+    """A session for ``service`` whose every request uses the policy's timeout, CA bundle and gate."""
+    return PolicySession(policy, service)
 
 
 def retry_after_seconds(headers: Mapping[str, str], now: datetime | None = None) -> float | None:
@@ -127,9 +227,35 @@ def retry_after_seconds(headers: Mapping[str, str], now: datetime | None = None)
     return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
+def rate_limit_reset_seconds(headers: Mapping[str, str], now: datetime) -> float | None:
+    """Seconds until Jira's ``X-RateLimit-Reset`` (an ISO 8601 timestamp), else None."""
+    value = headers.get("X-RateLimit-Reset")
+    if not value:
+        return None
+    try:
+        when = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - now).total_seconds())
+
+
+def throttle_wait(status: int, headers: Mapping[str, str], now: datetime) -> float | None:
+    """How long a response asks us to stay away: 429 (default wait without a header), 503 with a wait."""
+    if status not in (429, 503):
+        return None
+    wait = retry_after_seconds(headers, now)
+    if wait is None:
+        wait = rate_limit_reset_seconds(headers, now)
+    if wait is None and status == 429:
+        wait = DEFAULT_RETRY_AFTER
+    return wait
+
+
 def error_for_exception(exc: requests.RequestException, *, service: str) -> ConnectorError:
     """Typed error for a transport failure naming the server (never the path, query or body)."""
-    where = _origin(exc)
+    where = _failed_server(exc)
     if isinstance(exc, requests.exceptions.SSLError):
         return PermanentError(
             f"TLS verification failed{where} (check the configured ca_bundle)", service=service
@@ -149,7 +275,7 @@ def error_for_exception(exc: requests.RequestException, *, service: str) -> Conn
     return TransientError(f"request failed ({type(exc).__name__})", service=service)
 
 
-def _origin(exc: requests.RequestException) -> str:
+def _failed_server(exc: requests.RequestException) -> str:
     """The failed request's server as " to https://host:port", or "" when unknown."""
     url = getattr(exc.request, "url", None) if exc.request is not None else None
     if not isinstance(url, str):
@@ -173,7 +299,7 @@ def error_for_status(
         return PermissionDeniedError(message, service=service, code=code)
     if status == 404:
         return NotFoundError(message, service=service, code=code)
-    if status == 429:
+    if status == 429 or (status == 503 and retry_after is not None):
         wait = DEFAULT_RETRY_AFTER if retry_after is None else retry_after
         return ThrottledError(message, retry_after=wait, service=service, code=code)
     if status >= 500:

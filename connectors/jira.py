@@ -144,6 +144,7 @@ class JiraClient:
         # The library's ResilientSession passes ``verify`` explicitly on each request, so the
         # configured bundle wins over REQUESTS_CA_BUNDLE; max_retries=0 makes it send exactly once.
         self._session: requests.Session = jira._session
+        policy.guard(self._session, SERVICE)
 
     # --- the Tickets protocol -------------------------------------------------------------------
 

@@ -66,6 +66,8 @@ def config_check(config_path: Path) -> None:
         ]
         if tenant.certificate_path and not cfg.path(tenant.certificate_path).is_file():
             problems.append(f"tenants.{tenant.name}.certificate_path: {cfg.path(tenant.certificate_path)} not found")
+    if cfg.store.url is None and cfg.data_dir.exists() and not cfg.data_dir.is_dir():
+        problems.append(f"store.data_dir: {cfg.data_dir} is not a folder")
     refs.append(("store.vault_key", cfg.store.vault_key))
     for key, ref in refs:
         if ref is None:
@@ -142,16 +144,27 @@ def _runtime(config_path: Path) -> Runtime:
         raise click.ClickException(str(exc)) from None
 
 
+def _existing_store(cfg: Config) -> StateStore:
+    """The state store as it is: nothing is created (no folder, database or table)."""
+    from mailunblock.plugin.services import open_store
+
+    try:
+        return open_store(cfg, existing=True)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
 def _local(config_path: Path) -> tuple[StateStore, PasswordVault]:
-    """Only the store and the vault: what ``status`` and ``reveal`` need on the host (no service secret)."""
+    """Only the store and the vault: what ``reveal`` needs on the host (no service secret, nothing created)."""
     from mailunblock.plugin.clock import SystemClock
-    from mailunblock.plugin.services import open_store, open_vault
+    from mailunblock.plugin.services import open_vault
+    from mailunblock.plugin.vault import VaultError
 
     cfg = _load(config_path)
+    store = _existing_store(cfg)
     try:
-        store = open_store(cfg)
-        return store, open_vault(cfg, store, SystemClock())
-    except (ConfigError, ValueError) as exc:
+        return store, open_vault(cfg, store, SystemClock(), create_key=False)
+    except (ConfigError, ValueError, VaultError) as exc:
         raise click.ClickException(str(exc)) from None
 
 
@@ -192,18 +205,24 @@ def run(config_path: Path, once: bool, dry_run: bool) -> None:
         click.echo(stamp + (f", {purged} expired password(s) wiped" if purged else ""))
         for line in cycle.advanced:
             click.echo(f"  {line}")
-        for key, why in cycle.failed.items():
+        for key, why in {**cycle.step_failures, **cycle.failed}.items():
             click.echo(f"  {key}: failed: {why}", err=True)
 
     if once:
         cycle = poller.run_cycle()
         report(cycle)
-        sys.exit(0 if cycle.error is None else 1)
+        click.echo(cycle.summary(), err=not cycle.healthy)
+        sys.exit(0 if cycle.healthy else 1)
     if runtime.config.web.enabled:
         from mailunblock.plugin.web import create_reveal_app, serve_in_background
 
-        serve_in_background(create_reveal_app(runtime.vault), runtime.config.web.listen)
-        click.echo(f"one-time password links served on http://{runtime.config.web.listen}")
+        web = runtime.config.web
+        try:
+            serve_in_background(create_reveal_app(runtime.vault), web.listen)
+        except OSError as exc:
+            raise click.ClickException(f"web.listen {web.listen}: cannot serve one-time links: {exc}") from None
+        runtime.vault.advertise_links(web.public_url or f"http://{web.listen}")  # served from now on
+        click.echo(f"one-time password links served on http://{web.listen}")
     click.echo(f"polling {runtime.config.jira.url} every {runtime.config.poller.interval_seconds:g} s (Ctrl-C stops)")
     run_forever(poller, runtime.config.poller.interval_seconds, report)
 
@@ -230,7 +249,7 @@ def reveal(config_path: Path, ticket: str) -> None:
 @_config_option
 def status(config_path: Path) -> None:
     """List the tickets mailunblock knows, with their stage."""
-    store, _ = _local(config_path)
+    store = _existing_store(_load(config_path))
     states = store.all_states()
     if not states:
         click.echo("no tickets yet")

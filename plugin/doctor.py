@@ -10,55 +10,18 @@ from enum import StrEnum
 from mailunblock.connectors.errors import ConnectorError, PermissionDeniedError
 from mailunblock.connectors.jira import INTO_DONE, JiraClient
 from mailunblock.connectors.models import AppToken
+from mailunblock.connectors.permissions import (
+    CONSENT_FIX,
+    EXCHANGE_PERMISSION,
+    EXCHANGE_ROLES,
+    GRAPH_PERMISSIONS,
+    INBOX_RULES_PERMISSION,
+    PASSWORD_RESET_ROLES,
+    ROLE_TEMPLATES,
+    Permission,
+)
 from mailunblock.plugin.config import Config, ConfigError
 from mailunblock.plugin.services import TenantClients, build_jira, build_tenant
-
-# Role template ids are the same in every tenant (Microsoft's "Microsoft Entra built-in roles").
-ROLE_TEMPLATES = {
-    "62e90394-69f5-4237-9190-012177145e10": "Global Administrator",
-    "fe930be7-5e62-47db-91af-98c3a49a38b1": "User Administrator",
-    "729827e3-9c14-49f7-bb1b-9608f156bbb8": "Helpdesk Administrator",
-    "7be44c8a-adaf-4e2a-84d6-ab2649e08a13": "Privileged Authentication Administrator",
-    "29232cdf-9323-42fd-ade2-1d097af3e4de": "Exchange Administrator",
-}
-PASSWORD_RESET_ROLES = {"User Administrator", "Helpdesk Administrator", "Privileged Authentication Administrator",
-                        "Global Administrator"}
-EXCHANGE_ROLES = {"Exchange Administrator", "Global Administrator"}
-CONSENT_FIX = (
-    "Entra admin center > App registrations > {app} > API permissions > Add a permission > "
-    "{api} > Application permissions > {permission}, then 'Grant admin consent'"
-)
-
-
-@dataclass(frozen=True)
-class Permission:
-    """An application permission a step needs; any of ``accepted`` will do."""
-
-    purpose: str
-    api: str
-    permission: str
-    accepted: frozenset[str]
-
-
-GRAPH_PERMISSIONS = (
-    Permission("read accounts", "Microsoft Graph", "User.Read.All",
-               frozenset({"User.Read.All", "User.ReadWrite.All", "Directory.Read.All", "Directory.ReadWrite.All"})),
-    Permission("reset passwords", "Microsoft Graph", "User-PasswordProfile.ReadWrite.All",
-               frozenset({"User-PasswordProfile.ReadWrite.All", "User.ReadWrite.All", "Directory.ReadWrite.All"})),
-    Permission("revoke sign-in sessions", "Microsoft Graph", "User.RevokeSessions.All",
-               frozenset({"User.RevokeSessions.All", "User.ReadWrite.All", "Directory.ReadWrite.All"})),
-    Permission("read directory roles (keep admins out)", "Microsoft Graph", "Directory.Read.All",
-               frozenset({"Directory.Read.All", "Directory.ReadWrite.All", "RoleManagement.Read.Directory",
-                          "RoleManagement.Read.All", "RoleManagement.ReadWrite.Directory"})),
-)
-INBOX_RULES_PERMISSION = Permission(
-    "list inbox rules", "Microsoft Graph", "MailboxSettings.Read",
-    frozenset({"MailboxSettings.Read", "MailboxSettings.ReadWrite"}),
-)
-EXCHANGE_PERMISSION = Permission(
-    "read and clear the Restricted users list", "Office 365 Exchange Online", "Exchange.ManageAsApp",
-    frozenset({"Exchange.ManageAsApp"}),
-)
 
 
 class Status(StrEnum):

@@ -126,9 +126,10 @@ class DryRunRestricted:
         """Real read."""
         return self._inner.blocked_entries(addresses)
 
-    def unblock(self, address: str, reason: str) -> None:
-        """Print the unblock."""
+    def unblock(self, address: str, reason: str) -> tuple[str, ...]:
+        """Print the unblock (no warnings: nothing was sent)."""
         self._echo(f"  tenant {self._tenant}: would remove {address} from the Restricted users list")
+        return ()
 
 
 class DryRunVault:

@@ -25,13 +25,18 @@ from sqlalchemy.exc import SQLAlchemyError
 log = logging.getLogger(__name__)
 
 
+MICROSOFT_SERVICES = frozenset({"identity", "graph", "exchange"})
+
+
 @dataclass
 class CycleReport:
     """What one polling cycle did."""
 
     seen: int = 0
     advanced: list[str] = field(default_factory=list)
-    failed: dict[str, str] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)  # unexpected errors that escaped the engine
+    step_failures: dict[str, str] = field(default_factory=dict)  # steps that failed (retried or escalated)
+    unreachable: set[str] = field(default_factory=set)  # tenants (or services) a ticket could not reach
     error: str | None = None
     skipped: bool = False  # another mailunblock was working on the same store
 
@@ -39,6 +44,23 @@ class CycleReport:
     def ok(self) -> bool:
         """True when the cycle reached Jira and no ticket failed unexpectedly."""
         return self.error is None and not self.failed
+
+    @property
+    def healthy(self) -> bool:
+        """True when nothing failed at all: Jira searched, every tenant reached, every step succeeded."""
+        return self.ok and not self.step_failures and not self.unreachable
+
+    def summary(self) -> str:
+        """One line saying whether the cycle went well, and if not, what failed."""
+        if self.skipped:
+            return "cycle skipped: another mailunblock is working on the same state store"
+        problems = [self.error] if self.error else []
+        tickets = sorted({*self.failed, *self.step_failures})
+        if tickets:
+            problems.append(f"{len(tickets)} ticket(s) failed: {', '.join(tickets)}")
+        if self.unreachable:
+            problems.append(f"tenant(s) not reached: {', '.join(sorted(self.unreachable))}")
+        return f"cycle FAILED: {'; '.join(problems)}" if problems else f"cycle OK: {self.seen} ticket(s) selected"
 
 
 class Poller:
@@ -77,7 +99,7 @@ class Poller:
             # pages of an ORDER BY updated search while we walk them.
             issues = list(self._search())
         except ConnectorError as exc:
-            report.error = f"ticket search failed: {exc}"
+            report.error = f"Jira could not be searched: {exc}"
             log.warning("cycle failed, will retry next cycle: %s", report.error)
             return report
         ids: set[str] = set()
@@ -125,6 +147,7 @@ class Poller:
 
     def _advance(self, issue: JiraIssue, state: TicketState | None, report: CycleReport) -> None:
         before = state.stage if state is not None else None
+        failures_before = state.failure_count if state is not None else 0
         try:
             after = self._engine.process(issue, state)
         except ConnectorError as exc:
@@ -138,6 +161,11 @@ class Poller:
             return
         if after.stage != before:
             report.advanced.append(f"{issue.key}: {after.stage}")
+        if after.failure_count > failures_before:
+            report.step_failures[issue.key] = after.failures[-1] if after.failures else after.refusal_detail
+            if after.failed_service in MICROSOFT_SERVICES and not after.is_terminal:
+                # In triage the tenant is only known once the directory answered: name the service then.
+                report.unreachable.add(after.tenant or f"{after.failed_service} (tenant not known yet)")
 
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)

@@ -5,17 +5,20 @@ The only place where configuration meets connectors; the poller, the doctor and 
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
 from mailunblock.connectors.exchange import ExchangeClient
 from mailunblock.connectors.graph import GraphClient
-from mailunblock.connectors.http import HttpPolicy, build_session
+from mailunblock.connectors.http import Clock as HttpClock
+from mailunblock.connectors.http import HttpPolicy, UtcClock, build_session
 from mailunblock.connectors.identity import TokenProvider
 from mailunblock.connectors.jira import INTO_DONE, JiraClient
 from mailunblock.plugin.config import Config, ConfigError, TenantConfig
-from mailunblock.plugin.store import StateStore
-from mailunblock.plugin.vault import PasswordVault, load_or_create_key
+from mailunblock.plugin.store import StateStore, StoreNotFoundError
+from mailunblock.plugin.vault import PasswordVault, load_key, load_or_create_key
 from mailunblock.workflows.engine import RemediationEngine
 from mailunblock.workflows.policy import RemediationPolicy
 from mailunblock.workflows.ports import Clock
@@ -34,23 +37,30 @@ class TenantClients:
     exchange: ExchangeClient
 
 
-def http_policy(config: Config, ca_bundle: str | None) -> HttpPolicy:
-    """The shared HTTP policy with one service's CA bundle."""
+Sleep = Callable[[float], None]
+
+
+def http_policy(
+    config: Config, ca_bundle: str | None, clock: HttpClock | None = None, sleep: Sleep = time.sleep
+) -> HttpPolicy:
+    """The HTTP policy (and throttle gates) of one site or tenant, with its CA bundle."""
     return HttpPolicy(
         timeout=config.http.timeout_seconds,
         max_retries=config.http.max_retries,
         max_retry_wait=config.http.max_retry_wait_seconds,
         ca_bundle=ca_bundle,
+        sleep=sleep,
+        clock=clock or UtcClock(),
     )
 
 
-def build_jira(config: Config) -> JiraClient:
+def build_jira(config: Config, clock: HttpClock | None = None, sleep: Sleep = time.sleep) -> JiraClient:
     """The Jira connector (secrets resolved now, never stored on the config)."""
     jira = config.jira
     ca = str(config.path(jira.ca_bundle)) if jira.ca_bundle else None
     return JiraClient(
         jira.url,
-        policy=http_policy(config, ca),
+        policy=http_policy(config, ca, clock, sleep),
         deployment=jira.deployment.value,
         email=jira.email,
         api_token=config.secret(jira.api_token) if jira.api_token else None,
@@ -69,15 +79,16 @@ def build_jira(config: Config) -> JiraClient:
     )
 
 
-def build_tenant(config: Config, tenant: TenantConfig) -> TenantClients:
-    """The identity, Graph and Exchange connectors of one tenant, sharing one session."""
+def build_tenant(
+    config: Config, tenant: TenantConfig, clock: HttpClock | None = None, sleep: Sleep = time.sleep
+) -> TenantClients:
+    """The identity, Graph and Exchange connectors of one tenant, each with its own throttle gate."""
     ca = str(config.path(tenant.ca_bundle)) if tenant.ca_bundle else None
-    policy = http_policy(config, ca)
-    session = build_session(policy)
+    policy = http_policy(config, ca, clock, sleep)
     tokens = TokenProvider(
         tenant_id=tenant.tenant_id,
         client_id=tenant.client_id,
-        session=session,
+        session=build_session(policy, "identity"),
         policy=policy,
         authority_host=tenant.authority_host,
         client_secret=config.secret(tenant.client_secret) if tenant.client_secret else None,
@@ -89,9 +100,10 @@ def build_tenant(config: Config, tenant: TenantConfig) -> TenantClients:
     return TenantClients(
         config=tenant,
         tokens=tokens,
-        graph=GraphClient(tenant.graph_url, tokens, session, policy, resource=tenant.graph_resource),
+        graph=GraphClient(tenant.graph_url, tokens, build_session(policy, "graph"), policy,
+                          resource=tenant.graph_resource),
         exchange=ExchangeClient(
-            tenant.exchange_url, tenant.tenant_id, tokens, session, policy,
+            tenant.exchange_url, tenant.tenant_id, tokens, build_session(policy, "exchange"), policy,
             resource=tenant.exchange_resource,
         ),
     )
@@ -106,6 +118,7 @@ def remediation_policy(config: Config) -> RemediationPolicy:
         escalate_after=timedelta(hours=policy.escalate_after_hours),
         verify_every=timedelta(minutes=policy.verify_every_minutes),
         reblock_window=timedelta(days=policy.reblock_window_days),
+        stuck_after=timedelta(hours=policy.stuck_after_hours),
         excluded_roles=policy.excluded_roles,
         auto_approve=policy.auto_approve,
         check_inbox_rules=policy.check_inbox_rules,
@@ -126,8 +139,11 @@ def remediation_policy(config: Config) -> RemediationPolicy:
     )
 
 
-def open_store(config: Config) -> StateStore:
-    """The state store; ConfigError (one line, no password) when it cannot be opened."""
+def open_store(config: Config, *, existing: bool = False) -> StateStore:
+    """The state store; ConfigError (one line, no password) when it cannot be opened.
+
+    ``existing``: open only a store that is already there, creating nothing (``status``, ``reveal``).
+    """
     url = config.database_url
     try:
         where = make_url(url).render_as_string(hide_password=True)
@@ -137,21 +153,27 @@ def open_store(config: Config) -> StateStore:
             "(e.g. 'postgresql+psycopg://user@host/db' or 'sqlite:////var/lib/mailunblock/state.db')"
         ) from None
     try:
-        return StateStore.from_url(url)
+        return StateStore.open_existing(url) if existing else StateStore.from_url(url)
+    except StoreNotFoundError as exc:
+        raise ConfigError(f"state store: {exc}") from None
     except (SQLAlchemyError, ImportError, OSError) as exc:
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
         fix = " (install the database driver)" if isinstance(exc, ImportError) else ""
         raise ConfigError(f"state store {where} cannot be opened: {reason}{fix}") from None
 
 
-def open_vault(config: Config, store: StateStore, clock: Clock) -> PasswordVault:
-    """The password vault, keyed by ``store.vault_key`` or the key file in the data folder."""
+def open_vault(config: Config, store: StateStore, clock: Clock, *, create_key: bool = True) -> PasswordVault:
+    """The password vault, keyed by ``store.vault_key`` or the key file in the data folder.
+
+    One-time links are not advertised until the web server runs (``PasswordVault.advertise_links``).
+    """
     if config.store.vault_key:
         key = config.secret(config.store.vault_key).encode("ascii")
-    else:
+    elif create_key:
         key = load_or_create_key(config.data_dir / "vault.key")
-    hint_url = (config.web.public_url or f"http://{config.web.listen}") if config.web.enabled else None
-    return PasswordVault(store.engine, key, clock, hint_url)
+    else:
+        key = load_key(config.data_dir / "vault.key")
+    return PasswordVault(store.engine, key, clock)
 
 
 @dataclass(frozen=True)
@@ -166,10 +188,10 @@ class Runtime:
     engine: RemediationEngine
 
 
-def build_runtime(config: Config, clock: Clock) -> Runtime:
-    """Wire connectors, store, vault and engine from the configuration."""
-    jira = build_jira(config)
-    tenants = {t.name: build_tenant(config, t) for t in config.tenants}
+def build_runtime(config: Config, clock: Clock, sleep: Sleep = time.sleep) -> Runtime:
+    """Wire connectors, store, vault and engine from the configuration (``sleep``: the HTTP retry waits)."""
+    jira = build_jira(config, clock, sleep)
+    tenants = {t.name: build_tenant(config, t, clock, sleep) for t in config.tenants}
     store = open_store(config)
     vault = open_vault(config, store, clock)
     registry = TenantRegistry(

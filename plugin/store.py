@@ -17,21 +17,50 @@ from pathlib import Path
 
 from mailunblock.plugin.db import create_store_engine, metadata, stage_events, tickets, vaulted_passwords
 from mailunblock.workflows.state import TicketState
-from sqlalchemy import Engine, delete, insert, select, text, update
-from sqlalchemy.engine import Connection
+from sqlalchemy import Engine, delete, insert, inspect, select, text, update
+from sqlalchemy.engine import Connection, make_url
+
+
+class StoreNotFoundError(Exception):
+    """There is no state store where the configuration points (the message says where and what to check)."""
 
 
 class StateStore:
     """Durable ticket states (implements the workflow's ``StateRepository``)."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, create: bool = True) -> None:
         self._engine = engine
-        metadata.create_all(engine)
+        if create:
+            metadata.create_all(engine)
 
     @classmethod
     def from_url(cls, url: str) -> StateStore:
         """Open (and create if needed) the store at a SQLAlchemy URL."""
         return cls(create_store_engine(url))
+
+    @classmethod
+    def open_existing(cls, url: str) -> StateStore:
+        """Open a store that must already exist, creating nothing (no folder, file or table).
+
+        For commands that only read it (``status``, ``reveal``): a wrong ``data_dir`` must say so, not
+        quietly start an empty store.
+        """
+        parsed = make_url(url)
+        if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+            path = Path(parsed.database).expanduser()
+            if not path.parent.is_dir():
+                raise StoreNotFoundError(f"the data folder {path.parent} does not exist (check store.data_dir)")
+            if not path.is_file():
+                raise StoreNotFoundError(
+                    f"no state store at {path}: mailunblock has not run with this configuration yet, "
+                    "or store.data_dir is wrong"
+                )
+        engine = create_store_engine(url)
+        if not inspect(engine).has_table(tickets.name):
+            engine.dispose()
+            where = parsed.render_as_string(hide_password=True)
+            raise StoreNotFoundError(f"{where} holds no mailunblock state (check store.url / store.data_dir)")
+        return cls(engine, create=False)
 
     @property
     def engine(self) -> Engine:

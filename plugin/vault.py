@@ -38,6 +38,14 @@ class VaultEntry:
     wiped_reason: str | None
 
 
+def load_key(path: Path) -> bytes:
+    """Read the Fernet key file, which must exist (VaultError naming it otherwise)."""
+    path = path.expanduser()
+    if not path.is_file():
+        raise VaultError(f"no vault key at {path} (check store.data_dir or store.vault_key)")
+    return path.read_bytes().strip()
+
+
 def load_or_create_key(path: Path) -> bytes:
     """Read the Fernet key file, creating it (mode 0600) on first use."""
     path = path.expanduser()
@@ -60,6 +68,10 @@ class PasswordVault:
         self._link_key = hashlib.sha256(b"mailunblock one-time link|" + key).digest()
         self._clock = clock
         self._hint_url = hint_url
+
+    def advertise_links(self, public_url: str | None) -> None:
+        """Offer one-time links at ``public_url`` in the notes — only once something serves them."""
+        self._hint_url = public_url
 
     def store(self, issue_key: str, password: str, expires_at: datetime) -> None:
         """Encrypt and keep the password for this ticket, replacing an unrevealed earlier one."""
@@ -142,7 +154,11 @@ class PasswordVault:
         return VaultEntry(*row) if row else None
 
     def reveal(self, issue_key: str, revealed_by: str) -> str:
-        """Return the password once and wipe it. Raises VaultError if gone, expired or already seen."""
+        """Return the password once and wipe it. Raises VaultError if gone, expired or already seen.
+
+        Decrypted before anything is written, in the same transaction: a wrong vault key leaves the
+        password in place for the right one.
+        """
         now = self._clock.now()
         with self._engine.begin() as conn:
             row = conn.execute(
@@ -164,6 +180,15 @@ class PasswordVault:
                     f"{revealed_at:%Y-%m-%d %H:%M} UTC by {who}; reset it again if it was lost"
                 )
             expired = ciphertext is None or expires_at <= now
+            password = None
+            if not expired:
+                try:
+                    password = self._fernet.decrypt(ciphertext).decode("utf-8")
+                except InvalidToken:
+                    raise VaultError(
+                        "the vault key does not match the stored password (was the key file replaced?); "
+                        "nothing was wiped: retry with the right key"
+                    ) from None
             conn.execute(
                 update(vaulted_passwords)
                 .where(vaulted_passwords.c.issue_key == issue_key)
@@ -174,17 +199,12 @@ class PasswordVault:
                     wiped_reason="expired" if expired else "revealed",
                 )
             )
-        if expired:
+        if password is None:
             raise VaultError(
                 f"the password for {issue_key} expired at {expires_at:%Y-%m-%d %H:%M} UTC and was "
                 "wiped; reset the password again from the Entra admin center"
             )
-        try:
-            return self._fernet.decrypt(ciphertext).decode("utf-8")
-        except InvalidToken:
-            raise VaultError(
-                "the vault key does not match the stored password (was the key file replaced?)"
-            ) from None
+        return password
 
     def purge_expired(self) -> int:
         """Wipe every expired, unrevealed password; return how many."""

@@ -2,29 +2,40 @@
 
 The internal note carries a link; the link is not the password. Opening it shows a button (so that link
 previews and scanners that fetch URLs cannot consume it); pressing the button reveals the password once.
-A second visit says it was already viewed, when and from where.
+A second visit says it was already viewed, when and from where. Served by waitress, a production WSGI
+server (Werkzeug's development server is not meant for this).
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
+from collections.abc import Callable, Iterable
 from html import escape
 from typing import Any
 
 from flask import Flask, Response, request
 from mailunblock.plugin.vault import PasswordVault, VaultError
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+from waitress.server import create_server
+
+log = logging.getLogger(__name__)
 
 _LINK_TOKEN = re.compile(r"(/reveal/[^/\s]+/)[^\s?\"]+")
 
 
-class _RedactingHandler(WSGIRequestHandler):
-    """Access log without the one-time link's token (whoever reads the log could use it first)."""
+def redact_token(text: str) -> str:
+    """``text`` with any one-time link token replaced (whoever reads a log could use it first)."""
+    return _LINK_TOKEN.sub(r"\1<token>", text)
 
-    def log(self, type: str, message: str, *args: Any) -> None:
-        """Log the line with the token replaced."""
-        super().log(type, "%s", _LINK_TOKEN.sub(r"\1<token>", message % args))
+
+class _RedactingFilter(logging.Filter):
+    """Keeps one-time link tokens out of the WSGI server's own log lines (e.g. an error naming the path)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite the record's message without the token."""
+        record.msg, record.args = redact_token(record.getMessage()), ()
+        return True
 
 _PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>mailunblock</title>
 <meta name="robots" content="noindex"><style>body{{font-family:sans-serif;max-width:40em;margin:3em auto}}
@@ -75,10 +86,38 @@ def create_reveal_app(vault: PasswordVault) -> Flask:
     return app
 
 
-def serve_in_background(app: Flask, listen: str) -> BaseWSGIServer:
-    """Serve the app on ``host:port`` in a daemon thread; ``shutdown()`` the returned server to stop."""
+def _access_log(app: Flask) -> Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]:
+    """WSGI wrapper logging one line per request, without the link token."""
+
+    def logged(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        def start(status: str, headers: list[tuple[str, str]], *args: Any) -> Any:
+            log.info("%s %s %s %s", environ.get("REMOTE_ADDR", "-"), environ.get("REQUEST_METHOD"),
+                     redact_token(environ.get("PATH_INFO", "")), status.split(" ", 1)[0])
+            return start_response(status, headers, *args)
+
+        return app.wsgi_app(environ, start)
+
+    return logged
+
+
+class RevealServer:
+    """The running one-time link server: its port, and how to stop it."""
+
+    def __init__(self, app: Flask, host: str, port: int) -> None:
+        logging.getLogger("waitress").addFilter(_RedactingFilter())
+        self._server = create_server(_access_log(app), host=host, port=port, threads=4, ident="mailunblock")
+        self.port = int(self._server.effective_port)
+        self._thread = threading.Thread(target=self._server.run, name="mailunblock-web", daemon=True)
+        self._thread.start()
+
+    def shutdown(self) -> None:
+        """Stop accepting requests and end the server's threads."""
+        self._server.task_dispatcher.shutdown()
+        self._server.close()
+        self._thread.join(timeout=5)
+
+
+def serve_in_background(app: Flask, listen: str) -> RevealServer:
+    """Serve the app on ``host:port`` with waitress in a daemon thread; ``shutdown()`` the result to stop."""
     host, _, port = listen.rpartition(":")
-    server = make_server(host or "127.0.0.1", int(port), app, threaded=True, request_handler=_RedactingHandler)
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="mailunblock-web",
-                     daemon=True).start()
-    return server
+    return RevealServer(app, host or "127.0.0.1", int(port))

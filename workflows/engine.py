@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import timedelta
 
 from mailunblock.connectors.errors import (
     AuthenticationError,
@@ -17,6 +16,7 @@ from mailunblock.connectors.models import JiraIssue, JiraUser
 from mailunblock.workflows import (
     approval,
     closing,
+    failures,
     mailbox,
     notify,
     password,
@@ -63,8 +63,6 @@ REMEDIATING = frozenset({
     Stage.PASSWORD_RESET, Stage.SESSIONS_REVOKED, Stage.MAILBOX_CHECKED, Stage.LIST_CHECKED,
     Stage.WAITING_FOR_SEND,
 })
-
-_RETRYABLE = (ThrottledError, TransientError, AuthenticationError, PermissionDeniedError)
 _KINDS: tuple[tuple[type[ConnectorError], str], ...] = (
     (ThrottledError, "throttled"),
     (TransientError, "transient"),
@@ -133,6 +131,7 @@ class RemediationEngine:
             ctx.finish(Stage.ESCALATED, restricted.escalation_actions(ctx))
         if not self.due(state):
             return state
+        stage = state.stage
         try:
             if not state.closing:
                 ctx.bot = self._myself()
@@ -140,10 +139,16 @@ class RemediationEngine:
                     notify.changed_after_start(ctx)
                 self._advance(ctx)
             closing.run(ctx)
-        except _RETRYABLE as error:
-            self._retry_later(ctx, error)
         except ConnectorError as error:
-            self._give_up(ctx, error)
+            self._record_failure(ctx, error, stage)
+            if failures.is_permanent(error):
+                self._give_up(ctx, error)
+            else:
+                self._retry_later(ctx, error)
+        else:
+            if state.failures:
+                state.failures, state.failing_since = (), None
+                ctx.save()
         return state
 
     def _advance(self, ctx: StepContext) -> None:
@@ -177,23 +182,40 @@ class RemediationEngine:
         state.refusal = reason
         ctx.finish(Stage.CANCELLED, ["note:cancelled"] if state.posted else [])
 
+    def _record_failure(self, ctx: StepContext, error: ConnectorError, stage_before: Stage) -> None:
+        """Remember the failure: what was tried, since when the stage makes no progress."""
+        state, now = ctx.state, ctx.now()
+        if state.stage is not stage_before:
+            state.failures, state.failing_since = (), None  # the ticket progressed before failing
+        activity = ACTIVITY.get(state.stage, "closing")
+        state.failures = (*state.failures, f"{now:%Y-%m-%d %H:%M} UTC {activity} ({_kind(error)}): {error}")
+        state.failures = state.failures[-failures.KEPT_FAILURES:]
+        state.failing_since = state.failing_since or now
+        state.failure_count += 1
+        state.failed_service = error.service or None
+
     def _retry_later(self, ctx: StepContext, error: ConnectorError) -> None:
         state = ctx.state
         kind = _kind(error)
-        wait = (
-            timedelta(seconds=error.retry_after)
-            if isinstance(error, ThrottledError)
-            else self._policy.retry_after
-        )
-        state.retry_at = ctx.now() + wait
-        ctx.save()
         activity = ACTIVITY.get(state.stage, "closing")
+        assert state.failing_since is not None  # set by _record_failure
+        if not state.closing and ctx.now() - state.failing_since >= self._policy.stuck_after:
+            log.warning("%s: %s makes no progress since %s; escalating: %s",
+                        state.issue_key, activity, state.failing_since.isoformat(), error)
+            hours = self._policy.stuck_after.total_seconds() / 3600
+            state.refusal, state.refusal_detail = "stuck", f"{hours:g} h"
+            state.failed_step = activity
+            self._escalate(ctx)
+            return
+        state.retry_at = ctx.now() + failures.retry_delay(self._policy, error, state)
+        ctx.save()
         log.warning("%s: %s failed (%s), retry at %s: %s",
                     state.issue_key, activity, kind, state.retry_at.isoformat(), error)
         try:
             notify.failure(ctx, f"failure-{state.stage}-{kind}", activity, str(error), kind,
                            state.retry_at)
         except ConnectorError as note_error:
+            # A throttled Jira refuses the note without a request; it is posted on a later failure.
             log.warning("%s: could not post the failure note: %s", state.issue_key, note_error)
 
     def _give_up(self, ctx: StepContext, error: ConnectorError) -> None:
@@ -211,9 +233,14 @@ class RemediationEngine:
             except ConnectorError as again:
                 log.warning("%s: closing the ticket failed: %s", state.issue_key, again)
             return
-        state.refusal, state.refusal_detail = "failed", f"{activity}: {error}"
+        state.refusal, state.refusal_detail = failures.refusal_for(error), f"{activity}: {error}"
+        state.failed_step = activity
+        self._escalate(ctx)
+
+    def _escalate(self, ctx: StepContext) -> None:
+        """Hand the ticket to a person: one note naming why and what to do, then the escalation updates."""
         ctx.finish(Stage.ESCALATED, restricted.escalation_actions(ctx))
         try:
             closing.run(ctx)
         except ConnectorError as again:
-            log.warning("%s: escalating the ticket failed: %s", state.issue_key, again)
+            log.warning("%s: escalating the ticket failed: %s", ctx.state.issue_key, again)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from mailunblock.workflows import messages
+from mailunblock.workflows import failures, messages
 from mailunblock.workflows.context import StepContext
 from mailunblock.workflows.markup import WikiMarkup
 from mailunblock.workflows.state import Stage
@@ -218,6 +218,7 @@ def escalation(ctx: StepContext) -> None:
         reason=state.refusal or "",
         detail=state.refusal_detail,
         escalate_after=_hours(ctx.policy.escalate_after.total_seconds() / 3600),
+        **failures.escalation_help(state),
     )
 
 

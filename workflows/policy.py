@@ -16,7 +16,9 @@ class RemediationPolicy:
     eta_max: timedelta = timedelta(hours=4)
     escalate_after: timedelta = timedelta(hours=24)
     verify_every: timedelta = timedelta(minutes=30)
-    retry_after: timedelta = timedelta(minutes=5)  # wait after a failure that gave no Retry-After
+    retry_after: timedelta = timedelta(minutes=5)  # first wait after a failure that gave no Retry-After
+    retry_max: timedelta = timedelta(hours=1)  # the backoff doubles up to this
+    stuck_after: timedelta = timedelta(hours=6)  # failing this long without progress: a person takes over
     # After a crash between recording an unblock and confirming it, wait this long (a sent unblock takes
     # a while to show on the list) before looking again and, if still listed, sending it once more.
     unblock_grace: timedelta = timedelta(minutes=30)

@@ -113,8 +113,11 @@ class RestrictedSenders(Protocol):
         """Entries of the list matching any of ``addresses`` (case-insensitive)."""
         ...
 
-    def unblock(self, address: str, reason: str) -> None:
-        """Remove one address from the list. Raises NotBlockedError / UnblockLimitReachedError."""
+    def unblock(self, address: str, reason: str) -> tuple[str, ...]:
+        """Remove one address from the list; return Exchange's warnings (the removal is then unconfirmed).
+
+        Raises NotBlockedError / UnblockLimitReachedError.
+        """
         ...
 
 

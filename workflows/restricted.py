@@ -30,17 +30,29 @@ def escalation_actions(ctx: StepContext) -> list[str]:
 
 
 def _send_unblock(ctx: StepContext, address: str) -> bool:
-    """Call Remove-BlockedSenderAddress; False when the unblock limit stopped us (ticket escalated)."""
+    """Call Remove-BlockedSenderAddress; False when not done (limit: escalated; a warning: unconfirmed)."""
     state = ctx.state
     try:
-        ctx.tenant.restricted.unblock(address, reason=f"{state.issue_key}: approved remediation")
+        warnings = ctx.tenant.restricted.unblock(address, reason=f"{state.issue_key}: approved remediation")
     except NotBlockedError:
-        pass  # already gone from the list: the goal is reached
+        return True  # already gone from the list: the goal is reached
     except UnblockLimitReachedError as error:
         state.refusal, state.refusal_detail = "unblock_limit", f"{address}: {error}"
         ctx.finish(Stage.ESCALATED, escalation_actions(ctx))
         return False
-    return True
+    if not warnings or not _listed(ctx, address):
+        return True  # a warning the list contradicts is not a failure
+    # Exchange answered with a warning and the account is still listed: not a success. Like an unblock a
+    # crash hid, it is settled after the grace period (re-read; sent once more only if still listed).
+    state.retry_at = ctx.now() + ctx.policy.unblock_grace
+    ctx.save()
+    quoted = "; ".join(f'"{w}"' for w in warnings)
+    notify.failure(ctx, f"warning-unblock-{address}", "unblock", f"{address}: {quoted}", "warning", state.retry_at)
+    return False
+
+
+def _listed(ctx: StepContext, address: str) -> bool:
+    return any(e.sender_address.lower() == address for e in ctx.tenant.restricted.blocked_entries([address]))
 
 
 def _reconcile(ctx: StepContext, address: str) -> bool:
@@ -59,8 +71,7 @@ def _reconcile(ctx: StepContext, address: str) -> bool:
         return False
     if address in state.unblock_resent:
         return True  # verification decides from here
-    listed = ctx.tenant.restricted.blocked_entries([address])
-    if not any(e.sender_address.lower() == address for e in listed):
+    if not _listed(ctx, address):
         return True
     state.unblock_resent = (*state.unblock_resent, address)
     state.unblocked_at = ctx.now()  # the ETA counts from the unblock that was actually sent

@@ -56,6 +56,7 @@ _DATETIME_FIELDS = frozenset(
         "next_check_at",
         "retry_at",
         "plan_posted_at",
+        "failing_since",
     }
 )
 
@@ -123,6 +124,13 @@ class TicketState:
     eta_end: datetime | None = None
     next_check_at: datetime | None = None
     retry_at: datetime | None = None
+    # Failures since the stage last made progress ("when activity kind: error", the latest few), when the
+    # first of them happened, and how many failures the ticket met in all (the poller reports new ones).
+    failures: tuple[str, ...] = ()
+    failing_since: datetime | None = None
+    failure_count: int = 0
+    failed_step: str | None = None  # activity of the step that stopped the ticket (for its note)
+    failed_service: str | None = None  # service of the latest failure ("jira", "graph" ...)
     posted: dict[str, str] = field(default_factory=dict)  # comment marker -> comment id
     pending: tuple[str, ...] = ()  # markers whose comment may or may not have been posted
     closing: tuple[str, ...] = ()  # actions still to do after entering a final stage

@@ -19,7 +19,7 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -119,6 +119,21 @@ def vcr_config() -> dict[str, Any]:
     }
 
 
+class SleepingClock:
+    """Real time plus every wait the HTTP policy asked for: a throttle gate opens after a recorded sleep."""
+
+    def __init__(self, sleeps: list[float]) -> None:
+        self.sleeps = sleeps
+        self.offset = 0.0
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + timedelta(seconds=self.offset)
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.offset += seconds
+
+
 @dataclass
 class Env:
     """Where the services are and how to authenticate: a live sandbox (recording) or stand-ins."""
@@ -150,9 +165,10 @@ class Env:
             self.sandbox.faults.add(rule)
 
     def policy(self, **kwargs: Any) -> HttpPolicy:
-        """The HTTP policy for this environment; retry waits are recorded, never slept."""
+        """The HTTP policy for this environment; retry waits are recorded and move its clock, never slept."""
         kwargs.setdefault("timeout", 5)
-        return HttpPolicy(ca_bundle=self.ca_bundle, sleep=self.sleeps.append, **kwargs)
+        clock = SleepingClock(self.sleeps)
+        return HttpPolicy(ca_bundle=self.ca_bundle, sleep=clock.sleep, clock=clock, **kwargs)
 
     def tokens(self, *, certificate: bool = True, policy: HttpPolicy | None = None) -> TokenProvider:
         """A token provider for the first tenant."""

@@ -43,13 +43,14 @@ def policy(waits: list[float], **kwargs: Any) -> HttpPolicy:
     return HttpPolicy(sleep=waits.append, **kwargs)
 
 
-def test_safe_call_is_retried_after_throttling_with_retry_after_capped() -> None:
+def test_safe_call_is_retried_after_a_short_throttle_but_never_before_a_long_one() -> None:
     waits: list[float] = []
     call = Flaky(ThrottledError("slow down", retry_after=30), ThrottledError("again", retry_after=500))
-    assert policy(waits, max_retry_wait=120).call(call, safe=True) == "ok"
-    assert call.calls == 3
-    assert 30 <= waits[0] <= 31
-    assert 120 <= waits[1] <= 121  # capped, plus jitter
+    with pytest.raises(ThrottledError) as caught:
+        policy(waits, max_retry_wait=120).call(call, safe=True)
+    assert caught.value.retry_after == 500  # beyond max_retry_wait: the caller schedules the next try
+    assert call.calls == 2
+    assert len(waits) == 1 and 30 <= waits[0] <= 31  # Retry-After plus jitter, never less
 
 
 def test_transient_errors_back_off_exponentially() -> None:
@@ -133,7 +134,7 @@ def test_without_a_configured_bundle_the_environment_applies(monkeypatch: pytest
         (404, NotFoundError),
         (429, ThrottledError),
         (500, TransientError),
-        (503, TransientError),
+        (503, ThrottledError),  # with a Retry-After: a throttle, not a plain outage
         (400, PermanentError),
         (409, PermanentError),
     ],
@@ -150,6 +151,7 @@ def test_throttled_without_retry_after_gets_a_default_wait() -> None:
     error = error_for_status(429, "slow", service="svc")
     assert isinstance(error, ThrottledError)
     assert error.retry_after > 0
+    assert type(error_for_status(503, "down", service="svc")) is TransientError
 
 
 @pytest.mark.parametrize(

@@ -87,7 +87,13 @@ class World:
                                        account_type="customer", locale=locale, time_zone=spec.time_zone)
 
     def _build(self) -> Runtime:
-        return build_runtime(load_config(self.config_path), self.sandbox.clock)
+        # The HTTP layer's retry waits move sandbox time instead of sleeping: throttle gates then open
+        # at the sandbox deadline the call log is checked against.
+        return build_runtime(load_config(self.config_path), self.sandbox.clock, sleep=self.sleep)
+
+    def sleep(self, seconds: float) -> None:
+        """What the product's HTTP layer does to wait: move sandbox time ahead."""
+        self.sandbox.clock.advance(timedelta(seconds=seconds))
 
     def _poller(self) -> Poller:
         runtime = self.runtime

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from mailunblock.plugin.cli import main
+from mailunblock.sandbox.core import FaultRule
 from mailunblock.sandbox.server import Sandbox
 
 EPHEMERAL = dict.fromkeys(("jira", "identity", "graph", "exchange", "control"), 0)
@@ -59,7 +60,21 @@ def test_run_once_with_jira_down_fails_the_cycle_cleanly(sandbox: tuple[Sandbox,
     broken.write_text(text + "\n[http]\nmax_retries = 0\n")
     code, output = _cli("run", "--once", "--config", str(broken))
     assert code == 1
-    assert "FAILED: ticket search failed" in output and "retrying next cycle" in output
+    assert "FAILED: Jira could not be searched" in output and "retrying next cycle" in output
+    assert output.strip().splitlines()[-1].startswith("cycle FAILED: Jira could not be searched: jira: ")
+
+
+def test_run_once_exits_non_zero_when_a_tenant_cannot_be_reached(
+    sandbox: tuple[Sandbox, Path], tmp_path: Path
+) -> None:
+    box, config = sandbox
+    config.write_text(config.read_text() + "\n[http]\nmax_retries = 0\n")
+    box.faults.add(FaultRule("graph", status=503, count=1000))
+    code, output = _cli("run", "--once", "--config", str(config))
+    assert code == 1, output
+    last = output.strip().splitlines()[-1]
+    assert last.startswith("cycle FAILED: ") and "ticket(s) failed: HELP-" in last
+    assert "tenant(s) not reached: graph (tenant not known yet)" in last  # triage could not look anyone up
 
 
 def test_unknown_config_is_a_clear_error(tmp_path: Path) -> None:
@@ -172,3 +187,73 @@ def test_status_and_reveal_need_only_the_store_not_the_service_secrets(
     assert code == 0 and "HELP-1" in output, output
     code, output = _cli("reveal", "HELP-1", "--config", str(offline))
     assert code == 1 and "no password is stored for HELP-1" in output, output
+
+
+def _local_config(tmp_path: Path, store: str) -> Path:
+    config = tmp_path / "local.toml"
+    config.write_text(
+        '[jira]\nurl = "https://127.0.0.1:9"\nemail = "bot@example.com"\napi_token = "env:T"\n'
+        'approver_groups = ["helpdesk"]\n\n[[tenants]]\nname = "contoso"\ntenant_id = "t"\n'
+        'domains = ["contoso.com"]\nclient_id = "c"\nclient_secret = "env:S"\n\n'
+        f"[store]\n{store}\n"
+    )
+    return config
+
+
+@pytest.mark.parametrize("command", [("status",), ("reveal", "HELP-1"), ("config", "check")])
+def test_read_only_commands_create_no_store_folder_or_vault_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: tuple[str, ...]
+) -> None:
+    monkeypatch.setenv("T", "token")
+    monkeypatch.setenv("S", "secret")
+    data = tmp_path / "missing" / "data"
+    config = _local_config(tmp_path, f'data_dir = "{data}"')
+    result = CliRunner().invoke(main, [*command, "--config", str(config)])
+    assert not (tmp_path / "missing").exists(), "a folder, database or key was created"
+    if command != ("config", "check"):
+        assert result.exit_code == 1
+        assert result.output.startswith("Error: state store: the data folder") and str(data) in result.output
+        assert len(result.output.strip().splitlines()) == 1
+
+
+def test_status_on_a_folder_without_a_store_says_so_and_creates_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("T", "token")
+    monkeypatch.setenv("S", "secret")
+    data = tmp_path / "data"
+    data.mkdir()
+    config = _local_config(tmp_path, f'data_dir = "{data}"')
+    for command in (("status",), ("reveal", "HELP-1")):
+        result = CliRunner().invoke(main, [*command, "--config", str(config)])
+        assert result.exit_code == 1 and "no state store at" in result.output and "data_dir is wrong" in result.output
+    assert list(data.iterdir()) == []
+
+
+def test_config_check_reports_a_data_dir_that_is_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("T", "token")
+    monkeypatch.setenv("S", "secret")
+    (tmp_path / "afile").write_text("x")
+    config = _local_config(tmp_path, f'data_dir = "{tmp_path / "afile"}"')
+    result = CliRunner().invoke(main, ["config", "check", "--config", str(config)])
+    assert result.exit_code == 1 and "store.data_dir" in result.output and "is not a folder" in result.output
+
+
+def test_reveal_finds_no_vault_key_without_creating_one(sandbox: tuple[Sandbox, Path], tmp_path: Path) -> None:
+    _, config = sandbox
+    assert _cli("run", "--once", "--config", str(config))[0] == 0
+    key = tmp_path / "data" / "vault.key"
+    key.unlink()
+    code, output = _cli("reveal", "HELP-1", "--config", str(config))
+    assert code == 1 and "no vault key at" in output and not key.exists()
+
+
+def test_run_once_notes_point_to_reveal_not_to_an_unserved_link(sandbox: tuple[Sandbox, Path]) -> None:
+    box, config = sandbox
+    config.write_text(config.read_text() + '\n[web]\nenabled = true\nlisten = "127.0.0.1:9"\n')
+    assert _cli("run", "--once", "--config", str(config))[0] == 0
+    box.jira.add_comment("HELP-1", "alice", "/approve")
+    _cli("run", "--once", "--config", str(config))
+    notes = [c.body for c in box.jira.comments("HELP-1") if "mailunblock reveal HELP-1" in c.body]
+    assert notes, "the summary tells how to get the password"
+    assert all("/reveal/" not in body and "127.0.0.1:9" not in body for body in notes)

@@ -56,7 +56,7 @@ def test_search_failure_is_a_failed_cycle_not_a_crash(store: StateStore, caplog:
         raise TransientError("HTTP 503", service="jira")
 
     report = Poller(search, _issue, ScriptedEngine(store), store).run_cycle()  # type: ignore[arg-type]
-    assert report.error == "ticket search failed: jira: HTTP 503"
+    assert report.error == "Jira could not be searched: jira: HTTP 503"
     assert not report.ok
     assert "will retry next cycle" in caplog.text
 
@@ -176,3 +176,42 @@ def test_a_moved_ticket_keeps_its_state_under_the_new_key(store: StateStore) -> 
     after = store.load("OPS-7")
     assert after is not None and after.issue_key == "OPS-7" and after.stage is Stage.CANCELLED
     assert [k for k, _, _ in store.stage_events()] == ["OPS-7"] * 3
+
+
+class FailingEngine(ScriptedEngine):
+    """An engine whose step for each ticket fails (handled: retried later), as the real engine records it."""
+
+    def __init__(self, store: StateStore, service: str, terminal: bool = False) -> None:
+        super().__init__(store)
+        self.service, self.terminal = service, terminal
+
+    def process(self, issue: JiraIssue, state: TicketState | None) -> TicketState:
+        state = state or TicketState.first_seen(issue.key, T0)
+        state.tenant = "contoso"
+        state.failure_count += 1
+        state.failures = (f"triage (transient): {self.service}: HTTP 503",)
+        state.failed_service = self.service
+        if self.terminal:
+            state.enter(Stage.ESCALATED, T0)
+        self.store.save(state)
+        return state
+
+
+def test_a_failed_step_and_an_unreachable_tenant_make_an_unhealthy_cycle(store: StateStore) -> None:
+    poller = Poller(lambda: iter([_issue("HELP-1")]), _issue, FailingEngine(store, "graph"), store)  # type: ignore[arg-type]
+    report = poller.run_cycle()
+    assert report.ok and not report.healthy  # nothing escaped the engine, yet a step failed
+    assert report.step_failures == {"HELP-1": "triage (transient): graph: HTTP 503"}
+    assert report.unreachable == {"contoso"}
+    assert report.summary() == "cycle FAILED: 1 ticket(s) failed: HELP-1; tenant(s) not reached: contoso"
+
+
+def test_a_permanent_failure_fails_the_ticket_not_the_tenant(store: StateStore) -> None:
+    engine = FailingEngine(store, "graph", terminal=True)
+    report = Poller(lambda: iter([_issue("HELP-2")]), _issue, engine, store).run_cycle()  # type: ignore[arg-type]
+    assert report.summary() == "cycle FAILED: 1 ticket(s) failed: HELP-2"
+
+
+def test_a_quiet_cycle_is_healthy(store: StateStore) -> None:
+    report = Poller(lambda: iter([_issue("HELP-1")]), _issue, ScriptedEngine(store), store).run_cycle()  # type: ignore[arg-type]
+    assert report.healthy and report.summary() == "cycle OK: 1 ticket(s) selected"

@@ -65,8 +65,29 @@ def test_unknown_ticket_and_wrong_key(vault, tmp_path: Path) -> None:
         store.reveal("HELP-9", "alice")
     store.store("HELP-5", "Pw-1!abcdefgh", clock.now() + timedelta(hours=1))
     other = PasswordVault(engine, load_or_create_key(tmp_path / "other.key"), clock)
-    with pytest.raises(VaultError, match="vault key does not match"):
+    with pytest.raises(VaultError, match=r"vault key does not match.*nothing was wiped"):
         other.reveal("HELP-5", "alice")
+    entry = store.entry("HELP-5")
+    assert entry is not None and entry.revealed_at is None and entry.wiped_reason is None
+    assert store.reveal("HELP-5", "alice") == "Pw-1!abcdefgh"  # the right key still reveals it, once
+    with pytest.raises(VaultError, match="already revealed"):
+        store.reveal("HELP-5", "alice")
+
+
+def test_links_are_advertised_only_once_something_serves_them(vault) -> None:
+    store, clock, _ = vault
+    store.store("HELP-6", "Pw-1!abcdefgh", clock.now() + timedelta(hours=1))
+    assert store.retrieval_hint("HELP-6") == "run `mailunblock reveal HELP-6` on the mailunblock host (works once)"
+    store.advertise_links("https://mu.example")
+    assert "https://mu.example/reveal/HELP-6/" in store.retrieval_hint("HELP-6")
+
+
+def test_load_key_never_creates_one(tmp_path: Path) -> None:
+    from mailunblock.plugin.vault import load_key
+
+    with pytest.raises(VaultError, match="no vault key at"):
+        load_key(tmp_path / "none" / "vault.key")
+    assert not (tmp_path / "none").exists()
 
 
 def test_key_file_is_private_and_stable(tmp_path: Path) -> None:

@@ -92,6 +92,8 @@ def test_the_access_log_does_not_carry_the_link_token(setup, caplog: pytest.LogC
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{server.port}{path}") as response:
             assert response.status == 200
+            assert response.headers["Server"] == "mailunblock"  # waitress (ident), not Werkzeug's dev server
+            assert "Werkzeug" not in str(response.headers)
     finally:
         server.shutdown()
     assert "/reveal/HELP-1/" in caplog.text  # the request is logged...

@@ -307,6 +307,7 @@ class FakeRestricted:
         self.limit_reached = False
         self.sticky = False  # unblock accepted but the entry stays
         self.fail: dict[str, list[ConnectorError]] = {}
+        self.warnings: list[tuple[str, ...]] = []  # @adminapi.warnings of the next unblock answers
 
     def block(self, address: str, at: datetime | None = None) -> None:
         at = at or self.clock.now() - timedelta(hours=1)
@@ -320,7 +321,7 @@ class FakeRestricted:
         wanted = {a.lower() for a in addresses}
         return [e for a, e in self.entries.items() if a.lower() in wanted]
 
-    def unblock(self, address: str, reason: str) -> None:
+    def unblock(self, address: str, reason: str) -> tuple[str, ...]:
         if self.limit_reached:
             raise UnblockLimitReachedError("the sender has exceeded the unblock limit",
                                            service="exchange")
@@ -331,6 +332,7 @@ class FakeRestricted:
                 self.entries.pop(address, None)
 
         self.boundaries.around("unblock", remove)
+        return self.warnings.pop(0) if self.warnings else ()
 
 
 class FakeRepository:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from mailunblock.connectors.errors import (
     AuthenticationError,
     PermanentError,
@@ -11,6 +12,7 @@ from mailunblock.connectors.errors import (
     ThrottledError,
     TransientError,
 )
+from mailunblock.workflows import messages
 from mailunblock.workflows.policy import RemediationPolicy
 from mailunblock.workflows.state import Stage
 
@@ -149,7 +151,8 @@ def test_transient_failure_keeps_the_stage_and_notes_once(world):
     state = world.approve()
 
     assert state.stage is Stage.PASSWORD_RESET
-    assert state.retry_at == world.clock.now() + timedelta(minutes=5)
+    first_wait = state.retry_at - world.clock.now()
+    assert timedelta(minutes=4) <= first_wait <= timedelta(minutes=5)  # 5 min, less up to 20 % jitter
     note = world.tickets.notes()[-1]
     assert note.startswith("(!) mailunblock: revoking sign-in sessions failed: graph: HTTP 503 from Graph.")
     assert "retries automatically" in note
@@ -158,12 +161,34 @@ def test_transient_failure_keeps_the_stage_and_notes_once(world):
     assert world.cycle().stage is Stage.PASSWORD_RESET  # before retry_at: nothing happens
     assert len(world.directory.fail["revoke_sessions"]) == 1
 
-    world.clock.advance(minutes=5)
-    assert world.cycle().stage is Stage.PASSWORD_RESET  # failed again: no second note
-    world.clock.advance(minutes=5)
-    assert world.cycle().stage is Stage.WAITING_FOR_SEND
+    world.clock.current = state.retry_at
+    state = world.cycle()
+    assert state.stage is Stage.PASSWORD_RESET  # failed again: no second note, a longer wait
+    assert timedelta(minutes=8) <= state.retry_at - world.clock.now() <= timedelta(minutes=10)
+    world.clock.current = state.retry_at
+    state = world.cycle()
+    assert state.stage is Stage.WAITING_FOR_SEND
+    assert state.failures == () and state.failing_since is None and state.failure_count == 2
     assert world.tickets.markers().count("failure-password_reset-transient") == 1
     assert len(world.directory.resets) == 1
+
+
+def test_backoff_doubles_with_jitter_up_to_the_cap(make_world):
+    world = make_world(policy=RemediationPolicy(retry_after=timedelta(minutes=5), retry_max=timedelta(minutes=30),
+                                                stuck_after=timedelta(hours=100)))
+    world.cycle()
+    world.directory.fail["revoke_sessions"] = [TransientError("timeout", service="graph") for _ in range(8)]
+    state = world.approve()
+    waits = []
+    for _ in range(7):
+        waits.append(state.retry_at - world.clock.now())
+        world.clock.current = state.retry_at
+        state = world.cycle()
+    minutes = [w.total_seconds() / 60 for w in waits]
+    for wait, nominal in zip(minutes, [5, 10, 20, 30, 30, 30, 30], strict=True):
+        assert 0.8 * nominal <= wait <= nominal
+    assert len(set(minutes[3:])) > 1, "jitter: capped waits still differ"
+    assert state.stage is Stage.PASSWORD_RESET and len(world.directory.resets) == 1
 
 
 def test_throttling_honours_retry_after(world):
@@ -172,25 +197,97 @@ def test_throttling_honours_retry_after(world):
         ThrottledError("too many requests", retry_after=120, service="exchange")]
     state = world.approve()
     assert state.stage is Stage.MAILBOX_CHECKED
-    assert state.retry_at == world.clock.now() + timedelta(seconds=120)
+    assert world.clock.now() + timedelta(seconds=120) <= state.retry_at <= world.clock.now() + timedelta(seconds=132)
 
 
-def test_permission_and_authentication_failures_say_what_to_fix(world):
+def test_a_missing_graph_permission_stops_the_ticket_with_one_note_naming_it(world):
     world.cycle()
     world.directory.fail["reset_password"] = [
         PermissionDeniedError("Insufficient privileges to complete the operation.", service="graph",
                               code="Authorization_RequestDenied")]
-    world.approve()
-    assert "grant what the error names" in world.tickets.notes()[-1]
-    assert "[Authorization_RequestDenied]" in world.tickets.notes()[-1]
+    state = world.approve()
 
-    world.clock.advance(minutes=5)
-    world.directory.fail["reset_password"] = [AuthenticationError("invalid client", service="identity")]
+    assert (state.stage, state.refusal, state.failed_step) == (Stage.ESCALATED, "missing_permission", "password")
+    before = world.tickets.markers()
+    assert before.count("escalated") == 1 and not any(m.startswith("failure-") for m in before)
+    note = world.tickets.notes()[-1]
+    assert "[Authorization_RequestDenied]" in note
+    assert "*User-PasswordProfile.ReadWrite.All* (Microsoft Graph, with admin consent)" in note
+    assert "API permissions > Add a permission > Microsoft Graph > Application permissions" in note
+    assert "the Entra role *User Administrator*" in note
+    assert "Roles and administrators > User Administrator > Add assignments" in note
+    assert "mailunblock-escalated" in world.tickets.labels
+    world.clock.advance(hours=2)
     world.cycle()
+    assert world.tickets.markers() == before and world.directory.resets == []  # never retried
+
+
+def test_a_persistent_sign_in_error_stops_with_the_fix_but_a_plain_401_is_retried(make_world):
+    world = make_world()
+    world.cycle()
+    world.directory.fail["reset_password"] = [AuthenticationError("invalid client", service="identity")]
+    state = world.approve()
+    assert state.stage is Stage.APPROVED and state.retry_at is not None  # may be a token refused early
     assert "certificate or secret" in world.tickets.notes()[-1]
-    world.clock.advance(minutes=5)
-    assert world.cycle().stage is Stage.WAITING_FOR_SEND
-    assert len(world.directory.resets) == 1
+    world.clock.current = state.retry_at
+    world.directory.fail["reset_password"] = [AuthenticationError(
+        "token request failed: invalid_client: AADSTS7000222: The provided client secret keys are expired.",
+        service="identity", code="AADSTS7000222")]
+    state = world.cycle()
+    assert (state.stage, state.refusal) == (Stage.ESCALATED, "sign_in")
+    note = world.tickets.notes()[-1]
+    assert "the client secret has expired: create a new secret" in note
+    assert "Certificates & secrets" in note
+    assert world.directory.resets == []
+
+
+def test_a_stage_failing_for_stuck_after_hours_escalates_with_what_was_tried(make_world):
+    world = make_world(policy=RemediationPolicy(stuck_after=timedelta(hours=6)))
+    world.cycle()
+    world.restricted.fail["blocked_entries"] = [TransientError(f"HTTP 502 #{n}", service="exchange")
+                                                for n in range(40)]
+    state = world.approve()
+    started = world.clock.now()
+    while state.stage is Stage.MAILBOX_CHECKED:
+        assert world.clock.now() - started <= timedelta(hours=7), "not escalated in time"
+        world.clock.current = state.retry_at
+        state = world.cycle()
+    assert (state.stage, state.refusal, state.refusal_detail) == (Stage.ESCALATED, "stuck", "6 h")
+    assert world.clock.now() - started >= timedelta(hours=6)
+    note = world.tickets.notes()[-1]
+    assert "A step made no progress for 6 h despite retries" in note
+    assert note.count("list (transient): exchange: HTTP 502") == 6  # the latest tries, with their times
+    assert "(/) Password reset" in note and world.restricted.unblocks == []
+
+
+@pytest.mark.parametrize("locale", messages.SUPPORTED_LOCALES)
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (PermissionDeniedError("Insufficient privileges", service="exchange", code="Forbidden"), "missing_permission"),
+        (PermissionDeniedError("You do not have the permission", service="jira"), "jira_permission"),
+        (AuthenticationError("AADSTS700016: app not found", service="identity", code="AADSTS700016"), "sign_in"),
+    ],
+)
+def test_every_new_escalation_reason_renders_in_every_locale(make_world, locale, error, reason):
+    world = make_world(policy=RemediationPolicy(locale=locale))
+    world.cycle()
+    world.restricted.fail["blocked_entries"] = [error]
+    state = world.approve()
+    assert (state.stage, state.refusal) == (Stage.ESCALATED, reason)
+    note = world.tickets.notes()[-1]
+    assert f"{reason}:" not in note and f"{reason} :" not in note  # not the raw fallback line
+    assert str(error) in note
+    if reason == "missing_permission":
+        assert "Exchange.ManageAsApp" in note and "Exchange Administrator" in note
+    if reason == "sign_in":
+        assert "client_id" in note
+
+
+@pytest.mark.parametrize("locale", messages.SUPPORTED_LOCALES)
+def test_the_exchange_warning_note_renders_in_every_locale(locale):
+    text = messages.render(locale, "failure", action="unblock", error="«W»", kind="warning", retry_at="R")
+    assert "«W»" in text and "R" in text and "failed" not in text
 
 
 def test_permanent_failure_escalates_with_a_note(world):
@@ -298,3 +395,33 @@ def test_a_finished_ticket_tagged_again_is_not_silently_ignored(world):
     world.cycle()
     assert len(world.tickets.notes()) == notes + 1, "explained once"
     assert "mail-blocked" not in world.tickets.labels
+
+
+WARNING = "The operation completed but the recipient may still be restricted; changes can take up to 1 hour."
+
+
+def test_an_unblock_answered_with_a_warning_is_not_reported_until_a_re_read_confirms_it(world):
+    world.restricted.sticky = True  # the first unblock did not take
+    world.restricted.warnings = [(WARNING,)]
+    world.cycle()
+    state = world.approve()
+    assert state.stage is Stage.LIST_CHECKED and state.unblocked_addresses == ()
+    assert "eta" not in world.tickets.markers() and "summary" not in world.tickets.markers()
+    note = world.tickets.notes()[-1]
+    assert f'alice@contoso.com: "{WARNING}"' in note and "Not reported as done" in note
+    assert state.retry_at == world.clock.now() + world.policy.unblock_grace
+
+    world.restricted.sticky = False
+    world.clock.current = state.retry_at
+    state = world.cycle()  # still listed after the grace period: sent once more, and this one takes
+    assert world.restricted.unblocks == ["alice@contoso.com", "alice@contoso.com"]
+    assert state.stage is Stage.WAITING_FOR_SEND and state.unblocked_addresses == ("alice@contoso.com",)
+    assert world.tickets.markers().count("eta") == 1
+
+
+def test_a_warning_the_list_contradicts_is_a_success(world):
+    world.restricted.warnings = [(WARNING,)]
+    world.cycle()
+    state = world.approve()
+    assert state.stage is Stage.WAITING_FOR_SEND and world.restricted.unblocks == ["alice@contoso.com"]
+    assert not any(m.startswith("warning-") for m in world.tickets.markers())
