@@ -267,3 +267,16 @@ def test_auto_approval_is_said_as_such(make_world: Callable[..., World]) -> None
     world.cycle()
     ack = world.bot_comment(key, "ack").body
     assert "handled automatically" in ack and "An agent is reviewing" not in ack
+
+
+def test_a_note_says_the_tickets_are_linked_only_when_they_are(fresh: World) -> None:
+    world = fresh
+    first = world.new_ticket("megan.bowen@contoso.com", affected="diego.siciliani@contoso.com")
+    world.cycle()
+    world.sandbox.faults.add(FaultRule("jira", status=403, method="POST", path_contains="issueLink"))
+    second = world.new_ticket("diego.siciliani@contoso.com")
+    world.cycle()
+    assert (world.state(second).stage, world.state(second).refusal) == (Stage.REFUSED, "duplicate")
+    note = world.bot_comment(second, "refused").body
+    assert f"already being remediated in {first}" in note and "linked" not in note
+    assert world.jira.links_of(world.jira.issue(second)) == []

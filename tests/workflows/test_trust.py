@@ -227,3 +227,13 @@ def test_auto_approval_is_said_in_the_acknowledgement(make_world):
     world.cycle()
     ack = world.tickets.public()[0]
     assert "automatiquement" in ack and "Un agent" not in ack
+
+
+def test_a_refused_ticket_keeps_a_visible_label_and_moves_to_the_watched_status(make_world):
+    world = make_world(policy=RemediationPolicy(refuse_transition="Escalate"))
+    world.tickets.reporter = replace(world.alice, email="alice@gmail.com")
+    state = world.cycle()
+    assert (state.stage, state.refusal) == (Stage.REFUSED, "unknown_domain")
+    assert "mailunblock-refused" in world.tickets.labels and "mail-blocked" not in world.tickets.labels
+    assert world.tickets.applied == ["Escalate"]
+
