@@ -98,15 +98,11 @@ def retry_delay(policy: RemediationPolicy, error: ConnectorError, state: TicketS
 def escalation_help(state: TicketState) -> dict[str, Any]:
     """Template values of the escalation note: what the stopped step needs, the sign-in fix, what was tried."""
     app = f"mailunblock's app (tenant {state.tenant})" if state.tenant else "mailunblock's app"
-    needs = [
-        {
-            "kind": "permission" if isinstance(need, Permission) else "role",
-            "name": need.permission if isinstance(need, Permission) else need.role,
-            "api": need.api if isinstance(need, Permission) else "",
-            "fix": need.fix(app),
-        }
-        for need in NEEDS.get(state.failed_step or "", ())
-    ]
+    needs = NEEDS.get(state.failed_step or "", ())
+    permissions = [f"{n.permission} ({n.api})" for n in needs if isinstance(n, Permission)]
+    roles = [n.role for n in needs if not isinstance(n, Permission)]
+    fixes = [n.fix(app) for n in needs]
     code = next(iter(_AADSTS.findall(state.refusal_detail)), "")
     fix = SIGN_IN_FIXES.get(code, "").format(app=app)
-    return {"needs": needs, "sign_in_code": code, "sign_in_fix": fix, "tried": list(state.failures)}
+    return {"needed_permissions": permissions, "needed_roles": roles, "fixes": fixes, "sign_in_code": code,
+            "sign_in_fix": fix, "tried": list(state.failures)}

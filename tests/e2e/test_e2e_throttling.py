@@ -54,8 +54,8 @@ def test_no_request_reaches_a_throttled_service_before_its_deadline(
     early = [f"{c.method} {c.path} at {c.at:%H:%M:%S}" for c in after if c.at < deadline]
     assert not early, f"{service}: {len(early)} request(s) before the deadline {deadline:%H:%M:%S}: {early}"
     assert after, "the service was used again after the deadline"
-    assert world.effects() == world.remediated("contoso", ACCOUNTS[0]) + world.effects().__class__(
-        {("reset", "contoso", ACCOUNTS[1]): 1, ("revoke", "contoso", ACCOUNTS[1]): 1})
+    # Megan is not on the list: her ticket closes without any change (no reset by default).
+    assert world.effects() == world.remediated("contoso", ACCOUNTS[0])
 
 
 def test_a_missing_graph_permission_stops_one_ticket_with_one_note_and_no_retry(
@@ -67,13 +67,13 @@ def test_a_missing_graph_permission_stops_one_ticket_with_one_note_and_no_retry(
     fabrikam = world.new_ticket("sophie.bernard@fabrikam.fr")
     world.cycle()
     world.approve(contoso)
-    world.approve(fabrikam)
+    world.comment(fabrikam, "alice", "/reset", internal=True)  # not listed: a reset only when asked for
     world.cycle()
 
     state = world.state(contoso)
     assert (state.stage, state.refusal, state.failed_step) == (Stage.ESCALATED, "missing_permission", "sessions")
     note = world.bot_comment(contoso, "escalated")
-    assert "*User.RevokeSessions.All* (Microsoft Graph, with admin consent)" in note.body
+    assert "the application permission(s), with admin consent: User.RevokeSessions.All (Microsoft Graph)" in note.body
     assert "Application permissions > User.RevokeSessions.All, then 'Grant admin consent'" in note.body
     assert "Authorization_RequestDenied" in note.body
     assert not [m for m in world.markers(contoso) if m.startswith("failure-")], "one note, not a retry notice"

@@ -212,9 +212,9 @@ def test_a_missing_graph_permission_stops_the_ticket_with_one_note_naming_it(wor
     assert before.count("escalated") == 1 and not any(m.startswith("failure-") for m in before)
     note = world.tickets.notes()[-1]
     assert "[Authorization_RequestDenied]" in note
-    assert "*User-PasswordProfile.ReadWrite.All* (Microsoft Graph, with admin consent)" in note
+    assert "the application permission(s), with admin consent: User-PasswordProfile.ReadWrite.All (Microsoft Graph)" in note
     assert "API permissions > Add a permission > Microsoft Graph > Application permissions" in note
-    assert "the Entra role *User Administrator*" in note
+    assert "the Entra role(s), on its service principal: User Administrator" in note
     assert "Roles and administrators > User Administrator > Add assignments" in note
     assert "mailunblock-escalated" in world.tickets.labels
     world.clock.advance(hours=2)
