@@ -212,7 +212,8 @@ def test_a_missing_graph_permission_stops_the_ticket_with_one_note_naming_it(wor
     assert before.count("escalated") == 1 and not any(m.startswith("failure-") for m in before)
     note = world.tickets.notes()[-1]
     assert "[Authorization_RequestDenied]" in note
-    assert "the application permission(s), with admin consent: User-PasswordProfile.ReadWrite.All (Microsoft Graph)" in note
+    assert ("the application permission(s), with admin consent: "
+            "User-PasswordProfile.ReadWrite.All (Microsoft Graph)") in note
     assert "API permissions > Add a permission > Microsoft Graph > Application permissions" in note
     assert "the Entra role(s), on its service principal: User Administrator" in note
     assert "Roles and administrators > User Administrator > Add assignments" in note
