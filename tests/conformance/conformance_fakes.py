@@ -185,6 +185,10 @@ class ProductClock:
         self.current += delta
         self.fakes.control("clock", {"advance": delta.total_seconds()})
 
+    def advance_seconds(self, seconds: float) -> None:
+        """The HTTP layer's ``sleep``: a retry wait moves both clocks instead of blocking the test."""
+        self.advance(timedelta(seconds=seconds))
+
 
 def write_config(
     fakes: Fakes,

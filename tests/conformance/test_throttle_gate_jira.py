@@ -1,8 +1,4 @@
-"""The throttle gate against someone else's Jira: the independent fakes in ../shared/conformance.
-
-Only Jira here: the Microsoft fakes insist on the real resource scopes, which this product derives from
-``graph_url``/``exchange_url`` until the tenant ``cloud`` setting lands (fidelity issue §2).
-"""
+"""The throttle gate against someone else's Jira: the independent fakes in ../shared/conformance."""
 
 from __future__ import annotations
 
