@@ -111,6 +111,8 @@ def ticket_candidates(issue: JiraIssue, tenants: TenantRegistry) -> tuple[str, .
             if _unsafe(token):
                 return Refusal("lookalike", _quoted(token))
             continue
+        if _system_sender(token):
+            continue  # a pasted bounce quotes the tenant's postmaster: nobody's account to remediate
         if tenants.owns(token.value):
             named.append(token.value)
         else:
@@ -129,6 +131,12 @@ def ticket_candidates(issue: JiraIssue, tenants: TenantRegistry) -> tuple[str, .
     if unmanaged:
         return Refusal("unknown_domain", ", ".join(dict.fromkeys(unmanaged)))
     return Refusal("no_account")
+
+
+def _system_sender(address: Address) -> bool:
+    """Exchange's own senders of bounces (postmaster@, MicrosoftExchange…@, mailer-daemon@)."""
+    local = address.value.partition("@")[0]
+    return local in ("postmaster", "mailer-daemon") or local.startswith("microsoftexchange")
 
 
 def _reporter_address(reporter: JiraUser | None) -> Address | BadAddress | None:
@@ -345,6 +353,8 @@ def lapse(ctx: StepContext, reason: str) -> None:
 def named_elsewhere(ctx: StepContext) -> bool:
     """Whether the ticket now names another account (or reporter) than the plan that was approved."""
     state = ctx.state
+    if state.plan_fingerprint is None:
+        return False  # a plan from before plans were bound: nothing to compare with
     found = ticket_candidates(ctx.issue, ctx.tenants)
     reporter = ctx.issue.reporter
     return found != state.candidates or (reporter.ref if reporter else None) != state.reporter_ref

@@ -237,3 +237,11 @@ def test_a_refused_ticket_keeps_a_visible_label_and_moves_to_the_watched_status(
     assert "mailunblock-refused" in world.tickets.labels and "mail-blocked" not in world.tickets.labels
     assert world.tickets.applied == ["Escalate"]
 
+
+
+def test_a_pasted_bounce_does_not_name_the_postmaster(world):
+    world.tickets.description = (
+        "Delivery has failed.\nFrom: postmaster@contoso.com\n"
+        "MicrosoftExchange329e71ec88ae4615bbc36ab6ce41109e@contoso.com\n550 5.1.8 Access denied")
+    state = world.cycle()
+    assert state.stage is Stage.AWAITING_APPROVAL and state.account_upn == "alice@contoso.com"
