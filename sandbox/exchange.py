@@ -63,8 +63,12 @@ def exchange_error(status: int, code: str, exception_type: str, text: str) -> Re
 
 
 def _fault_body(status: int) -> dict[str, Any]:
-    code = "TooManyRequests" if status == 429 else "ServiceUnavailable"
-    return {"error": {"code": code, "message": "The server is busy. Please retry later.",
+    code, message = {
+        429: ("TooManyRequests", "The server is busy. Please retry later."),
+        401: ("Unauthorized", "The user is not authorized to call this cmdlet."),
+        403: ("Forbidden", "Access is denied."),
+    }.get(status, ("ServiceUnavailable", "The server is busy. Please retry later."))
+    return {"error": {"code": code, "message": message,
                       "innererror": {"message": "", "type": "", "stacktrace": ""}}}
 
 
