@@ -15,7 +15,8 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from mailunblock.plugin.db import create_store_engine, metadata, stage_events, tickets, vaulted_passwords
+from mailunblock.plugin import migrations
+from mailunblock.plugin.db import create_store_engine, stage_events, tickets, vaulted_passwords
 from mailunblock.workflows.state import TicketState
 from sqlalchemy import Engine, delete, insert, inspect, select, text, update
 from sqlalchemy.engine import Connection, make_url
@@ -31,7 +32,7 @@ class StateStore:
     def __init__(self, engine: Engine, *, create: bool = True) -> None:
         self._engine = engine
         if create:
-            metadata.create_all(engine)
+            migrations.upgrade(engine)
 
     @classmethod
     def from_url(cls, url: str) -> StateStore:

@@ -1,0 +1,97 @@
+"""Schema migrations: a new store, a store from before migrations existed, and replicas starting at once."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import sqlalchemy
+from conftest import PG_ADMIN_URL
+from mailunblock.plugin import migrations
+from mailunblock.plugin.db import metadata, tickets
+from mailunblock.plugin.store import StateStore
+from mailunblock.workflows.state import Stage, TicketState
+from sqlalchemy import inspect
+from sqlalchemy.engine import make_url
+
+T0 = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
+
+
+def _revision(engine: sqlalchemy.Engine) -> str | None:
+    with engine.connect() as conn:
+        return migrations.current(conn)
+
+
+def test_a_new_store_gets_every_table_at_the_newest_revision(tmp_path: Path) -> None:
+    store = StateStore.from_url(f"sqlite:///{tmp_path / 'state.db'}")
+    names = set(inspect(store.engine).get_table_names())
+    assert {"tickets", "stage_events", "vaulted_passwords", "alembic_version"} <= names
+    assert _revision(store.engine) == migrations.head()
+
+
+def test_a_store_from_before_migrations_keeps_its_state(tmp_path: Path) -> None:
+    # How every store was created until now: create_all, no alembic_version table.
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    old = sqlalchemy.create_engine(url)
+    metadata.create_all(old)
+    state = TicketState.first_seen("HELP-1", T0)
+    state.enter(Stage.AWAITING_APPROVAL, T0)
+    with old.begin() as conn:
+        conn.execute(tickets.insert().values(
+            issue_key="HELP-1", stage=str(state.stage), tenant=None, account_id=None, terminal=0,
+            state=json.dumps(state.to_dict()), first_seen=T0, updated_at=T0))
+    old.dispose()
+
+    store = StateStore.from_url(url)
+    assert _revision(store.engine) == migrations.head()
+    loaded = store.load("HELP-1")
+    assert loaded is not None and loaded.stage is Stage.AWAITING_APPROVAL
+    StateStore.from_url(url)  # opening again is a no-op
+    assert _revision(store.engine) == migrations.head()
+
+
+@pytest.fixture
+def empty_postgres() -> Iterator[str]:
+    """A brand-new, empty PostgreSQL database (dropped afterwards)."""
+    admin = sqlalchemy.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    name = f"mailunblock_mig_{uuid.uuid4().hex[:10]}"
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    except sqlalchemy.exc.OperationalError as exc:
+        pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN_URL} ({type(exc).__name__})")
+    yield make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.dispose()
+
+
+OPEN = "import sys; from mailunblock.plugin.store import StateStore; StateStore.from_url(sys.argv[1]); print('ok')"
+
+
+@pytest.mark.postgres
+def test_replicas_starting_at_once_on_an_empty_database_never_fail(empty_postgres: str) -> None:
+    starts = [subprocess.Popen([sys.executable, "-c", OPEN, empty_postgres], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    results = [p.communicate(timeout=120) + (p.returncode,) for p in starts]
+    assert all(code == 0 and out.strip() == "ok" for out, _err, code in results), results
+    engine = sqlalchemy.create_engine(empty_postgres)
+    try:
+        assert _revision(engine) == migrations.head()
+        assert {"tickets", "stage_events", "vaulted_passwords"} <= set(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+
+
+def test_replicas_starting_at_once_on_a_new_sqlite_file_never_fail(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    starts = [subprocess.Popen([sys.executable, "-c", OPEN, url], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    results = [p.communicate(timeout=120) + (p.returncode,) for p in starts]
+    assert all(code == 0 and out.strip() == "ok" for out, _err, code in results), results
