@@ -75,12 +75,17 @@ def empty_postgres() -> Iterator[str]:
 OPEN = "import sys; from mailunblock.plugin.store import StateStore; StateStore.from_url(sys.argv[1]); print('ok')"
 
 
+def _start_at_once(url: str, processes: int = 4) -> None:
+    """Open the store from several processes at the same moment; every one must succeed."""
+    starts = [subprocess.Popen([sys.executable, "-c", OPEN, url], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True) for _ in range(processes)]
+    results = [(*p.communicate(timeout=120), p.returncode) for p in starts]
+    assert all(code == 0 and out.strip() == "ok" for out, _err, code in results), results
+
+
 @pytest.mark.postgres
 def test_replicas_starting_at_once_on_an_empty_database_never_fail(empty_postgres: str) -> None:
-    starts = [subprocess.Popen([sys.executable, "-c", OPEN, empty_postgres], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True) for _ in range(4)]
-    results = [p.communicate(timeout=120) + (p.returncode,) for p in starts]
-    assert all(code == 0 and out.strip() == "ok" for out, _err, code in results), results
+    _start_at_once(empty_postgres)
     engine = sqlalchemy.create_engine(empty_postgres)
     try:
         assert _revision(engine) == migrations.head()
@@ -91,7 +96,4 @@ def test_replicas_starting_at_once_on_an_empty_database_never_fail(empty_postgre
 
 def test_replicas_starting_at_once_on_a_new_sqlite_file_never_fail(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'state.db'}"
-    starts = [subprocess.Popen([sys.executable, "-c", OPEN, url], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True) for _ in range(4)]
-    results = [p.communicate(timeout=120) + (p.returncode,) for p in starts]
-    assert all(code == 0 and out.strip() == "ok" for out, _err, code in results), results
+    _start_at_once(url)
