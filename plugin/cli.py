@@ -285,7 +285,7 @@ def _moment(value: str, now: datetime, option: str) -> datetime:
               help="Write to this file instead of standard output.")
 def report(config_path: Path, since: str, until_: str | None, tenant: str | None, fmt: str,
            output: Path | None) -> None:
-    """SLA report: outcomes, time per stage, target breaches, per tenant and per approver.
+    r"""SLA report: outcomes, time per stage, target breaches, per tenant and per approver.
 
     \b
     Example: mailunblock report --since 7d --format html --output sla.html
