@@ -40,6 +40,7 @@ class ReportFormat(StrEnum):
 
 
 NO_APPROVER = "(nobody)"
+NO_TENANT = "(no tenant)"  # refused before the account was routed to a tenant
 FUNNEL = (
     ("filed", Milestone.FIRST_SEEN),
     ("acknowledged", Milestone.ACKNOWLEDGED),
@@ -145,10 +146,10 @@ def build_report(
 
 
 def _tenants(tickets: Sequence[TicketSla]) -> tuple[TenantSummary, ...]:
-    names = sorted({t.tenant or "-" for t in tickets})
+    names = sorted({t.tenant or NO_TENANT for t in tickets})
     summaries = []
     for name in names:
-        mine = [t for t in tickets if (t.tenant or "-") == name]
+        mine = [t for t in tickets if (t.tenant or NO_TENANT) == name]
         summaries.append(TenantSummary(
             name, len(mine), dict(Counter(t.outcome for t in mine).most_common()),
             tuple(t.key for t in mine if t.breaches),
