@@ -347,7 +347,7 @@ def _bar_rows(rows: Sequence[tuple[str, Sequence[tuple[float, str, str]], str]],
               top: float = 10) -> list[Shape]:
     """Horizontal bars: per row a label, overlapping segments (value, colour, tooltip) and a value text."""
     shapes: list[Shape] = []
-    plot = CHART_WIDTH - LABEL_WIDTH - 110
+    plot = CHART_WIDTH - LABEL_WIDTH - 180  # room for the value text after the longest bar
     for index, (label, segments, value) in enumerate(rows):
         y = top + index * ROW
         shapes.append(Shape("text", LABEL_WIDTH - 8, y + 15, text=label, anchor="end"))
