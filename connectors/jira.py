@@ -9,7 +9,7 @@ and idempotent updates are retried, by the shared :class:`HttpPolicy`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -45,6 +45,7 @@ ISSUE = f"{API}/issue/{{key}}"
 COMMENTS = f"{API}/issue/{{key}}/comment"
 COMMENT_PROPERTY = f"{API}/comment/{{id}}/properties/{{property}}"
 TRANSITIONS = f"{API}/issue/{{key}}/transitions"
+ISSUE_PROPERTY = f"{API}/issue/{{key}}/properties/{{property}}"  # Cloud and Data Center alike
 ISSUE_LINK = f"{API}/issueLink"
 MYSELF = f"{API}/myself"
 USER = f"{API}/user"
@@ -271,6 +272,10 @@ class JiraClient:
             "outwardIssue": {"key": other_key},
         }
         self._call("POST", ISSUE_LINK, json=body, safe=False)
+
+    def set_property(self, issue_key: str, key: str, value: Mapping[str, Any]) -> None:
+        """Set an issue property (a JSON value Jira keeps on the ticket); a PUT, so safe to retry."""
+        self._call("PUT", ISSUE_PROPERTY.format(key=_seg(issue_key), property=_seg(key)), json=dict(value))
 
     def approvals(self, issue_key: str) -> list[JiraApproval]:
         """The request's JSM native approvals, every page (a read, so retried when throttled)."""

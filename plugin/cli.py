@@ -6,11 +6,13 @@ import json
 import logging
 import os
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 from mailunblock.plugin.config import Config, ConfigError, load_config
+from mailunblock.plugin.report import ReportFormat
 
 if TYPE_CHECKING:
     from mailunblock.plugin.services import Runtime
@@ -256,6 +258,56 @@ def status(config_path: Path) -> None:
     for state in states:
         since = state.history[-1].at.strftime("%Y-%m-%d %H:%M UTC") if state.history else ""
         click.echo(f"{state.issue_key:12} {state.stage!s:22} {state.tenant or '-':12} {since}")
+
+
+def _moment(value: str, now: datetime, option: str) -> datetime:
+    """``30d``, ``12h``, ``2w`` (that long before now), or an ISO date or time (UTC unless it says)."""
+    units = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+    amount, unit = value[:-1], value[-1:].lower()
+    if unit in units and amount.isdigit():
+        return now - timedelta(**{units[unit]: int(amount)})
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: give 30d, 12h, 2w or a date like 2025-06-01",
+                                 param_hint=option) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@main.command()
+@_config_option
+@click.option("--since", default="30d", show_default=True, help="Tickets filed since: 30d, 12h, 2w or a date.")
+@click.option("--until", "until_", default=None, help="Tickets filed before this date (default: now).")
+@click.option("--tenant", default=None, help="Only this tenant's tickets.")
+@click.option("--format", "fmt", type=click.Choice([f.value for f in ReportFormat]), default="table",
+              show_default=True, help="Output format; html is one self-contained file with charts.")
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write to this file instead of standard output.")
+def report(config_path: Path, since: str, until_: str | None, tenant: str | None, fmt: str,
+           output: Path | None) -> None:
+    r"""SLA report: outcomes, time per stage, target breaches, per tenant and per approver.
+
+    \b
+    Example: mailunblock report --since 7d --format html --output sla.html
+    Exit codes: 0 report written, 1 configuration or state store problem, 2 bad option.
+    """
+    from mailunblock.plugin.report import build_report, render
+    from mailunblock.plugin.services import sla_policy
+
+    cfg = _load(config_path)
+    if tenant is not None and tenant not in {t.name for t in cfg.tenants}:
+        raise click.BadParameter(f"no tenant named {tenant!r} in the configuration", param_hint="--tenant")
+    now = datetime.now(UTC)
+    start = _moment(since, now, "--since")
+    end = _moment(until_, now, "--until") if until_ else now
+    store = _existing_store(cfg)
+    sla = build_report(store.all_states(), sla_policy(cfg), now, start, end, tenant)
+    text = render(sla, ReportFormat(fmt))
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    output.write_text(text, encoding="utf-8")
+    click.echo(f"{fmt} report of {len(sla.tickets)} ticket(s) written to {output}", err=True)
 
 
 @main.command()

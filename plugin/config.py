@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import os
 import tomllib
+from datetime import date, time
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from mailunblock.plugin.sla import Milestone, Weekday
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -381,6 +383,51 @@ class WebConfig(_Section):
     public_url: str | None = None
 
 
+class SlaTargetConfig(_Section):
+    """One SLA target: from one milestone to another within ``minutes``."""
+
+    name: str = Field(pattern=r"^[a-z0-9_-]+$")
+    start: Milestone
+    end: Milestone
+    minutes: float = Field(gt=0)
+    business_hours: StrictBool = False  # count only working hours of the tenant's calendar
+
+    @model_validator(mode="after")
+    def _two_milestones(self) -> SlaTargetConfig:
+        if self.start == self.end:
+            raise ValueError(f"target {self.name!r}: 'start' and 'end' must be different milestones")
+        return self
+
+
+DEFAULT_SLA_TARGETS = (
+    SlaTargetConfig(name="acknowledge", start=Milestone.CREATED, end=Milestone.ACKNOWLEDGED, minutes=15),
+    SlaTargetConfig(name="approve", start=Milestone.PLAN_POSTED, end=Milestone.APPROVED, minutes=60),
+    SlaTargetConfig(name="remediate", start=Milestone.APPROVED, end=Milestone.UNBLOCKED, minutes=15),
+    SlaTargetConfig(name="restore", start=Milestone.CREATED, end=Milestone.RESTORED, minutes=480),
+)
+
+
+class SlaConfig(_Section):
+    """SLA targets and the business calendar they may be counted in (``mailunblock report``)."""
+
+    targets: tuple[SlaTargetConfig, ...] = DEFAULT_SLA_TARGETS
+    working_days: tuple[Weekday, ...] = (Weekday.MON, Weekday.TUE, Weekday.WED, Weekday.THU, Weekday.FRI)
+    day_start: time = time(9, 0)
+    day_end: time = time(17, 0)
+    holidays: tuple[date, ...] = ()
+    # Business hours are counted in each tenant's time_zone, else this, else policy.time_zone.
+    time_zone: TimeZoneName | None = None
+
+    @model_validator(mode="after")
+    def _sane(self) -> SlaConfig:
+        if self.day_end <= self.day_start:
+            raise ValueError("day_end must be after day_start (e.g. day_start = 09:00:00, day_end = 17:00:00)")
+        names = [t.name for t in self.targets]
+        if len(set(names)) != len(names):
+            raise ValueError("two SLA targets have the same name; names must be unique")
+        return self
+
+
 class Config(_Section):
     """The whole configuration file."""
 
@@ -391,6 +438,7 @@ class Config(_Section):
     store: StoreConfig = StoreConfig()
     poller: PollerConfig = PollerConfig()
     web: WebConfig = WebConfig()
+    sla: SlaConfig = SlaConfig()
     _source: Path | None = PrivateAttr(default=None)
 
     @property

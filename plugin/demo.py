@@ -16,7 +16,8 @@ from typing import Any
 
 from mailunblock.plugin.config import load_config
 from mailunblock.plugin.poller import Poller
-from mailunblock.plugin.services import Runtime, build_runtime
+from mailunblock.plugin.report import build_report, render_html
+from mailunblock.plugin.services import Runtime, build_runtime, sla_policy
 from mailunblock.sandbox.server import Sandbox
 from mailunblock.workflows.markup import wiki_literal
 
@@ -39,9 +40,10 @@ class AgentAction:
 class Demo:
     """One run of the demo: sandbox, runtime, poller, and the printed story."""
 
-    def __init__(self, workdir: Path, echo: Callable[[str], None]) -> None:
+    def __init__(self, workdir: Path, echo: Callable[[str], None], report: Path | None = None) -> None:
         self._workdir = workdir
         self._echo = echo
+        self._report = report or workdir / "sla-report.html"
         self._shown: dict[str, int] = {}
 
     def run(self) -> int:
@@ -151,6 +153,10 @@ class Demo:
             hours, rest = divmod(int(elapsed.total_seconds()) // 60, 60)
             self._echo(f"  {state.issue_key:8} {account:30} {state.stage!s:18} {resets:>6} {unblocks:>8}"
                        f"  {hours:d}h{rest:02d}")
+        now = sandbox.clock.now()
+        sla = build_report(runtime.store.all_states(), sla_policy(runtime.config), now, now - HORIZON, now)
+        self._report.write_text(render_html(sla), encoding="utf-8")
+        self._echo(f"\nSLA report (charts, breaches, per approver): {self._report}")
         self._echo("\nEvery password was vaulted, never written to Jira; in real use an agent runs")
         self._echo("`mailunblock reveal HELP-1 --config FILE` once and gives it to the user by phone.")
         self._echo("Next: `mailunblock sandbox` + `mailunblock doctor --config config/sandbox.toml`, then")
@@ -193,4 +199,5 @@ def run_demo(echo: Callable[[str], None], workdir: Path | None = None) -> int:
     if workdir is not None:
         return Demo(workdir, echo).run()
     with tempfile.TemporaryDirectory(prefix="mailunblock-demo-") as tmp:
-        return Demo(Path(tmp), echo).run()
+        # The folder goes away with the demo; the report stays where the reader can open it.
+        return Demo(Path(tmp), echo, Path(tempfile.gettempdir()) / "mailunblock-demo-sla-report.html").run()

@@ -7,8 +7,10 @@ State lives in a throw-away in-memory store seeded from the real one, so the rea
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import json
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
 from mailunblock.connectors.models import (
     BlockedSender,
@@ -83,6 +85,10 @@ class DryRunTickets:
     def link_issues(self, issue_key: str, other_key: str) -> None:
         """Print the link."""
         self._echo(f"  {issue_key}: would link to {other_key}")
+
+    def set_property(self, issue_key: str, key: str, value: Mapping[str, Any]) -> None:
+        """Print the ticket property."""
+        self._echo(f"  {issue_key}: would set property {key} = {json.dumps(dict(value), sort_keys=True)}")
 
 
 class DryRunDirectory:

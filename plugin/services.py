@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 
 from mailunblock.connectors.exchange import ExchangeClient
 from mailunblock.connectors.graph import GraphClient
@@ -17,6 +18,7 @@ from mailunblock.connectors.http import HttpPolicy, UtcClock, build_session
 from mailunblock.connectors.identity import TokenProvider
 from mailunblock.connectors.jira import INTO_DONE, JiraClient
 from mailunblock.plugin.config import Config, ConfigError, TenantConfig
+from mailunblock.plugin.sla import SlaPolicy, SlaTarget, sla_property
 from mailunblock.plugin.store import StateStore, StoreNotFoundError
 from mailunblock.plugin.vault import PasswordVault, load_key, load_or_create_key
 from mailunblock.workflows.engine import RemediationEngine
@@ -109,6 +111,22 @@ def build_tenant(
     )
 
 
+def sla_policy(config: Config) -> SlaPolicy:
+    """Map the ``[sla]`` section (and each tenant's time zone) onto the SLA computation's policy."""
+    sla = config.sla
+    return SlaPolicy(
+        targets=tuple(
+            SlaTarget(t.name, t.start, t.end, timedelta(minutes=t.minutes), t.business_hours) for t in sla.targets
+        ),
+        time_zone=sla.time_zone or config.policy.time_zone,
+        tenant_zones={t.name: t.time_zone for t in config.tenants if t.time_zone},
+        working_days=frozenset(sla.working_days),
+        day_start=sla.day_start,
+        day_end=sla.day_end,
+        holidays=frozenset(sla.holidays),
+    )
+
+
 def remediation_policy(config: Config) -> RemediationPolicy:
     """Map the configuration onto the workflow's policy."""
     policy, jira = config.policy, config.jira
@@ -136,6 +154,7 @@ def remediation_policy(config: Config) -> RemediationPolicy:
         escalate_transition=jira.transitions.escalate,
         approve_status=jira.transitions.approved_status,
         jsm_native_approval=jira.jsm_native_approval,
+        sla_summary=partial(sla_property, policy=sla_policy(config)),
     )
 
 

@@ -7,6 +7,8 @@ from collections.abc import Callable
 from mailunblock.workflows import notify
 from mailunblock.workflows.context import StepContext
 
+SLA_PROPERTY = "mailunblock.sla"
+
 NOTES: dict[str, Callable[[StepContext], None]] = {
     "refused": notify.refusal,
     "rejected": notify.rejection,
@@ -31,6 +33,9 @@ def perform(ctx: StepContext, action: str) -> None:
         tickets.update_labels(state.issue_key, add=[argument])
     elif kind == "remove-label":
         tickets.update_labels(state.issue_key, remove=[argument])
+    elif kind == "sla-property":
+        if ctx.policy.sla_summary:
+            tickets.set_property(state.issue_key, SLA_PROPERTY, ctx.policy.sla_summary(state))
     elif kind == "transition":
         retried = action in state.closing_started
         if not retried:

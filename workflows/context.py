@@ -69,7 +69,8 @@ class StepContext:
 
     def finish(self, stage: Stage, actions: Sequence[str]) -> None:
         """Enter a final stage with the ticket updates still to make (see ``closing``)."""
-        self.state.closing = tuple(actions)
+        sla = ("sla-property",) if self.policy.sla_summary else ()
+        self.state.closing = (*actions, *sla)
         self.state.closing_started = ()
         self.state.next_check_at = None
         self.enter(stage)

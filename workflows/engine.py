@@ -115,6 +115,7 @@ class RemediationEngine:
         if state is None:
             state = TicketState.first_seen(issue.key, self._clock.now())
         state.issue_id = state.issue_id or issue.id or None
+        state.ticket_created_at = state.ticket_created_at or issue.created
         ctx = StepContext(
             self._policy, self._tickets, self._tenants, self._repository, self._vault, self._clock,
             issue, state,

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mailunblock.workflows.state import TicketState
 
 ANY_DIRECTORY_ROLE = "*"
 
@@ -43,6 +48,8 @@ class RemediationPolicy:
     approval_timeout: timedelta = timedelta(hours=168)
     approve_status: str | None = None  # a move to this status by an approver counts as approval
     jsm_native_approval: bool = False  # a decided JSM approval on the request approves or rejects
+    # Given, a final ticket gets this SLA summary as a ticket property (closing action "sla-property").
+    sla_summary: Callable[[TicketState], Mapping[str, Any]] | None = None
 
     def refused_actions(self) -> list[str]:
         """Ticket updates after a refusal: the trigger label off, a visible label on, the watched status."""

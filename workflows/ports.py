@@ -6,9 +6,9 @@ the real connectors (or tests with fakes). Every method raises only ``connectors
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from mailunblock.connectors.models import (
     BlockedSender,
@@ -59,6 +59,10 @@ class Tickets(Protocol):
 
     def link_issues(self, issue_key: str, other_key: str) -> None:
         """Link two tickets ("relates to"), idempotently."""
+        ...
+
+    def set_property(self, issue_key: str, key: str, value: Mapping[str, Any]) -> None:
+        """Store a JSON value on the ticket under ``key`` (replacing it: safe to repeat)."""
         ...
 
     def myself(self) -> JiraUser:

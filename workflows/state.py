@@ -57,6 +57,7 @@ _DATETIME_FIELDS = frozenset(
         "retry_at",
         "plan_posted_at",
         "failing_since",
+        "ticket_created_at",
     }
 )
 
@@ -68,6 +69,7 @@ class TicketState:
     issue_key: str
     stage: Stage = Stage.NEW
     issue_id: str | None = None  # Jira's issue id: follows the ticket when it moves to another project
+    ticket_created_at: datetime | None = None  # when the ticket was filed (the SLA clock starts there)
     tenant: str | None = None
     account_id: str | None = None
     account_upn: str | None = None

@@ -23,3 +23,7 @@ def test_demo_tells_the_whole_story_and_exits_zero(tmp_path: Path) -> None:
     assert rows["HELP-3"][0] == "HELP-3" and "the account lidia.holloway@contoso.com" in story  # a colleague's
     assert rows["HELP-7"][2] == "not_listed" and rows["HELP-7"][3:5] == ["0", "0"]  # not listed: no reset
     assert "none of the 3 new passwords appears in any" in story
+    report = tmp_path / "sla-report.html"
+    assert f"SLA report (charts, breaches, per approver): {report}" in story
+    page = report.read_text(encoding="utf-8")
+    assert page.count('<svg id="chart-') == 4 and "HELP-1" in page

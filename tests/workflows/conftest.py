@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from mailunblock.connectors.errors import (
@@ -113,6 +114,7 @@ class FakeTickets:
         self.service_desk = True
         self.approval_reads = 0
         self.profiles: dict[str, tuple[str | None, str | None]] = {}  # user ref -> Jira locale, zone
+        self.properties: dict[str, Any] = {}  # issue property key -> value
 
     def _maybe_fail(self, method: str) -> None:
         if self.fail.get(method):
@@ -175,6 +177,10 @@ class FakeTickets:
 
         self.boundaries.around("transition", apply)
         return True
+
+    def set_property(self, issue_key: str, key: str, value: Mapping[str, Any]) -> None:
+        self._maybe_fail("set_property")
+        self.properties[key] = dict(value)
 
     def link_issues(self, issue_key: str, other_key: str) -> None:
         self.boundaries.around("link_issues", lambda: self.links.append((issue_key, other_key)))
