@@ -111,9 +111,13 @@ class RevealServer:
         self._thread.start()
 
     def shutdown(self) -> None:
-        """Stop accepting requests and end the server's threads."""
+        """Stop accepting requests and end the server's threads.
+
+        The listening socket is closed on the server's own loop thread (through its trigger): closing it
+        from here while that thread sits in ``select`` makes the loop fail with EBADF.
+        """
         self._server.task_dispatcher.shutdown()
-        self._server.close()
+        self._server.trigger.pull_trigger(self._server.close)
         self._thread.join(timeout=5)
 
 
