@@ -14,6 +14,7 @@ from mailunblock.workflows.policy import RemediationPolicy
 from mailunblock.workflows.ports import Clock, PasswordVault, StateRepository, Tickets
 from mailunblock.workflows.state import Stage, TicketState
 from mailunblock.workflows.tenants import TenantRegistry, TenantServices
+from mailunblock.workflows.vocabulary import ClosingAction
 
 log = logging.getLogger(__name__)
 
@@ -61,14 +62,14 @@ class StepContext:
         return self.tenants.get(self.state.tenant)
 
     def enter(self, stage: Stage) -> None:
-        """Move to ``stage``, record it in the history and save."""
+        """Move to ``stage``, record it in the history and save (``machine.apply`` calls it)."""
         log.info("%s: %s -> %s", self.state.issue_key, self.state.stage, stage)
         self.state.enter(stage, self.now())
         self.state.retry_at = None
         self.save()
 
-    def finish(self, stage: Stage, actions: Sequence[str]) -> None:
-        """Enter a final stage with the ticket updates still to make (see ``closing``)."""
+    def finish(self, stage: Stage, actions: Sequence[ClosingAction]) -> None:
+        """Enter a final stage with the ticket updates still to make (see ``closing``); ``machine.apply`` calls it."""
         self.state.closing = tuple(actions)
         self.state.closing_started = ()
         self.state.next_check_at = None

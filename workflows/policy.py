@@ -44,11 +44,6 @@ class RemediationPolicy:
     approve_status: str | None = None  # a move to this status by an approver counts as approval
     jsm_native_approval: bool = False  # a decided JSM approval on the request approves or rejects
 
-    def refused_actions(self) -> list[str]:
-        """Ticket updates after a refusal: the trigger label off, a visible label on, the watched status."""
-        actions = [f"add-label:{self.refused_label}", f"remove-label:{self.trigger_label}"]
-        return [*actions, f"transition:{self.refuse_transition}"] if self.refuse_transition else actions
-
     def excludes_role(self, display_name: str, template_id: str) -> bool:
         """True when holding this directory role keeps an account out of automation."""
         wanted = {r.lower() for r in self.excluded_roles}

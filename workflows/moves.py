@@ -1,0 +1,27 @@
+"""What a step returns: the move it decided. The machine (``workflows.machine``) makes it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mailunblock.workflows.state import Stage
+from mailunblock.workflows.vocabulary import ClosingAction
+
+
+@dataclass(frozen=True)
+class Advance:
+    """Go on to ``stage`` (the step did its work, or sends the ticket back to triage)."""
+
+    stage: Stage
+
+
+@dataclass(frozen=True)
+class Finish:
+    """Enter the final ``stage``, with the ticket updates still to make (see ``workflows.closing``)."""
+
+    stage: Stage
+    actions: tuple[ClosingAction, ...] = ()
+
+
+# None: the step is waiting (for a decision, a deadline or a retry); the ticket stays where it is.
+Move = Advance | Finish | None
