@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 from mailunblock.plugin.config import load_config
-from mailunblock.plugin.poller import Poller
 from mailunblock.plugin.services import build_runtime
 from mailunblock.sandbox.server import Sandbox
 
@@ -85,7 +84,7 @@ def main() -> None:
                                       jira={"affected_account_field": "customfield_10050"})
             runtime = build_runtime(load_config(config), box.clock)
             jql = runtime.config.jira.search_jql
-            poller = Poller(lambda: runtime.jira.search(jql), runtime.jira.get_issue, runtime.engine, runtime.store)
+            poller = runtime.poller
 
             assert len(list(runtime.jira.search(jql))) == args.tickets  # warm-up: TLS, tokens, imports
             calls = [len(box.calls.records())]

@@ -1,9 +1,10 @@
 """Jira (Cloud or Data Center): the tickets mailunblock works on.
 
-Built on the ``jira`` library for authentication, TLS and session set-up, with its own retries switched
-off (its session retries 429/503 even for POSTs, which doubles comments). Requests go through the
-library's authenticated session to the v2 REST API (plain-text bodies on both deployments); only reads
-and idempotent updates are retried, by the shared :class:`HttpPolicy`.
+The client gets its session injected, like the Microsoft connectors: ``jira_session`` signs one in
+(basic auth on Cloud, a personal access token or basic auth on Data Center) over the shared
+:class:`HttpPolicy` session, whose throttle gate, timeout and CA bundle apply to every request. Requests
+go to the v2 REST API (plain-text bodies on both deployments); only reads and idempotent updates are
+retried. See the README's design notes for why the ``jira`` package is not used.
 """
 
 from __future__ import annotations
@@ -16,14 +17,15 @@ from typing import Any
 from urllib.parse import quote
 
 import requests
-from jira import JIRA, JIRAError
-from mailunblock.connectors.errors import ConnectorError, NotFoundError, PermanentError
+from mailunblock.connectors.errors import ConnectorError, NotFoundError
 from mailunblock.connectors.http import (
     HttpPolicy,
-    error_for_exception,
+    build_session,
     error_for_status,
     json_body,
+    rate_limit_reset_seconds,
     retry_after_seconds,
+    send,
 )
 from mailunblock.connectors.models import (
     JiraApproval,
@@ -86,20 +88,42 @@ class InternalNotes(StrEnum):
     ROLE = "role"
 
 
+def jira_session(
+    policy: HttpPolicy,
+    *,
+    deployment: str = Deployment.CLOUD,
+    email: str | None = None,
+    api_token: str | None = None,
+    personal_access_token: str | None = None,
+    username: str | None = None,
+    password: str | None = None,
+) -> requests.Session:
+    """A session signed in to Jira: email and API token on Cloud; a PAT, or username and password, on DC."""
+    session = build_session(policy, SERVICE)
+    session.headers.update({"Accept": "application/json", "X-Atlassian-Token": "no-check"})
+    if Deployment(deployment) is Deployment.CLOUD:
+        if not (email and api_token):
+            raise ValueError("Jira Cloud needs email and api_token")
+        session.auth = (email, api_token)
+    elif username and password:
+        session.auth = (username, password)
+    elif personal_access_token:
+        session.headers["Authorization"] = f"Bearer {personal_access_token}"
+    else:
+        raise ValueError("Jira Data Center needs personal_access_token or username and password")
+    return session
+
+
 class JiraClient:
     """Tickets on one Jira site (satisfies ``workflows.ports.Tickets``)."""
 
     def __init__(
         self,
         url: str,
+        session: requests.Session,
         *,
         policy: HttpPolicy,
         deployment: str = Deployment.CLOUD,
-        email: str | None = None,
-        api_token: str | None = None,
-        personal_access_token: str | None = None,
-        username: str | None = None,
-        password: str | None = None,
         internal_notes: str = InternalNotes.JSM,
         internal_visibility: str | None = None,
         approver_groups: Sequence[str] = (),
@@ -121,30 +145,27 @@ class JiraClient:
         self._affected_field = affected_account_field
         self._page_size = page_size
         self._fields = [*BASE_FIELDS, *([affected_account_field] if affected_account_field else [])]
-        options: dict[str, Any] = {"server": self._url, "verify": policy.verify}
-        if self._deployment is Deployment.CLOUD:
-            if not (email and api_token):
-                raise ValueError("Jira Cloud needs email and api_token")
-            jira = JIRA(
-                options=options, basic_auth=(email, api_token), max_retries=0,
-                timeout=policy.timeout, get_server_info=False,
-            )
-        elif username and password:
-            jira = JIRA(
-                options=options, basic_auth=(username, password), max_retries=0,
-                timeout=policy.timeout, get_server_info=False,
-            )
-        else:
-            if not personal_access_token:
-                raise ValueError("Jira Data Center needs personal_access_token or username and password")
-            jira = JIRA(
-                options=options, token_auth=personal_access_token, max_retries=0,
-                timeout=policy.timeout, get_server_info=False,
-            )
-        # The library's ResilientSession passes ``verify`` explicitly on each request, so the
-        # configured bundle wins over REQUESTS_CA_BUNDLE; max_retries=0 makes it send exactly once.
-        self._session: requests.Session = jira._session
-        policy.guard(self._session, SERVICE)
+        self._session = session
+
+    @classmethod
+    def connect(
+        cls,
+        url: str,
+        *,
+        policy: HttpPolicy,
+        deployment: str = Deployment.CLOUD,
+        email: str | None = None,
+        api_token: str | None = None,
+        personal_access_token: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        **options: Any,
+    ) -> JiraClient:
+        """A client over a new signed-in session (``jira_session``); ``options`` as for the constructor."""
+        session = jira_session(policy, deployment=deployment, email=email, api_token=api_token,
+                               personal_access_token=personal_access_token, username=username,
+                               password=password)
+        return cls(url, session, policy=policy, deployment=deployment, **options)
 
     # --- the Tickets protocol -------------------------------------------------------------------
 
@@ -419,15 +440,10 @@ class JiraClient:
         retry = safe if safe is not None else method in ("GET", "PUT")
 
         def once() -> Any:
-            try:
-                # The library's session cannot take headers=None.
-                response = self._session.request(
-                    method, url, params=params, json=json, headers=headers or {}
-                )
-            except JIRAError as exc:
-                raise _jira_error(exc.response, exc.status_code) from None
-            except requests.RequestException as exc:
-                raise error_for_exception(exc, service=SERVICE) from None
+            response = send(self._session, method, url, service=SERVICE, params=params, json=json,
+                            headers=headers)
+            if not response.ok:
+                raise _jira_error(response)
             document = json_body(response)
             return {} if document is None else document
 
@@ -465,9 +481,7 @@ def _seg(value: str) -> str:
     return quote(value, safe="")
 
 
-def _jira_error(response: requests.Response | None, status: int | None) -> ConnectorError:
-    if response is None:
-        return PermanentError(f"request failed (HTTP {status})", service=SERVICE)
+def _jira_error(response: requests.Response) -> ConnectorError:
     body = json_body(response)
     messages: list[str] = []
     if isinstance(body, dict):
@@ -487,19 +501,9 @@ def _jira_error(response: requests.Response | None, status: int | None) -> Conne
 
 
 def _retry_after(response: requests.Response) -> float | None:
-    seconds = retry_after_seconds(response.headers)
-    if seconds is not None:
-        return seconds
-    reset = response.headers.get("X-RateLimit-Reset")
-    if not reset:
-        return None
-    try:
-        when = datetime.fromisoformat(reset.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+    now = datetime.now(UTC)
+    seconds = retry_after_seconds(response.headers, now)
+    return seconds if seconds is not None else rate_limit_reset_seconds(response.headers, now)
 
 
 def _datetime(value: str | None) -> datetime:

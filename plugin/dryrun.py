@@ -19,12 +19,11 @@ from mailunblock.connectors.models import (
     JiraIssue,
     JiraUser,
 )
-from mailunblock.plugin.config import Config
 from mailunblock.plugin.services import Runtime, remediation_policy
 from mailunblock.plugin.store import StateStore
 from mailunblock.workflows.engine import RemediationEngine
 from mailunblock.workflows.markup import wiki_literal
-from mailunblock.workflows.ports import Clock, Directory, RestrictedSenders, Tickets
+from mailunblock.workflows.ports import Directory, RestrictedSenders, Tickets
 from mailunblock.workflows.tenants import TenantRegistry, TenantServices
 
 Echo = Callable[[str], None]
@@ -147,10 +146,8 @@ class DryRunVault:
         return None
 
 
-def dry_run_engine(
-    config: Config, runtime: Runtime, clock: Clock, echo: Echo
-) -> tuple[RemediationEngine, StateStore]:
-    """An engine over printing ports and an in-memory copy of the real store."""
+def dry_run_engine(runtime: Runtime, echo: Echo) -> tuple[RemediationEngine, StateStore]:
+    """An engine over printing ports and an in-memory copy of the real store (``Runtime.dry_run``)."""
     scratch = StateStore.from_url("sqlite://")
     for state in runtime.store.all_states():
         scratch.save(state)
@@ -166,6 +163,7 @@ def dry_run_engine(
         for name, clients in runtime.tenants.items()
     )
     tickets = DryRunTickets(runtime.jira, echo)
-    engine = RemediationEngine(remediation_policy(config), tickets, registry, scratch, DryRunVault(), clock)
+    engine = RemediationEngine(remediation_policy(runtime.config), tickets, registry, scratch, DryRunVault(),
+                               runtime.engine.clock)
     return engine, scratch
 

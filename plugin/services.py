@@ -1,13 +1,15 @@
-"""Build every long-lived object once, from the configuration: connectors, store, vault, engine.
+"""Build every long-lived object once, from the configuration: connectors, store, vault, engine, poller.
 
-The only place where configuration meets connectors; the poller, the doctor and the demo all start here.
+The only place where configuration meets connectors; the CLI, the dry run, the doctor, the demo, the
+tests and the benchmarks all get their objects from ``build_runtime``.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
 from mailunblock.connectors.exchange import ExchangeClient
@@ -17,6 +19,7 @@ from mailunblock.connectors.http import HttpPolicy, UtcClock, build_session
 from mailunblock.connectors.identity import TokenProvider
 from mailunblock.connectors.jira import INTO_DONE, JiraClient
 from mailunblock.plugin.config import Config, ConfigError, TenantConfig
+from mailunblock.plugin.poller import Job, Poller
 from mailunblock.plugin.store import StateStore, StoreNotFoundError
 from mailunblock.plugin.vault import PasswordVault, load_key, load_or_create_key
 from mailunblock.workflows.engine import RemediationEngine
@@ -58,7 +61,7 @@ def build_jira(config: Config, clock: HttpClock | None = None, sleep: Sleep = ti
     """The Jira connector (secrets resolved now, never stored on the config)."""
     jira = config.jira
     ca = str(config.path(jira.ca_bundle)) if jira.ca_bundle else None
-    return JiraClient(
+    return JiraClient.connect(
         jira.url,
         policy=http_policy(config, ca, clock, sleep),
         deployment=jira.deployment.value,
@@ -176,6 +179,10 @@ def open_vault(config: Config, store: StateStore, clock: Clock, *, create_key: b
     return PasswordVault(store.engine, key, clock)
 
 
+log = logging.getLogger(__name__)
+VAULT_EXPIRY_SECONDS = 300.0  # how often expired passwords are wiped (they are unreadable once expired anyway)
+
+
 @dataclass(frozen=True)
 class Runtime:
     """Everything a running mailunblock holds, built once at start-up."""
@@ -186,6 +193,32 @@ class Runtime:
     store: StateStore
     vault: PasswordVault
     engine: RemediationEngine
+    poller: Poller
+    housekeeping: bool = True  # False for a dry run: it changes nothing, the vault included
+
+    def expire_passwords(self) -> int:
+        """Wipe every expired password from the vault; return how many (a scheduled job of ``run``)."""
+        wiped = self.vault.purge_expired()
+        if wiped:
+            log.info("%d expired password(s) wiped from the vault", wiped)
+        return wiped
+
+    def jobs(self) -> list[Job]:
+        """The housekeeping the scheduler runs beside the polling cycle."""
+        return [Job("vault-expiry", self.expire_passwords, VAULT_EXPIRY_SECONDS)] if self.housekeeping else []
+
+    def dry_run(self, echo: Callable[[str], None]) -> Runtime:
+        """The same runtime over printing ports and a scratch copy of the store (``run --dry-run``)."""
+        from mailunblock.plugin.dryrun import dry_run_engine
+
+        engine, store = dry_run_engine(self, echo)
+        return replace(self, engine=engine, store=store, poller=_poller(self.config, self.jira, engine, store),
+                       housekeeping=False)
+
+
+def _poller(config: Config, jira: JiraClient, engine: RemediationEngine, store: StateStore) -> Poller:
+    jql = config.jira.search_jql
+    return Poller(lambda: jira.search(jql), jira.get_issue, engine, store)
 
 
 def build_runtime(config: Config, clock: Clock, sleep: Sleep = time.sleep) -> Runtime:
@@ -206,4 +239,4 @@ def build_runtime(config: Config, clock: Clock, sleep: Sleep = time.sleep) -> Ru
         for name, clients in tenants.items()
     )
     engine = RemediationEngine(remediation_policy(config), jira, registry, store, vault, clock)
-    return Runtime(config, jira, tenants, store, vault, engine)
+    return Runtime(config, jira, tenants, store, vault, engine, _poller(config, jira, engine, store))

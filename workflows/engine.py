@@ -38,6 +38,11 @@ class RemediationEngine:
         self._clock = clock
         self._bot: JiraUser | None = None
 
+    @property
+    def clock(self) -> Clock:
+        """The engine's clock (a dry run shares it)."""
+        return self._clock
+
     def _myself(self) -> JiraUser:
         """The bot's own Jira account, read once per engine."""
         if self._bot is None:

@@ -27,7 +27,7 @@ def jira(env: Any, **kwargs: Any) -> JiraClient:
         **kwargs,
     }
     policy = options.pop("policy", None) or env.policy()
-    return JiraClient(
+    return JiraClient.connect(
         env.jira_url, policy=policy, email=env.jira_email, api_token=env.jira_token, **options
     )
 
@@ -93,7 +93,7 @@ def test_bad_jql_unknown_issue_and_bad_credentials(env: Any) -> None:
     with pytest.raises(NotFoundError):
         client.get_issue("HELP-999")
     with pytest.raises(AuthenticationError) as caught:
-        JiraClient(env.jira_url, policy=env.policy(), email=env.jira_email,
+        JiraClient.connect(env.jira_url, policy=env.policy(), email=env.jira_email,
                    api_token="wrong-token-123").myself()
     assert "wrong-token-123" not in str(caught.value)
 

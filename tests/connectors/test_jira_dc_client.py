@@ -19,7 +19,7 @@ def jira(env: Any, **kwargs: Any) -> JiraClient:
         "page_size": 2,
         **kwargs,
     }
-    return JiraClient(env.jira_url, policy=env.policy(), deployment="datacenter",
+    return JiraClient.connect(env.jira_url, policy=env.policy(), deployment="datacenter",
                       personal_access_token=env.jira_token, **options)
 
 
@@ -106,6 +106,6 @@ def test_unknown_issue_and_wrong_token(dc_env: Any) -> None:
     with pytest.raises(NotFoundError):
         jira(dc_env).get_issue("HELP-999")
     with pytest.raises(AuthenticationError) as caught:
-        JiraClient(dc_env.jira_url, policy=dc_env.policy(), deployment="datacenter",
+        JiraClient.connect(dc_env.jira_url, policy=dc_env.policy(), deployment="datacenter",
                    personal_access_token="wrong-pat-123").myself()
     assert "wrong-pat-123" not in str(caught.value)

@@ -101,7 +101,7 @@ def test_no_jira_request_reaches_the_independent_fake_before_its_retry_after(fak
     }).raise_for_status()
     clock = FakeClock()
     policy = HttpPolicy(ca_bundle=fakes["ca"], clock=clock, sleep=clock.sleep, max_retry_wait=5, timeout=10)
-    jira = JiraClient(fakes["url"], policy=policy, email=BOT[0], api_token=BOT[1])
+    jira = JiraClient.connect(fakes["url"], policy=policy, email=BOT[0], api_token=BOT[1])
     before = len(_jira_calls(fakes["log"]))
 
     with pytest.raises(ThrottledError) as caught:

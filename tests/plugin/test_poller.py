@@ -215,3 +215,33 @@ def test_a_permanent_failure_fails_the_ticket_not_the_tenant(store: StateStore) 
 def test_a_quiet_cycle_is_healthy(store: StateStore) -> None:
     report = Poller(lambda: iter([_issue("HELP-1")]), _issue, ScriptedEngine(store), store).run_cycle()  # type: ignore[arg-type]
     assert report.healthy and report.summary() == "cycle OK: 1 ticket(s) selected"
+
+
+def test_housekeeping_jobs_run_in_the_scheduler_beside_the_cycle() -> None:
+    import os
+    import signal
+    import threading
+
+    from mailunblock.plugin.poller import CycleReport, Job, run_forever
+
+    ran = threading.Event()
+
+    def housekeeping() -> None:
+        ran.set()
+        os.kill(os.getpid(), signal.SIGTERM)  # stop once the job has run
+
+    class IdlePoller:
+        def run_cycle(self) -> CycleReport:
+            return CycleReport()
+
+    def broken() -> None:
+        raise RuntimeError("a failing job is logged, it does not stop the scheduler")
+
+    previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        run_forever(IdlePoller(), 3600, lambda _: None,  # type: ignore[arg-type]
+                    [Job("broken", broken, 3600), Job("vault-expiry", housekeeping, 3600)])
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    assert ran.is_set()
