@@ -86,13 +86,13 @@ def main() -> None:
             jql = runtime.config.jira.search_jql
             poller = runtime.poller
 
-            assert len(list(runtime.jira.search(jql))) == args.tickets  # warm-up: TLS, tokens, imports
+            assert len(list(runtime.tickets.search(jql))) == args.tickets  # warm-up: TLS, tokens, imports
             calls = [len(box.calls.records())]
             first = timed(poller.run_cycle)
             calls.append(len(box.calls.records()))
             # The baseline reads the same tickets as the steady cycle (with their comments by now).
-            search = [timed(lambda: list(runtime.jira.search(jql))) for _ in range(args.repeat)]
-            search_peak = peak_memory(lambda: list(runtime.jira.search(jql)))
+            search = [timed(lambda: list(runtime.tickets.search(jql))) for _ in range(args.repeat)]
+            search_peak = peak_memory(lambda: list(runtime.tickets.search(jql)))
             calls.append(len(box.calls.records()))
             steady = [timed(poller.run_cycle) for _ in range(args.repeat)]
             calls.append(len(box.calls.records()))

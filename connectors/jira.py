@@ -10,7 +10,8 @@ retried. See the README's design notes for why the ``jira`` package is not used.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -27,15 +28,7 @@ from mailunblock.connectors.http import (
     retry_after_seconds,
     send,
 )
-from mailunblock.connectors.models import (
-    JiraApproval,
-    JiraApprover,
-    JiraComment,
-    JiraIssue,
-    JiraStatusChange,
-    JiraTransition,
-    JiraUser,
-)
+from mailunblock.connectors.models import Approval, Approver, Comment, Decision, Person, StatusChange, Ticket
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +64,40 @@ BASE_FIELDS = (
     "summary", "description", "status", "labels", "reporter", "created", "updated", "comment",
     "issuelinks",
 )
+
+
+@dataclass(frozen=True)
+class JiraUser(Person):
+    """A Jira user: Cloud identifies users by ``account_id``, Data Center by ``name``/``key``."""
+
+    account_id: str | None = None
+    name: str | None = None
+    key: str | None = None
+
+    @property
+    def ref(self) -> str:
+        """Stable identifier for this user on either deployment."""
+        return self.account_id or self.key or self.name or self.display_name
+
+    def same_account(self, other: Person | None) -> bool:
+        """The same Jira account: accountId on Cloud, key or username (case-insensitive) on Data Center."""
+        if not isinstance(other, JiraUser):
+            return False
+        return (
+            (self.account_id is not None and self.account_id == other.account_id)
+            or (self.key is not None and self.key == other.key)
+            or (self.name is not None and other.name is not None and self.name.lower() == other.name.lower())
+        )
+
+
+@dataclass(frozen=True)
+class JiraTransition:
+    """A workflow transition available on a ticket right now."""
+
+    id: str
+    name: str
+    to_status: str
+    to_category: str = ""  # the target status's category key: new, indeterminate or done
 
 
 class Deployment(StrEnum):
@@ -126,10 +153,8 @@ class JiraClient:
         deployment: str = Deployment.CLOUD,
         internal_notes: str = InternalNotes.JSM,
         internal_visibility: str | None = None,
-        approver_groups: Sequence[str] = (),
-        approver_roles: Sequence[str] = (),
-        role_projects: Sequence[str] = (),
         affected_account_field: str | None = None,
+        selection: str | None = None,
         page_size: int = 50,
     ) -> None:
         self._url = url.rstrip("/")
@@ -139,9 +164,7 @@ class JiraClient:
         if self._internal_notes is not InternalNotes.JSM and not internal_visibility:
             raise ValueError(f"internal notes by {self._internal_notes} need internal_visibility")
         self._internal_visibility = internal_visibility
-        self._approver_groups = {g.lower() for g in approver_groups}
-        self._approver_roles = {r.lower() for r in approver_roles}
-        self._role_projects = tuple(role_projects)
+        self._selection = selection
         self._affected_field = affected_account_field
         self._page_size = page_size
         self._fields = [*BASE_FIELDS, *([affected_account_field] if affected_account_field else [])]
@@ -169,7 +192,7 @@ class JiraClient:
 
     # --- the Tickets protocol -------------------------------------------------------------------
 
-    def search(self, jql: str) -> Iterator[JiraIssue]:
+    def search(self, jql: str) -> Iterator[Ticket]:
         """Every ticket matching ``jql``, with comments and status changes, page by page."""
         if self._deployment is Deployment.CLOUD:
             token: str | None = None
@@ -198,7 +221,7 @@ class JiraClient:
             if not issues or start >= int(page.get("total", 0)):
                 return
 
-    def get_issue(self, issue_key: str) -> JiraIssue:
+    def get_issue(self, issue_key: str) -> Ticket:
         """Re-read one ticket (status, labels, comments, status changes)."""
         params = {"fields": ",".join(self._fields), "expand": "changelog"}
         return self._issue(self._call("GET", ISSUE.format(key=_seg(issue_key)), params=params))
@@ -293,10 +316,10 @@ class JiraClient:
         }
         self._call("POST", ISSUE_LINK, json=body, safe=False)
 
-    def approvals(self, issue_key: str) -> list[JiraApproval]:
+    def approvals(self, issue_key: str) -> list[Approval]:
         """The request's JSM native approvals, every page (a read, so retried when throttled)."""
         path = APPROVALS.format(key=_seg(issue_key))
-        found: list[JiraApproval] = []
+        found: list[Approval] = []
         start = 0
         while True:
             params = {"start": str(start), "limit": str(self._page_size)}
@@ -307,14 +330,48 @@ class JiraClient:
             if page.get("isLastPage", True) or not values:
                 return found
 
-    def is_approver(self, user: JiraUser) -> bool:
-        """True when the user belongs to a configured approver group or project role."""
-        groups = self.user_groups(user)
-        if self._approver_groups & groups:
-            return True
-        return bool(self._approver_roles) and any(
-            self._in_role(project, user, groups) for project in self._role_projects
-        )
+    def selected(self) -> Iterable[Ticket]:
+        """The tickets that need work: the configured selection (JQL)."""
+        if not self._selection:
+            raise ValueError("no selection (JQL) configured for this Jira client")
+        return self.search(self._selection)
+
+    # --- the Membership protocol: who belongs where (the workflow decides who approves) ---------
+
+    def groups_of(self, person: Person) -> set[str]:
+        """Names (lower-cased) of the groups the person belongs to.
+
+        Cloud: ``user/groups?accountId=``. Data Center has no ``user/groups`` (404): its own resource
+        is ``user?username=…&expand=groups`` (groups in ``groups.items``).
+        """
+        if not isinstance(person, JiraUser):
+            return set()
+        if self._deployment is Deployment.CLOUD:
+            if not person.account_id:
+                return set()
+            raw = self._call("GET", USER_GROUPS, params={"accountId": person.account_id})
+            groups = raw if isinstance(raw, list) else []
+        else:
+            if not (person.name or person.key):
+                return set()
+            who = {"username": person.name} if person.name else {"key": person.key or ""}
+            raw = self._call("GET", USER, params={**who, "expand": "groups"})
+            groups = ((raw.get("groups") or {}).get("items") or []) if isinstance(raw, dict) else []
+        return {str(g.get("name", "")).lower() for g in groups if isinstance(g, dict)}
+
+    def in_any_role(self, person: Person, project: str, roles: Collection[str], groups: Collection[str]) -> bool:
+        """Whether the person holds one of ``roles`` in ``project``, directly or through one of ``groups``."""
+        if not isinstance(person, JiraUser):
+            return False
+        wanted = {r.lower() for r in roles}
+        for name, url in self._call("GET", PROJECT_ROLES.format(project=_seg(project))).items():
+            if name.lower() not in wanted:
+                continue
+            role_id = str(url).rstrip("/").rsplit("/", 1)[-1]
+            role = self._call("GET", PROJECT_ROLE.format(project=_seg(project), role_id=role_id))
+            if any(_actor_is(actor, person, groups) for actor in role.get("actors", [])):
+                return True
+        return False
 
     @property
     def _approval_headers(self) -> dict[str, str] | None:
@@ -351,8 +408,8 @@ class JiraClient:
         """Names of the transitions the ticket offers right now."""
         return [t.name for t in self.transitions(issue_key)]
 
-    def myself(self) -> JiraUser:
-        """The user mailunblock authenticates as."""
+    def myself(self) -> Person:
+        """The user mailunblock authenticates as (a ``JiraUser``)."""
         return _user(self._call("GET", MYSELF))
 
     def check_jql(self, jql: str) -> None:
@@ -372,27 +429,10 @@ class JiraClient:
             return False
         return True
 
-    def user_groups(self, user: JiraUser) -> set[str]:
-        """Names (lower-cased) of the groups the user belongs to.
-
-        Cloud: ``user/groups?accountId=``. Data Center has no ``user/groups`` (404): its own resource
-        is ``user?username=…&expand=groups`` (groups in ``groups.items``).
-        """
-        if self._deployment is Deployment.CLOUD:
-            if not user.account_id:
-                return set()
-            raw = self._call("GET", USER_GROUPS, params={"accountId": user.account_id})
-            groups = raw if isinstance(raw, list) else []
-        else:
-            if not (user.name or user.key):
-                return set()
-            who = {"username": user.name} if user.name else {"key": user.key or ""}
-            raw = self._call("GET", USER, params={**who, "expand": "groups"})
-            groups = ((raw.get("groups") or {}).get("items") or []) if isinstance(raw, dict) else []
-        return {str(g.get("name", "")).lower() for g in groups if isinstance(g, dict)}
-
-    def user_locale(self, user: JiraUser) -> tuple[str | None, str | None]:
+    def user_locale(self, user: Person) -> tuple[str | None, str | None]:
         """The user's Jira locale and time zone, when their profile shows them."""
+        if not isinstance(user, JiraUser):
+            return None, None
         if self._deployment is Deployment.CLOUD:
             params = {"accountId": user.account_id or ""}
         else:
@@ -401,29 +441,6 @@ class JiraClient:
         return raw.get("locale"), raw.get("timeZone")
 
     # --- plumbing -------------------------------------------------------------------------------
-
-    def _in_role(self, project: str, user: JiraUser, groups: set[str]) -> bool:
-        roles = self._call("GET", PROJECT_ROLES.format(project=_seg(project)))
-        for name, url in roles.items():
-            if name.lower() not in self._approver_roles:
-                continue
-            role_id = str(url).rstrip("/").rsplit("/", 1)[-1]
-            role = self._call("GET", PROJECT_ROLE.format(project=_seg(project), role_id=role_id))
-            for actor in role.get("actors", []):
-                member = actor.get("actorUser") or {}
-                group = actor.get("actorGroup") or {}
-                if user.account_id and member.get("accountId") == user.account_id:
-                    return True
-                if user.name and actor.get("type") == "atlassian-user-role-actor" and (
-                    actor.get("name") == user.name
-                ):
-                    return True
-                group_name = group.get("name") or (
-                    actor.get("name") if actor.get("type") == "atlassian-group-role-actor" else None
-                )
-                if group_name and group_name.lower() in groups:
-                    return True
-        return False
 
     def _call(
         self,
@@ -449,7 +466,7 @@ class JiraClient:
 
         return self._policy.call(once, safe=retry)
 
-    def _issue(self, raw: dict[str, Any]) -> JiraIssue:
+    def _issue(self, raw: dict[str, Any]) -> Ticket:
         fields = raw.get("fields", {})
         status = fields.get("status") or {}
         reporter = fields.get("reporter")
@@ -459,7 +476,7 @@ class JiraClient:
             # Embedded comments are capped (search answers): read them all from the comment resource,
             # so no approval on a long ticket is missed.
             comments = list(self._all_comments(str(raw["key"])))
-        return JiraIssue(
+        return Ticket(
             key=raw["key"],
             id=str(raw.get("id", "")),
             summary=fields.get("summary") or "",
@@ -542,18 +559,40 @@ def _user(raw: dict[str, Any]) -> JiraUser:
     )
 
 
-def _comment(raw: dict[str, Any]) -> JiraComment:
+def _comment(raw: dict[str, Any]) -> Comment:
     # Cloud says jsdPublic; Data Center only shows the sd.public.comment property (when expanded).
     properties = {p.get("key"): p.get("value") for p in raw.get("properties") or () if isinstance(p, dict)}
     jsm_internal = (properties.get("sd.public.comment") or {}).get("internal") is True
     internal = raw.get("jsdPublic") is False or bool(raw.get("visibility")) or jsm_internal
-    return JiraComment(
+    return Comment(
         id=str(raw["id"]),
         author=_user(raw.get("author") or {}),
         body=_text(raw.get("body")),
         created=_datetime(raw.get("created")),
         internal=internal,
     )
+
+
+def _actor_is(actor: dict[str, Any], user: JiraUser, groups: Collection[str]) -> bool:
+    """Whether a project role actor is the user, or one of the user's groups."""
+    member = actor.get("actorUser") or {}
+    group = actor.get("actorGroup") or {}
+    if user.account_id and member.get("accountId") == user.account_id:
+        return True
+    if user.name and actor.get("type") == "atlassian-user-role-actor" and actor.get("name") == user.name:
+        return True
+    group_name = group.get("name") or (
+        actor.get("name") if actor.get("type") == "atlassian-group-role-actor" else None
+    )
+    return bool(group_name) and str(group_name).lower() in groups
+
+
+def _decision(value: Any) -> Decision:
+    """JSM's decision string; anything else counts as still pending."""
+    try:
+        return Decision(str(value or "pending").lower())
+    except ValueError:
+        return Decision.PENDING
 
 
 def _sd_datetime(value: Any) -> datetime | None:
@@ -565,15 +604,15 @@ def _sd_datetime(value: Any) -> datetime | None:
     return _datetime(value.get("iso8601")) if value.get("iso8601") else None
 
 
-def _approval(raw: dict[str, Any]) -> JiraApproval:
+def _approval(raw: dict[str, Any]) -> Approval:
     approvers = tuple(
-        JiraApprover(_user(entry.get("approver") or {}), str(entry.get("approverDecision", "")))
+        Approver(_user(entry.get("approver") or {}), _decision(entry.get("approverDecision")))
         for entry in raw.get("approvers") or ()
     )
-    return JiraApproval(
+    return Approval(
         id=str(raw["id"]),
         name=str(raw.get("name") or ""),
-        final_decision=str(raw.get("finalDecision") or "pending"),
+        final_decision=_decision(raw.get("finalDecision")),
         approvers=approvers,
         created=_sd_datetime(raw.get("createdDate")) or datetime.fromtimestamp(0, UTC),
         completed=_sd_datetime(raw.get("completedDate")),
@@ -581,9 +620,9 @@ def _approval(raw: dict[str, Any]) -> JiraApproval:
     )
 
 
-def _status_changes(changelog: dict[str, Any]) -> tuple[JiraStatusChange, ...]:
+def _status_changes(changelog: dict[str, Any]) -> tuple[StatusChange, ...]:
     changes = [
-        JiraStatusChange(
+        StatusChange(
             author=_user(history.get("author") or {}),
             from_status=item.get("fromString") or "",
             to_status=item.get("toString") or "",

@@ -384,6 +384,9 @@ class WebConfig(_Section):
 class Config(_Section):
     """The whole configuration file."""
 
+    ticketing: str = Field(
+        "jira", description="The ticketing backend (entry point group mailunblock.ticketing); jira is built in."
+    )
     jira: JiraConfig
     tenants: tuple[TenantConfig, ...] = Field(min_length=1)
     policy: PolicyConfig = PolicyConfig()

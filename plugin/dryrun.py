@@ -11,13 +11,13 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from mailunblock.connectors.models import (
+    Approval,
     BlockedSender,
     DirectoryRole,
     DirectoryUser,
     InboxRule,
-    JiraApproval,
-    JiraIssue,
-    JiraUser,
+    Person,
+    Ticket,
 )
 from mailunblock.plugin.services import Runtime, remediation_policy
 from mailunblock.plugin.store import StateStore
@@ -40,7 +40,7 @@ class DryRunTickets:
     def __init__(self, inner: Tickets, echo: Echo) -> None:
         self._inner, self._echo = inner, echo
 
-    def get_issue(self, issue_key: str) -> JiraIssue:
+    def get_issue(self, issue_key: str) -> Ticket:
         """Real read."""
         return self._inner.get_issue(issue_key)
 
@@ -48,19 +48,15 @@ class DryRunTickets:
         """Real read."""
         return self._inner.find_comment(issue_key, marker)
 
-    def myself(self) -> JiraUser:
+    def myself(self) -> Person:
         """The bot's account (a read)."""
         return self._inner.myself()
 
-    def is_approver(self, user: JiraUser) -> bool:
-        """Real read."""
-        return self._inner.is_approver(user)
-
-    def user_locale(self, user: JiraUser) -> tuple[str | None, str | None]:
+    def user_locale(self, user: Person) -> tuple[str | None, str | None]:
         """Real read."""
         return self._inner.user_locale(user)
 
-    def approvals(self, issue_key: str) -> list[JiraApproval]:
+    def approvals(self, issue_key: str) -> list[Approval]:
         """Real read."""
         return self._inner.approvals(issue_key)
 
@@ -162,8 +158,8 @@ def dry_run_engine(runtime: Runtime, echo: Echo) -> tuple[RemediationEngine, Sta
         )
         for name, clients in runtime.tenants.items()
     )
-    tickets = DryRunTickets(runtime.jira, echo)
+    tickets = DryRunTickets(runtime.tickets, echo)
     engine = RemediationEngine(remediation_policy(runtime.config), tickets, registry, scratch, DryRunVault(),
-                               runtime.engine.clock)
+                               runtime.engine.clock, runtime.tickets)
     return engine, scratch
 

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from mailunblock.connectors.errors import ConnectorError, NotFoundError
-from mailunblock.connectors.models import JiraIssue
+from mailunblock.connectors.models import Ticket
 from mailunblock.plugin.store import StateStore
 from mailunblock.workflows.engine import RemediationEngine
 from mailunblock.workflows.state import TicketState
@@ -68,8 +68,8 @@ class Poller:
 
     def __init__(
         self,
-        search: Callable[[], Iterable[JiraIssue]],
-        get_issue: Callable[[str], JiraIssue],
+        search: Callable[[], Iterable[Ticket]],
+        get_issue: Callable[[str], Ticket],
         engine: RemediationEngine,
         store: StateStore,
     ) -> None:
@@ -132,7 +132,7 @@ class Poller:
             self._advance(issue, state, report)
         return report
 
-    def _moved(self, issue: JiraIssue) -> TicketState | None:
+    def _moved(self, issue: Ticket) -> TicketState | None:
         """The state of a ticket we knew under another key (moved to another project): same issue id."""
         if not issue.id:
             return None
@@ -145,7 +145,7 @@ class Poller:
                 return state
         return None
 
-    def _advance(self, issue: JiraIssue, state: TicketState | None, report: CycleReport) -> None:
+    def _advance(self, issue: Ticket, state: TicketState | None, report: CycleReport) -> None:
         before = state.stage if state is not None else None
         failures_before = state.failure_count if state is not None else 0
         try:

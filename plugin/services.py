@@ -18,13 +18,14 @@ from mailunblock.connectors.http import Clock as HttpClock
 from mailunblock.connectors.http import HttpPolicy, UtcClock, build_session
 from mailunblock.connectors.identity import TokenProvider
 from mailunblock.connectors.jira import INTO_DONE, JiraClient
+from mailunblock.plugin import backends
 from mailunblock.plugin.config import Config, ConfigError, TenantConfig
 from mailunblock.plugin.poller import Job, Poller
 from mailunblock.plugin.store import StateStore, StoreNotFoundError
 from mailunblock.plugin.vault import PasswordVault, load_key, load_or_create_key
 from mailunblock.workflows.engine import RemediationEngine
 from mailunblock.workflows.policy import RemediationPolicy
-from mailunblock.workflows.ports import Clock
+from mailunblock.workflows.ports import Clock, TicketingBackend
 from mailunblock.workflows.tenants import TenantRegistry, TenantServices
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
@@ -74,10 +75,8 @@ def build_jira(config: Config, clock: HttpClock | None = None, sleep: Sleep = ti
         ),
         internal_notes=jira.internal_notes.value,
         internal_visibility=jira.internal_visibility,
-        approver_groups=jira.approver_groups,
-        approver_roles=jira.approver_roles,
-        role_projects=jira.approver_role_projects,
         affected_account_field=jira.affected_account_field,
+        selection=jira.search_jql,
         page_size=jira.page_size,
     )
 
@@ -139,6 +138,9 @@ def remediation_policy(config: Config) -> RemediationPolicy:
         escalate_transition=jira.transitions.escalate,
         approve_status=jira.transitions.approved_status,
         jsm_native_approval=jira.jsm_native_approval,
+        approver_groups=frozenset(g.lower() for g in jira.approver_groups),
+        approver_roles=frozenset(r.lower() for r in jira.approver_roles),
+        approver_role_projects=jira.approver_role_projects,
     )
 
 
@@ -188,7 +190,7 @@ class Runtime:
     """Everything a running mailunblock holds, built once at start-up."""
 
     config: Config
-    jira: JiraClient
+    tickets: TicketingBackend
     tenants: dict[str, TenantClients]
     store: StateStore
     vault: PasswordVault
@@ -212,18 +214,17 @@ class Runtime:
         from mailunblock.plugin.dryrun import dry_run_engine
 
         engine, store = dry_run_engine(self, echo)
-        return replace(self, engine=engine, store=store, poller=_poller(self.config, self.jira, engine, store),
+        return replace(self, engine=engine, store=store, poller=_poller(self.tickets, engine, store),
                        housekeeping=False)
 
 
-def _poller(config: Config, jira: JiraClient, engine: RemediationEngine, store: StateStore) -> Poller:
-    jql = config.jira.search_jql
-    return Poller(lambda: jira.search(jql), jira.get_issue, engine, store)
+def _poller(tickets: TicketingBackend, engine: RemediationEngine, store: StateStore) -> Poller:
+    return Poller(tickets.selected, tickets.get_issue, engine, store)
 
 
 def build_runtime(config: Config, clock: Clock, sleep: Sleep = time.sleep) -> Runtime:
     """Wire connectors, store, vault and engine from the configuration (``sleep``: the HTTP retry waits)."""
-    jira = build_jira(config, clock, sleep)
+    tickets = backends.load(config.ticketing)(config, clock, sleep)
     tenants = {t.name: build_tenant(config, t, clock, sleep) for t in config.tenants}
     store = open_store(config)
     vault = open_vault(config, store, clock)
@@ -238,5 +239,5 @@ def build_runtime(config: Config, clock: Clock, sleep: Sleep = time.sleep) -> Ru
         )
         for name, clients in tenants.items()
     )
-    engine = RemediationEngine(remediation_policy(config), jira, registry, store, vault, clock)
-    return Runtime(config, jira, tenants, store, vault, engine, _poller(config, jira, engine, store))
+    engine = RemediationEngine(remediation_policy(config), tickets, registry, store, vault, clock, tickets)
+    return Runtime(config, tickets, tenants, store, vault, engine, _poller(tickets, engine, store))

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from mailunblock.connectors.errors import NotFoundError
-from mailunblock.connectors.models import JiraApproval, JiraUser
+from mailunblock.connectors.models import Approval, Decision, Person
 from mailunblock.workflows import addresses, closing, notify, triage
 from mailunblock.workflows.addresses import Address
 from mailunblock.workflows.context import StepContext
@@ -37,17 +37,17 @@ class Attempt:
     """A decision: a command comment, a status change or a JSM approval."""
 
     source_id: str  # comment id, "status-<epoch>" for a status change, "jsm-<id>" for a JSM approval
-    author: JiraUser
+    author: Person
     verdict: Verdict
     reason: str  # a rejection's reason, or /account's address
     kind: DecisionSource
     at: datetime
     sequence: int = 0  # Jira's comment id: orders two decisions made in the same millisecond
-    co_signers: tuple[JiraUser, ...] = ()  # other approvers whose answers made a JSM decision
+    co_signers: tuple[Person, ...] = ()  # other approvers whose answers made a JSM decision
     name: str = ""  # the JSM approval's name
 
     @property
-    def signers(self) -> tuple[JiraUser, ...]:
+    def signers(self) -> tuple[Person, ...]:
         """Everyone who must pass the approver rules for this attempt to count."""
         return (self.author, *self.co_signers)
 
@@ -79,7 +79,7 @@ def plan_instant(ctx: StepContext) -> tuple[datetime, int] | None:
     if plan is None:
         # Posted in this very pass, after the ticket was read: everything on the ticket came before it.
         return (_LATEST, 0) if ctx.state.plan_comment_id in ctx.posted_now else None
-    copies = [c for c in comments if c.body == plan.body and _same_person(c.author, plan.author)]
+    copies = [c for c in comments if c.body == plan.body and c.author.same_account(plan.author)]
     first = min(copies, key=lambda c: (c.created, _sequence(c.id)))
     return first.created, _sequence(first.id)
 
@@ -103,7 +103,7 @@ def attempts(ctx: StepContext) -> Iterator[Attempt]:
         yield from _native_attempts(ctx)
 
 
-def _native_approvals(ctx: StepContext) -> list[JiraApproval]:
+def _native_approvals(ctx: StepContext) -> list[Approval]:
     try:
         return ctx.tickets.approvals(ctx.issue.key)
     except NotFoundError:  # not a service-desk request: only comments and status changes can approve
@@ -116,36 +116,25 @@ def _native_attempts(ctx: StepContext) -> Iterator[Attempt]:
         deciders = approval.deciders()
         if not deciders or approval.completed is None:
             continue
-        verdict = APPROVE if approval.final_decision == "approved" else REJECT
+        verdict = APPROVE if approval.final_decision == Decision.APPROVED else REJECT
         reason = approval.name if verdict is REJECT else ""
         yield Attempt(f"jsm-{approval.id}", deciders[0], verdict, reason, DecisionSource.NATIVE, approval.completed,
                       co_signers=deciders[1:], name=approval.name)
 
 
-def _same_person(user: JiraUser, other: JiraUser | None) -> bool:
-    """The same Jira account: accountId on Cloud, key or username on Data Center."""
-    if other is None:
-        return False
-    return (
-        (user.account_id is not None and user.account_id == other.account_id)
-        or (user.key is not None and user.key == other.key)
-        or (user.name is not None and other.name is not None and user.name.lower() == other.name.lower())
-    )
-
-
-def _same_user(user: JiraUser, ref: str | None, email: str | None) -> bool:
+def _same_user(user: Person, ref: str | None, email: str | None) -> bool:
     return (ref is not None and user.ref == ref) or (
         email is not None and (user.email or "").strip().lower() == email
     )
 
 
-def why_not(ctx: StepContext, author: JiraUser, affected: tuple[str, ...]) -> IgnoredReason | None:
+def why_not(ctx: StepContext, author: Person, affected: tuple[str, ...]) -> IgnoredReason | None:
     """The reason code why ``author`` may not decide, or None when they may.
 
     ``affected`` holds the addresses of the account(s) the decision is about: their owner never decides.
     """
     state, current = ctx.state, ctx.issue.reporter
-    if _same_person(author, ctx.bot):
+    if author.same_account(ctx.bot):
         return IgnoredReason.BOT  # whoever wrote it, whatever the bot's groups: automation never approves itself
     # The reporter at triage, and whoever the reporter field names now (it can be edited).
     if _same_user(author, state.reporter_ref, state.reporter_email) or (
@@ -166,7 +155,7 @@ def why_not(ctx: StepContext, author: JiraUser, affected: tuple[str, ...]) -> Ig
 
 def _why_ignored(
     ctx: StepContext, attempt: Attempt, affected: tuple[str, ...]
-) -> tuple[JiraUser, IgnoredReason] | None:
+) -> tuple[Person, IgnoredReason] | None:
     """Who may not decide and why; every signer of a JSM decision must pass the rules."""
     for signer in attempt.signers:
         reason = why_not(ctx, signer, affected)
@@ -175,7 +164,7 @@ def _why_ignored(
     return None
 
 
-def _ignore(ctx: StepContext, attempt: Attempt, signer: JiraUser, reason: IgnoredReason) -> None:
+def _ignore(ctx: StepContext, attempt: Attempt, signer: Person, reason: IgnoredReason) -> None:
     ctx.state.ignored[attempt.source_id] = reason
     ctx.save()
     notify.ignored(ctx, replace(attempt, author=signer), reason)

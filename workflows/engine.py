@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 
 from mailunblock.connectors.errors import ConnectorError
-from mailunblock.connectors.models import JiraIssue, JiraUser
+from mailunblock.connectors.models import Person, Ticket
 from mailunblock.workflows import closing, failures, machine, notify, triage
 from mailunblock.workflows.context import StepContext
 from mailunblock.workflows.moves import Finish
 from mailunblock.workflows.policy import RemediationPolicy
-from mailunblock.workflows.ports import Clock, PasswordVault, StateRepository, Tickets
+from mailunblock.workflows.ports import Clock, Membership, PasswordVault, StateRepository, Tickets
 from mailunblock.workflows.state import TERMINAL_STAGES, Stage, TicketState, require
 from mailunblock.workflows.tenants import TenantRegistry
 from mailunblock.workflows.vocabulary import CancellationReason, EscalationReason, FailureKind, Note, NoteName
@@ -29,6 +29,7 @@ class RemediationEngine:
         repository: StateRepository,
         vault: PasswordVault,
         clock: Clock,
+        membership: Membership,
     ) -> None:
         self._policy = policy
         self._tickets = tickets
@@ -36,14 +37,15 @@ class RemediationEngine:
         self._repository = repository
         self._vault = vault
         self._clock = clock
-        self._bot: JiraUser | None = None
+        self._membership = membership
+        self._bot: Person | None = None
 
     @property
     def clock(self) -> Clock:
         """The engine's clock (a dry run shares it)."""
         return self._clock
 
-    def _myself(self) -> JiraUser:
+    def _myself(self) -> Person:
         """The bot's own Jira account, read once per engine."""
         if self._bot is None:
             self._bot = self._tickets.myself()
@@ -58,14 +60,14 @@ class RemediationEngine:
             return state.next_check_at is None or now >= state.next_check_at
         return True
 
-    def process(self, issue: JiraIssue, state: TicketState | None) -> TicketState:
+    def process(self, issue: Ticket, state: TicketState | None) -> TicketState:
         """Advance the ticket as far as possible now; return its (saved) state."""
         if state is None:
             state = TicketState.first_seen(issue.key, self._clock.now())
         state.issue_id = state.issue_id or issue.id or None
         ctx = StepContext(
             self._policy, self._tickets, self._tenants, self._repository, self._vault, self._clock,
-            issue, state,
+            issue, state, self._membership,
         )
         if state.is_terminal:
             if not issue.is_done and self._policy.trigger_label in issue.labels:

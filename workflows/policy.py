@@ -42,7 +42,11 @@ class RemediationPolicy:
     # pending actions after a week too).
     approval_timeout: timedelta = timedelta(hours=168)
     approve_status: str | None = None  # a move to this status by an approver counts as approval
-    jsm_native_approval: bool = False  # a decided JSM approval on the request approves or rejects
+    jsm_native_approval: bool = False  # a decided native approval (JSM) on the request approves or rejects
+    # Who may approve: members of these groups, or holders of these roles in these projects.
+    approver_groups: frozenset[str] = frozenset()
+    approver_roles: frozenset[str] = frozenset()
+    approver_role_projects: tuple[str, ...] = ()
 
     def excludes_role(self, display_name: str, template_id: str) -> bool:
         """True when holding this directory role keeps an account out of automation."""

@@ -7,7 +7,7 @@ import logging
 from dataclasses import dataclass
 
 from mailunblock.connectors.errors import ConnectorError, NotFoundError, PermanentError, PermissionDeniedError
-from mailunblock.connectors.models import DirectoryUser, JiraIssue, JiraUser
+from mailunblock.connectors.models import DirectoryUser, Person, Ticket
 from mailunblock.workflows import addresses, closing, messages, notify
 from mailunblock.workflows.addresses import Address, BadAddress
 from mailunblock.workflows.context import StepContext
@@ -52,7 +52,7 @@ class Candidate:
     has_mailbox: bool | None
     roles: tuple[str, ...]
 
-    def fingerprint(self, reporter: JiraUser | None) -> str:
+    def fingerprint(self, reporter: Person | None) -> str:
         """What an approval is bound to: account, tenant, steps and facts (any change lapses it)."""
         user = self.user
         return json.dumps(
@@ -95,7 +95,7 @@ def _unsafe(bad: BadAddress) -> bool:
     return not bad.raw.strip().isascii()
 
 
-def ticket_candidates(issue: JiraIssue, tenants: TenantRegistry) -> tuple[str, ...] | Refusal:
+def ticket_candidates(issue: Ticket, tenants: TenantRegistry) -> tuple[str, ...] | Refusal:
     """The distinct addresses the ticket names, in order: field, then text, then reporter.
 
     Only addresses in managed domains count from the text (a bounce quotes outside addresses too); the
@@ -133,7 +133,7 @@ def ticket_candidates(issue: JiraIssue, tenants: TenantRegistry) -> tuple[str, .
     return Refusal(RefusalReason.NO_ACCOUNT)
 
 
-def _reporter_address(reporter: JiraUser | None) -> Address | BadAddress | None:
+def _reporter_address(reporter: Person | None) -> Address | BadAddress | None:
     if reporter is None or not reporter.email:
         return None
     return addresses.canonical(reporter.email)
@@ -222,7 +222,7 @@ def _has_mailbox(tenant: TenantServices, user: DirectoryUser) -> bool | None:
     return True
 
 
-def _reporter_profile(ctx: StepContext, reporter: JiraUser | None) -> tuple[str | None, str | None]:
+def _reporter_profile(ctx: StepContext, reporter: Person | None) -> tuple[str | None, str | None]:
     """The reporter's Jira locale and time zone; issue fields rarely carry the locale, so ask once."""
     if reporter is None:
         return None, None

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from mailunblock.connectors.errors import NotFoundError, TransientError
-from mailunblock.connectors.models import JiraIssue
+from mailunblock.connectors.models import Ticket
 from mailunblock.plugin.poller import Poller
 from mailunblock.plugin.store import StateStore
 from mailunblock.workflows.state import Stage, TicketState
@@ -15,8 +15,8 @@ from mailunblock.workflows.state import Stage, TicketState
 T0 = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
 
 
-def _issue(key: str) -> JiraIssue:
-    return JiraIssue(key=key, id=key[-1], summary="s", description="", status="Open", status_category="new",
+def _issue(key: str) -> Ticket:
+    return Ticket(key=key, id=key[-1], summary="s", description="", status="Open", status_category="new",
                      labels=("mail-blocked",), reporter=None, created=T0, updated=T0)
 
 
@@ -28,7 +28,7 @@ class ScriptedEngine:
         self.explode = explode or {}
         self.processed: list[str] = []
 
-    def process(self, issue: JiraIssue, state: TicketState | None) -> TicketState:
+    def process(self, issue: Ticket, state: TicketState | None) -> TicketState:
         self.processed.append(issue.key)
         if issue.key in self.explode:
             raise self.explode[issue.key]
@@ -52,7 +52,7 @@ def test_cycle_advances_each_selected_ticket_and_reports_stage_changes(store: St
 
 
 def test_search_failure_is_a_failed_cycle_not_a_crash(store: StateStore, caplog: pytest.LogCaptureFixture) -> None:
-    def search() -> Iterator[JiraIssue]:
+    def search() -> Iterator[Ticket]:
         raise TransientError("HTTP 503", service="jira")
 
     report = Poller(search, _issue, ScriptedEngine(store), store).run_cycle()  # type: ignore[arg-type]
@@ -77,7 +77,7 @@ def test_a_vanished_ticket_keeps_its_state(store: StateStore) -> None:
     engine = ScriptedEngine(store)
     Poller(lambda: iter([_issue("HELP-1")]), _issue, engine, store).run_cycle()  # type: ignore[arg-type]
 
-    def gone(key: str) -> JiraIssue:
+    def gone(key: str) -> Ticket:
         raise NotFoundError("Issue does not exist", service="jira")
 
     report = Poller(lambda: iter([]), gone, engine, store).run_cycle()  # type: ignore[arg-type]
@@ -161,12 +161,12 @@ def test_a_moved_ticket_keeps_its_state_under_the_new_key(store: StateStore) -> 
     state.issue_id = "1"
     state.enter(Stage.AWAITING_APPROVAL, T0)
     store.save(state)
-    moved = JiraIssue(key="OPS-7", id="1", summary="s", description="", status="Open", status_category="new",
+    moved = Ticket(key="OPS-7", id="1", summary="s", description="", status="Open", status_category="new",
                       labels=("mail-blocked",), reporter=None, created=T0, updated=T0)
     seen: list[tuple[str, Stage | None]] = []
 
     class Recorder(ScriptedEngine):
-        def process(self, issue: JiraIssue, state: TicketState | None) -> TicketState:
+        def process(self, issue: Ticket, state: TicketState | None) -> TicketState:
             seen.append((issue.key, state.stage if state else None))
             return super().process(issue, state)
 
@@ -185,7 +185,7 @@ class FailingEngine(ScriptedEngine):
         super().__init__(store)
         self.service, self.terminal = service, terminal
 
-    def process(self, issue: JiraIssue, state: TicketState | None) -> TicketState:
+    def process(self, issue: Ticket, state: TicketState | None) -> TicketState:
         state = state or TicketState.first_seen(issue.key, T0)
         state.tenant = "contoso"
         state.failure_count += 1

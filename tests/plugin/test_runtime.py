@@ -43,7 +43,7 @@ def test_the_dry_run_shares_the_connectors_but_not_the_store_and_runs_no_houseke
     _, built = runtime
     lines: list[str] = []
     dry = built.dry_run(lines.append)
-    assert dry.jira is built.jira and dry.vault is built.vault
+    assert dry.tickets is built.tickets and dry.vault is built.vault
     assert dry.store is not built.store and dry.engine is not built.engine and dry.poller is not built.poller
     assert dry.jobs() == []
     report = dry.poller.run_cycle()

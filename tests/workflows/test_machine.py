@@ -105,7 +105,7 @@ def test_an_undeclared_move_is_refused(world) -> None:  # type: ignore[no-untype
     state = world.cycle()
     assert state.stage is Stage.AWAITING_APPROVAL
     ctx = StepContext(world.policy, world.tickets, TenantRegistry([]), world.repository, world.vault,
-                      world.clock, world.tickets.issue(), state)
+                      world.clock, world.tickets.issue(), state, world.tickets)
     with pytest.raises(IllegalMove):
         machine.apply(ctx, Advance(Stage.WAITING_FOR_SEND))
     with pytest.raises(IllegalMove):
