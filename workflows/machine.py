@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from mailunblock.workflows import approval, mailbox, password, restricted, sessions, triage, verify
 from mailunblock.workflows.context import StepContext
-from mailunblock.workflows.moves import Advance, Finish, Move
+from mailunblock.workflows.moves import Advance, Finish, Move, Next
 from mailunblock.workflows.state import TERMINAL_STAGES, Stage
 from mailunblock.workflows.vocabulary import Activity
 
@@ -25,29 +25,36 @@ class StageSpec:
 
     step: Callable[[StepContext], Move]
     activity: Activity
-    leads_to: frozenset[Stage]
+    next: Stage | None  # where ``Next`` leads: the stage after this one when its step succeeds
+    branches: frozenset[Stage]  # the other stages the step may choose (``Advance`` / ``Finish``)
     # After the first side effect on the account: a change to the ticket no longer stops the remediation.
     remediating: bool = False
 
+    @property
+    def leads_to(self) -> frozenset[Stage]:
+        """Every stage this one may lead to."""
+        return self.branches | ({self.next} if self.next else set())
 
-def _spec(step: Callable[[StepContext], Move], activity: Activity, *leads_to: Stage,
+
+def _spec(step: Callable[[StepContext], Move], activity: Activity, next: Stage | None, *branches: Stage,
           remediating: bool = False) -> StageSpec:
-    return StageSpec(step, activity, frozenset(leads_to), remediating)
+    return StageSpec(step, activity, next, frozenset(branches), remediating)
 
 
 S = Stage
+# stage: its step, what it is doing, the next stage, the other stages it may choose.
 MACHINE: Mapping[Stage, StageSpec] = {
-    S.NEW: _spec(triage.run, Activity.TRIAGE, S.REFUSED, S.AWAITING_ACCOUNT, S.AWAITING_APPROVAL),
-    S.AWAITING_ACCOUNT: _spec(approval.choose, Activity.APPROVAL, S.NEW, S.REJECTED, S.CANCELLED),
-    S.AWAITING_APPROVAL: _spec(approval.run, Activity.APPROVAL,
+    S.NEW: _spec(triage.run, Activity.TRIAGE, None, S.REFUSED, S.AWAITING_ACCOUNT, S.AWAITING_APPROVAL),
+    S.AWAITING_ACCOUNT: _spec(approval.choose, Activity.APPROVAL, None, S.NEW, S.REJECTED, S.CANCELLED),
+    S.AWAITING_APPROVAL: _spec(approval.run, Activity.APPROVAL, None,
                                S.APPROVED, S.NOT_LISTED, S.REJECTED, S.CANCELLED, S.NEW),
     S.APPROVED: _spec(password.run, Activity.PASSWORD, S.PASSWORD_RESET, S.REJECTED, S.NEW),
     S.PASSWORD_RESET: _spec(sessions.run, Activity.SESSIONS, S.SESSIONS_REVOKED, remediating=True),
     S.SESSIONS_REVOKED: _spec(mailbox.run, Activity.MAILBOX, S.MAILBOX_CHECKED, remediating=True),
     S.MAILBOX_CHECKED: _spec(restricted.check, Activity.LIST, S.LIST_CHECKED, remediating=True),
-    S.LIST_CHECKED: _spec(restricted.unblock, Activity.UNBLOCK,
-                          S.WAITING_FOR_SEND, S.NOT_LISTED, S.ESCALATED, remediating=True),
-    S.WAITING_FOR_SEND: _spec(verify.run, Activity.VERIFY, S.RESOLVED, S.ESCALATED, remediating=True),
+    S.LIST_CHECKED: _spec(restricted.unblock, Activity.UNBLOCK, S.WAITING_FOR_SEND,
+                          S.NOT_LISTED, S.ESCALATED, remediating=True),
+    S.WAITING_FOR_SEND: _spec(verify.run, Activity.VERIFY, None, S.RESOLVED, S.ESCALATED, remediating=True),
 }
 
 # Moves the engine itself makes from any running stage: a person takes over (a permanent failure, a
@@ -82,9 +89,20 @@ def allowed(source: Stage, target: Stage, *, by_engine: bool = False) -> bool:
     return target in MACHINE[source].leads_to
 
 
-def apply(ctx: StepContext, move: Advance | Finish, *, by_engine: bool = False) -> None:
+def resolve(source: Stage, move: Next | Advance | Finish) -> Advance | Finish:
+    """``Next`` as the move to the stage the machine declares after ``source``."""
+    if not isinstance(move, Next):
+        return move
+    target = MACHINE[source].next if source in MACHINE else None
+    if target is None:
+        raise IllegalMove(f"{source} declares no next stage")
+    return Advance(target)
+
+
+def apply(ctx: StepContext, move: Next | Advance | Finish, *, by_engine: bool = False) -> None:
     """Make ``move`` on the ticket: record the stage (and the closing actions of a final one), then save."""
     source = ctx.state.stage
+    move = resolve(source, move)
     if not allowed(source, move.stage, by_engine=by_engine):
         raise IllegalMove(f"{ctx.state.issue_key}: {source} -> {move.stage} is not a declared move")
     if isinstance(move, Finish):

@@ -6,8 +6,8 @@ from mailunblock.connectors.errors import NotFoundError, PermanentError, Permiss
 from mailunblock.connectors.models import InboxRule
 from mailunblock.workflows.context import StepContext
 from mailunblock.workflows.markup import plain_text
-from mailunblock.workflows.moves import Advance, Move
-from mailunblock.workflows.state import Stage, require
+from mailunblock.workflows.moves import Move, Next
+from mailunblock.workflows.state import require
 
 # The rule name and the addresses are chosen by whoever holds the mailbox: each is made plain text and
 # capped here, so one long part cannot push the real actions out of the (capped, escaped) note line.
@@ -47,4 +47,4 @@ def run(ctx: StepContext) -> Move:
         else:
             state.inbox_rules_checked = True
             state.suspicious_rules = tuple(describe(r) for r in rules if r.is_suspicious)
-    return Advance(Stage.MAILBOX_CHECKED)
+    return Next()

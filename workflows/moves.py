@@ -9,8 +9,13 @@ from mailunblock.workflows.vocabulary import ClosingAction
 
 
 @dataclass(frozen=True)
+class Next:
+    """The step did its work: go on to the stage the machine declares next (the step need not know it)."""
+
+
+@dataclass(frozen=True)
 class Advance:
-    """Go on to ``stage`` (the step did its work, or sends the ticket back to triage)."""
+    """Go to ``stage``, a branch the step chose (e.g. back to triage, or waiting for a decision)."""
 
     stage: Stage
 
@@ -24,4 +29,4 @@ class Finish:
 
 
 # None: the step is waiting (for a decision, a deadline or a retry); the ticket stays where it is.
-Move = Advance | Finish | None
+Move = Next | Advance | Finish | None

@@ -7,8 +7,8 @@ import secrets
 
 from mailunblock.workflows import approval
 from mailunblock.workflows.context import StepContext, moved_since
-from mailunblock.workflows.moves import Advance, Move
-from mailunblock.workflows.state import Stage, require
+from mailunblock.workflows.moves import Move, Next
+from mailunblock.workflows.state import require
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,6 @@ def run(ctx: StepContext) -> Move:
     return _confirm(ctx)
 
 
-def _confirm(ctx: StepContext) -> Advance:
+def _confirm(ctx: StepContext) -> Next:
     ctx.state.password_reset_at = ctx.now()
-    return Advance(Stage.PASSWORD_RESET)
+    return Next()

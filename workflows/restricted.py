@@ -5,7 +5,7 @@ from __future__ import annotations
 from mailunblock.connectors.errors import NotBlockedError, UnblockLimitReachedError
 from mailunblock.workflows import closing, notify
 from mailunblock.workflows.context import StepContext
-from mailunblock.workflows.moves import Advance, Finish, Move
+from mailunblock.workflows.moves import Finish, Move, Next
 from mailunblock.workflows.state import Stage, require
 from mailunblock.workflows.vocabulary import Activity, EscalationReason, FailureKind
 
@@ -15,7 +15,7 @@ def check(ctx: StepContext) -> Move:
     state = ctx.state
     entries = ctx.tenant.restricted.blocked_entries(state.account_addresses)
     state.listed_addresses = tuple(dict.fromkeys(e.sender_address.lower() for e in entries))
-    return Advance(Stage.LIST_CHECKED)
+    return Next()
 
 
 def _send_unblock(ctx: StepContext, address: str) -> bool | Finish:
@@ -96,4 +96,4 @@ def unblock(ctx: StepContext) -> Move:
     ctx.save()
     notify.summary(ctx)
     notify.eta(ctx)
-    return Advance(Stage.WAITING_FOR_SEND)
+    return Next()

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from mailunblock.workflows.context import StepContext, moved_since
-from mailunblock.workflows.moves import Advance, Move
-from mailunblock.workflows.state import Stage, require
+from mailunblock.workflows.moves import Move, Next
+from mailunblock.workflows.state import require
 
 
 def _already_revoked(ctx: StepContext) -> bool:
@@ -28,4 +28,4 @@ def run(ctx: StepContext) -> Move:
     elif not _already_revoked(ctx):
         directory.revoke_sessions(account_id)
     state.sessions_revoked_at = ctx.now()
-    return Advance(Stage.SESSIONS_REVOKED)
+    return Next()

@@ -13,7 +13,7 @@ import pytest
 from mailunblock.workflows import approval, engine, machine, triage
 from mailunblock.workflows.context import StepContext
 from mailunblock.workflows.machine import ENGINE_MOVES, ENGINE_MOVES_FROM, MACHINE, IllegalMove
-from mailunblock.workflows.moves import Advance, Finish
+from mailunblock.workflows.moves import Advance, Finish, Next
 from mailunblock.workflows.state import TERMINAL_STAGES, Stage
 from mailunblock.workflows.tenants import TenantRegistry
 
@@ -51,6 +51,15 @@ def test_every_running_stage_can_end_without_the_engine_stepping_in() -> None:
         assert seen & TERMINAL_STAGES, start
 
 
+def _calls_next(functions: list[object]) -> bool:
+    """Whether these functions return ``Next()`` (go on to the stage the table names next)."""
+    return any(
+        isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == Next.__name__
+        for function in functions
+        for node in ast.walk(ast.parse(textwrap.dedent(inspect.getsource(function))))  # type: ignore[arg-type]
+    )
+
+
 def _moves_in(functions: list[object]) -> set[Stage]:
     """The stages named in ``Advance(Stage.X)`` / ``Finish(Stage.X, ...)`` in these functions' source."""
     found: set[Stage] = set()
@@ -84,16 +93,30 @@ def _modules(stage: Stage) -> tuple[ModuleType, ...]:
 
 @pytest.mark.parametrize("stage", list(MACHINE), ids=str)
 def test_every_declared_move_is_made_by_the_step(stage: Stage) -> None:
-    made = _moves_in([f for module in _modules(stage) for f in _module_functions(module)])
-    assert MACHINE[stage].leads_to <= made, f"declared but never made: {MACHINE[stage].leads_to - made}"
+    spec = MACHINE[stage]
+    functions = [f for module in _modules(stage) for f in _module_functions(module)]
+    made = _moves_in(functions)
+    assert spec.branches <= made, f"declared but never made: {spec.branches - made}"
+    assert spec.next is None or _calls_next(functions), f"{stage} declares {spec.next} next but never goes on"
+    assert spec.next not in spec.branches, "the next stage is reached with Next(), not by naming it"
 
 
 def test_every_move_a_step_makes_is_declared() -> None:
     modules = {module for stage in MACHINE for module in _modules(stage)}
     for module in modules:
-        declared = {s for stage in MACHINE if module in _modules(stage) for s in MACHINE[stage].leads_to}
+        declared = {s for stage in MACHINE if module in _modules(stage) for s in MACHINE[stage].branches}
         made = _moves_in(_module_functions(module))
         assert made <= declared, f"{module.__name__} makes undeclared moves: {made - declared}"
+        if _calls_next(_module_functions(module)):
+            assert any(MACHINE[s].next for s in MACHINE if sys.modules[MACHINE[s].step.__module__] is module), module
+
+
+def test_linear_steps_do_not_name_their_successor() -> None:
+    # Inserting a step after one of these is a change to the table, not to the step before it.
+    for stage, spec in MACHINE.items():
+        if spec.next is not None:
+            own = _module_functions(sys.modules[spec.step.__module__])
+            assert spec.next not in _moves_in(own), f"{stage}'s step names {spec.next}"
 
 
 def test_engine_moves_are_made_by_the_engine() -> None:
@@ -110,4 +133,6 @@ def test_an_undeclared_move_is_refused(world) -> None:  # type: ignore[no-untype
         machine.apply(ctx, Advance(Stage.WAITING_FOR_SEND))
     with pytest.raises(IllegalMove):
         machine.apply(ctx, Advance(Stage.REJECTED))  # final stages are entered with their closing actions
+    with pytest.raises(IllegalMove):
+        machine.apply(ctx, Next())  # waiting for a decision has no "next": its step chooses a branch
     assert world.state().stage is Stage.AWAITING_APPROVAL
