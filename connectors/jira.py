@@ -24,6 +24,7 @@ from mailunblock.connectors.http import (
     build_session,
     error_for_status,
     json_body,
+    parse_instant,
     rate_limit_reset_seconds,
     retry_after_seconds,
     send,
@@ -404,10 +405,6 @@ class JiraClient:
             for t in raw.get("transitions", [])
         ]
 
-    def transition_names(self, issue_key: str) -> list[str]:
-        """Names of the transitions the ticket offers right now."""
-        return [t.name for t in self.transitions(issue_key)]
-
     def myself(self) -> Person:
         """The user mailunblock authenticates as (a ``JiraUser``)."""
         return _user(self._call("GET", MYSELF))
@@ -485,8 +482,8 @@ class JiraClient:
             status_category=(status.get("statusCategory") or {}).get("key", ""),
             labels=tuple(fields.get("labels") or ()),
             reporter=_user(reporter) if reporter else None,
-            created=_datetime(fields.get("created")),
-            updated=_datetime(fields.get("updated")),
+            created=_instant(fields.get("created")),
+            updated=_instant(fields.get("updated")),
             comments=tuple(_comment(c) for c in comments),
             affected_account=_field_value(fields.get(self._affected_field))
             if self._affected_field else None,
@@ -521,13 +518,6 @@ def _retry_after(response: requests.Response) -> float | None:
     now = datetime.now(UTC)
     seconds = retry_after_seconds(response.headers, now)
     return seconds if seconds is not None else rate_limit_reset_seconds(response.headers, now)
-
-
-def _datetime(value: str | None) -> datetime:
-    if not value:
-        return datetime.fromtimestamp(0, UTC)
-    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _text(value: Any) -> str:
@@ -568,7 +558,7 @@ def _comment(raw: dict[str, Any]) -> Comment:
         id=str(raw["id"]),
         author=_user(raw.get("author") or {}),
         body=_text(raw.get("body")),
-        created=_datetime(raw.get("created")),
+        created=_instant(raw.get("created")),
         internal=internal,
     )
 
@@ -601,7 +591,7 @@ def _sd_datetime(value: Any) -> datetime | None:
         return None
     if isinstance(value.get("epochMillis"), int):
         return datetime.fromtimestamp(value["epochMillis"] / 1000, UTC)
-    return _datetime(value.get("iso8601")) if value.get("iso8601") else None
+    return parse_instant(value.get("iso8601"))
 
 
 def _approval(raw: dict[str, Any]) -> Approval:
@@ -626,7 +616,7 @@ def _status_changes(changelog: dict[str, Any]) -> tuple[StatusChange, ...]:
             author=_user(history.get("author") or {}),
             from_status=item.get("fromString") or "",
             to_status=item.get("toString") or "",
-            at=_datetime(history.get("created")),
+            at=_instant(history.get("created")),
         )
         for history in changelog.get("histories", [])
         for item in history.get("items", [])
@@ -647,3 +637,8 @@ def _field_value(value: Any) -> str | None:
                 return str(value[key])
         return None
     return str(value).strip() or None
+
+
+def _instant(value: str | None) -> datetime:
+    """A Jira timestamp (the epoch when absent)."""
+    return parse_instant(value) or datetime.fromtimestamp(0, UTC)

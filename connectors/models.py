@@ -186,7 +186,6 @@ class BlockedSender:
     reason: str
     created: datetime | None
     changed: datetime | None
-    temporary_block: bool = False
 
 
 @dataclass(frozen=True)

@@ -19,13 +19,13 @@ from mailunblock.connectors.errors import ConnectorError, NotFoundError
 from mailunblock.connectors.models import Ticket
 from mailunblock.plugin.store import StateStore
 from mailunblock.workflows.engine import RemediationEngine
+from mailunblock.workflows.failures import MICROSOFT_SERVICES
 from mailunblock.workflows.state import TicketState
 from sqlalchemy.exc import SQLAlchemyError
 
 log = logging.getLogger(__name__)
 
 
-MICROSOFT_SERVICES = frozenset({"identity", "graph", "exchange"})
 
 
 @dataclass

@@ -20,8 +20,6 @@ log = logging.getLogger(__name__)
 
 # What the plan proposes, in order, for an account on the Restricted users list.
 FULL_STEPS = ("reset", "revoke", "inbox_rules", "unblock")
-# What an approver may still ask for with /reset when the account is not listed (suspected compromise).
-RESET_STEPS = ("reset", "revoke", "inbox_rules")
 
 
 @dataclass(frozen=True)

@@ -72,7 +72,7 @@ def test_labels_transitions_and_links(env: Any) -> None:
     client = jira(env)
     client.update_labels("HELP-2", add=["mail-unblocked"], remove=["mail-blocked"])
     assert client.get_issue("HELP-2").labels == ("mail-unblocked",)
-    assert "Resolve" in client.transition_names("HELP-2")
+    assert "Resolve" in [t.name for t in client.transitions("HELP-2")]
     assert client.transition("HELP-2", "no such transition") is False
     assert client.transition("HELP-2", "resolve") is True
     assert client.get_issue("HELP-2").is_done

@@ -316,7 +316,7 @@ class FakeRestricted:
         at = at or self.clock.now() - timedelta(hours=1)
         self.entries[address] = BlockedSender(
             address, "ExceedingLimitType=External;InternalRecipientCountToday=0;"
-            "ExternalRecipientCountToday=512", at, at, False)
+            "ExternalRecipientCountToday=512", at, at)
 
     def blocked_entries(self, addresses: Sequence[str]) -> list[BlockedSender]:
         if self.fail.get("blocked_entries"):
