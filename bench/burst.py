@@ -32,7 +32,6 @@ from typing import Any
 
 import requests
 from mailunblock.plugin.config import load_config
-from mailunblock.plugin.poller import Poller
 from mailunblock.plugin.services import build_runtime
 from mailunblock.sandbox.server import Sandbox, to_toml
 from mailunblock.workflows.state import Stage
@@ -105,8 +104,7 @@ def run(tickets: int, tenants: int, latency: float, exchange_latency: float) -> 
 
 def _drive(ready: dict[str, Any], tickets: int, latency: float, exchange_latency: float) -> dict[str, Any]:
     runtime = build_runtime(load_config(ready["config"]), _Clock())
-    poller = Poller(lambda: runtime.jira.search(runtime.config.jira.search_jql), runtime.jira.get_issue,
-                    runtime.engine, runtime.store)
+    poller = runtime.poller
     control = ready["control"]
     approved: set[str] = set()
     cpu0, wall0 = time.process_time(), time.perf_counter()

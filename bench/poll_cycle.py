@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 from mailunblock.plugin.config import load_config
-from mailunblock.plugin.poller import Poller
 from mailunblock.plugin.services import build_runtime
 from mailunblock.sandbox.server import Sandbox
 
@@ -85,15 +84,15 @@ def main() -> None:
                                       jira={"affected_account_field": "customfield_10050"})
             runtime = build_runtime(load_config(config), box.clock)
             jql = runtime.config.jira.search_jql
-            poller = Poller(lambda: runtime.jira.search(jql), runtime.jira.get_issue, runtime.engine, runtime.store)
+            poller = runtime.poller
 
-            assert len(list(runtime.jira.search(jql))) == args.tickets  # warm-up: TLS, tokens, imports
+            assert len(list(runtime.tickets.search(jql))) == args.tickets  # warm-up: TLS, tokens, imports
             calls = [len(box.calls.records())]
             first = timed(poller.run_cycle)
             calls.append(len(box.calls.records()))
             # The baseline reads the same tickets as the steady cycle (with their comments by now).
-            search = [timed(lambda: list(runtime.jira.search(jql))) for _ in range(args.repeat)]
-            search_peak = peak_memory(lambda: list(runtime.jira.search(jql)))
+            search = [timed(lambda: list(runtime.tickets.search(jql))) for _ in range(args.repeat)]
+            search_peak = peak_memory(lambda: list(runtime.tickets.search(jql)))
             calls.append(len(box.calls.records()))
             steady = [timed(poller.run_cycle) for _ in range(args.repeat)]
             calls.append(len(box.calls.records()))

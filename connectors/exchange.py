@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
@@ -24,6 +23,7 @@ from mailunblock.connectors.http import (
     HttpPolicy,
     error_for_status,
     json_body,
+    parse_instant,
     retry_after_seconds,
     send,
 )
@@ -215,22 +215,10 @@ def _exchange_error(
     )
 
 
-def _datetime(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
 def _blocked_sender(row: dict[str, Any]) -> BlockedSender:
-    temporary = _ci(row, "TemporaryBlock")
     return BlockedSender(
         sender_address=str(_ci(row, "SenderAddress") or ""),
         reason=str(_ci(row, "Reason") or ""),
-        created=_datetime(_ci(row, "CreatedDatetime")),
-        changed=_datetime(_ci(row, "ChangedDatetime")),
-        temporary_block=temporary is True or str(temporary).lower() == "true",
+        created=parse_instant(_ci(row, "CreatedDatetime")),
+        changed=parse_instant(_ci(row, "ChangedDatetime")),
     )

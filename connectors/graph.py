@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from datetime import datetime
 from functools import partial
 from typing import Any
 from urllib.parse import quote
@@ -21,6 +20,7 @@ from mailunblock.connectors.http import (
     HttpPolicy,
     error_for_status,
     json_body,
+    parse_instant,
     retry_after_seconds,
     send,
 )
@@ -210,12 +210,6 @@ def _graph_error(response: requests.Response) -> ConnectorError:
     )
 
 
-def _datetime(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
-
-
 def _user(raw: dict[str, Any]) -> DirectoryUser:
     return DirectoryUser(
         id=raw["id"],
@@ -225,10 +219,10 @@ def _user(raw: dict[str, Any]) -> DirectoryUser:
         account_enabled=bool(raw.get("accountEnabled", True)),
         user_type=raw.get("userType") or "Member",
         on_premises_sync_enabled=bool(raw.get("onPremisesSyncEnabled")),
-        last_password_change=_datetime(raw.get("lastPasswordChangeDateTime")),
+        last_password_change=parse_instant(raw.get("lastPasswordChangeDateTime")),
         display_name=raw.get("displayName") or "",
         preferred_language=raw.get("preferredLanguage"),
-        sign_in_sessions_valid_from=_datetime(raw.get("signInSessionsValidFromDateTime")),
+        sign_in_sessions_valid_from=parse_instant(raw.get("signInSessionsValidFromDateTime")),
     )
 
 

@@ -227,18 +227,21 @@ def retry_after_seconds(headers: Mapping[str, str], now: datetime | None = None)
     return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
-def rate_limit_reset_seconds(headers: Mapping[str, str], now: datetime) -> float | None:
-    """Seconds until Jira's ``X-RateLimit-Reset`` (an ISO 8601 timestamp), else None."""
-    value = headers.get("X-RateLimit-Reset")
-    if not value:
+def parse_instant(value: Any) -> datetime | None:
+    """An ISO 8601 timestamp as an aware datetime (UTC when it has no offset); None when absent or malformed."""
+    if not isinstance(value, str) or not value.strip():
         return None
     try:
-        when = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
     except ValueError:
         return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - now).total_seconds())
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def rate_limit_reset_seconds(headers: Mapping[str, str], now: datetime) -> float | None:
+    """Seconds until Jira's ``X-RateLimit-Reset`` (an ISO 8601 timestamp), else None."""
+    when = parse_instant(headers.get("X-RateLimit-Reset"))
+    return None if when is None else max(0.0, (when - now).total_seconds())
 
 
 def throttle_wait(status: int, headers: Mapping[str, str], now: datetime) -> float | None:

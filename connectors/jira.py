@@ -1,39 +1,35 @@
 """Jira (Cloud or Data Center): the tickets mailunblock works on.
 
-Built on the ``jira`` library for authentication, TLS and session set-up, with its own retries switched
-off (its session retries 429/503 even for POSTs, which doubles comments). Requests go through the
-library's authenticated session to the v2 REST API (plain-text bodies on both deployments); only reads
-and idempotent updates are retried, by the shared :class:`HttpPolicy`.
+The client gets its session injected, like the Microsoft connectors: ``jira_session`` signs one in
+(basic auth on Cloud, a personal access token or basic auth on Data Center) over the shared
+:class:`HttpPolicy` session, whose throttle gate, timeout and CA bundle apply to every request. Requests
+go to the v2 REST API (plain-text bodies on both deployments); only reads and idempotent updates are
+retried. See the README's design notes for why the ``jira`` package is not used.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 from urllib.parse import quote
 
 import requests
-from jira import JIRA, JIRAError
-from mailunblock.connectors.errors import ConnectorError, NotFoundError, PermanentError
+from mailunblock.connectors.errors import ConnectorError, NotFoundError
 from mailunblock.connectors.http import (
     HttpPolicy,
-    error_for_exception,
+    build_session,
     error_for_status,
     json_body,
+    parse_instant,
+    rate_limit_reset_seconds,
     retry_after_seconds,
+    send,
 )
-from mailunblock.connectors.models import (
-    JiraApproval,
-    JiraApprover,
-    JiraComment,
-    JiraIssue,
-    JiraStatusChange,
-    JiraTransition,
-    JiraUser,
-)
+from mailunblock.connectors.models import Approval, Approver, Comment, Decision, Person, StatusChange, Ticket
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +68,40 @@ BASE_FIELDS = (
 )
 
 
+@dataclass(frozen=True)
+class JiraUser(Person):
+    """A Jira user: Cloud identifies users by ``account_id``, Data Center by ``name``/``key``."""
+
+    account_id: str | None = None
+    name: str | None = None
+    key: str | None = None
+
+    @property
+    def ref(self) -> str:
+        """Stable identifier for this user on either deployment."""
+        return self.account_id or self.key or self.name or self.display_name
+
+    def same_account(self, other: Person | None) -> bool:
+        """The same Jira account: accountId on Cloud, key or username (case-insensitive) on Data Center."""
+        if not isinstance(other, JiraUser):
+            return False
+        return (
+            (self.account_id is not None and self.account_id == other.account_id)
+            or (self.key is not None and self.key == other.key)
+            or (self.name is not None and other.name is not None and self.name.lower() == other.name.lower())
+        )
+
+
+@dataclass(frozen=True)
+class JiraTransition:
+    """A workflow transition available on a ticket right now."""
+
+    id: str
+    name: str
+    to_status: str
+    to_category: str = ""  # the target status's category key: new, indeterminate or done
+
+
 class Deployment(StrEnum):
     """Jira flavour: Cloud identifies users by accountId, Data Center by name."""
 
@@ -87,26 +117,46 @@ class InternalNotes(StrEnum):
     ROLE = "role"
 
 
+def jira_session(
+    policy: HttpPolicy,
+    *,
+    deployment: str = Deployment.CLOUD,
+    email: str | None = None,
+    api_token: str | None = None,
+    personal_access_token: str | None = None,
+    username: str | None = None,
+    password: str | None = None,
+) -> requests.Session:
+    """A session signed in to Jira: email and API token on Cloud; a PAT, or username and password, on DC."""
+    session = build_session(policy, SERVICE)
+    session.headers.update({"Accept": "application/json", "X-Atlassian-Token": "no-check"})
+    if Deployment(deployment) is Deployment.CLOUD:
+        if not (email and api_token):
+            raise ValueError("Jira Cloud needs email and api_token")
+        session.auth = (email, api_token)
+    elif username and password:
+        session.auth = (username, password)
+    elif personal_access_token:
+        session.headers["Authorization"] = f"Bearer {personal_access_token}"
+    else:
+        raise ValueError("Jira Data Center needs personal_access_token or username and password")
+    return session
+
+
 class JiraClient:
     """Tickets on one Jira site (satisfies ``workflows.ports.Tickets``)."""
 
     def __init__(
         self,
         url: str,
+        session: requests.Session,
         *,
         policy: HttpPolicy,
         deployment: str = Deployment.CLOUD,
-        email: str | None = None,
-        api_token: str | None = None,
-        personal_access_token: str | None = None,
-        username: str | None = None,
-        password: str | None = None,
         internal_notes: str = InternalNotes.JSM,
         internal_visibility: str | None = None,
-        approver_groups: Sequence[str] = (),
-        approver_roles: Sequence[str] = (),
-        role_projects: Sequence[str] = (),
         affected_account_field: str | None = None,
+        selection: str | None = None,
         page_size: int = 50,
     ) -> None:
         self._url = url.rstrip("/")
@@ -116,40 +166,35 @@ class JiraClient:
         if self._internal_notes is not InternalNotes.JSM and not internal_visibility:
             raise ValueError(f"internal notes by {self._internal_notes} need internal_visibility")
         self._internal_visibility = internal_visibility
-        self._approver_groups = {g.lower() for g in approver_groups}
-        self._approver_roles = {r.lower() for r in approver_roles}
-        self._role_projects = tuple(role_projects)
+        self._selection = selection
         self._affected_field = affected_account_field
         self._page_size = page_size
         self._fields = [*BASE_FIELDS, *([affected_account_field] if affected_account_field else [])]
-        options: dict[str, Any] = {"server": self._url, "verify": policy.verify}
-        if self._deployment is Deployment.CLOUD:
-            if not (email and api_token):
-                raise ValueError("Jira Cloud needs email and api_token")
-            jira = JIRA(
-                options=options, basic_auth=(email, api_token), max_retries=0,
-                timeout=policy.timeout, get_server_info=False,
-            )
-        elif username and password:
-            jira = JIRA(
-                options=options, basic_auth=(username, password), max_retries=0,
-                timeout=policy.timeout, get_server_info=False,
-            )
-        else:
-            if not personal_access_token:
-                raise ValueError("Jira Data Center needs personal_access_token or username and password")
-            jira = JIRA(
-                options=options, token_auth=personal_access_token, max_retries=0,
-                timeout=policy.timeout, get_server_info=False,
-            )
-        # The library's ResilientSession passes ``verify`` explicitly on each request, so the
-        # configured bundle wins over REQUESTS_CA_BUNDLE; max_retries=0 makes it send exactly once.
-        self._session: requests.Session = jira._session
-        policy.guard(self._session, SERVICE)
+        self._session = session
+
+    @classmethod
+    def connect(
+        cls,
+        url: str,
+        *,
+        policy: HttpPolicy,
+        deployment: str = Deployment.CLOUD,
+        email: str | None = None,
+        api_token: str | None = None,
+        personal_access_token: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        **options: Any,
+    ) -> JiraClient:
+        """A client over a new signed-in session (``jira_session``); ``options`` as for the constructor."""
+        session = jira_session(policy, deployment=deployment, email=email, api_token=api_token,
+                               personal_access_token=personal_access_token, username=username,
+                               password=password)
+        return cls(url, session, policy=policy, deployment=deployment, **options)
 
     # --- the Tickets protocol -------------------------------------------------------------------
 
-    def search(self, jql: str) -> Iterator[JiraIssue]:
+    def search(self, jql: str) -> Iterator[Ticket]:
         """Every ticket matching ``jql``, with comments and status changes, page by page."""
         if self._deployment is Deployment.CLOUD:
             token: str | None = None
@@ -178,7 +223,7 @@ class JiraClient:
             if not issues or start >= int(page.get("total", 0)):
                 return
 
-    def get_issue(self, issue_key: str) -> JiraIssue:
+    def get_issue(self, issue_key: str) -> Ticket:
         """Re-read one ticket (status, labels, comments, status changes)."""
         params = {"fields": ",".join(self._fields), "expand": "changelog"}
         return self._issue(self._call("GET", ISSUE.format(key=_seg(issue_key)), params=params))
@@ -277,10 +322,10 @@ class JiraClient:
         """Set an issue property (a JSON value Jira keeps on the ticket); a PUT, so safe to retry."""
         self._call("PUT", ISSUE_PROPERTY.format(key=_seg(issue_key), property=_seg(key)), json=dict(value))
 
-    def approvals(self, issue_key: str) -> list[JiraApproval]:
+    def approvals(self, issue_key: str) -> list[Approval]:
         """The request's JSM native approvals, every page (a read, so retried when throttled)."""
         path = APPROVALS.format(key=_seg(issue_key))
-        found: list[JiraApproval] = []
+        found: list[Approval] = []
         start = 0
         while True:
             params = {"start": str(start), "limit": str(self._page_size)}
@@ -291,14 +336,48 @@ class JiraClient:
             if page.get("isLastPage", True) or not values:
                 return found
 
-    def is_approver(self, user: JiraUser) -> bool:
-        """True when the user belongs to a configured approver group or project role."""
-        groups = self.user_groups(user)
-        if self._approver_groups & groups:
-            return True
-        return bool(self._approver_roles) and any(
-            self._in_role(project, user, groups) for project in self._role_projects
-        )
+    def selected(self) -> Iterable[Ticket]:
+        """The tickets that need work: the configured selection (JQL)."""
+        if not self._selection:
+            raise ValueError("no selection (JQL) configured for this Jira client")
+        return self.search(self._selection)
+
+    # --- the Membership protocol: who belongs where (the workflow decides who approves) ---------
+
+    def groups_of(self, person: Person) -> set[str]:
+        """Names (lower-cased) of the groups the person belongs to.
+
+        Cloud: ``user/groups?accountId=``. Data Center has no ``user/groups`` (404): its own resource
+        is ``user?username=…&expand=groups`` (groups in ``groups.items``).
+        """
+        if not isinstance(person, JiraUser):
+            return set()
+        if self._deployment is Deployment.CLOUD:
+            if not person.account_id:
+                return set()
+            raw = self._call("GET", USER_GROUPS, params={"accountId": person.account_id})
+            groups = raw if isinstance(raw, list) else []
+        else:
+            if not (person.name or person.key):
+                return set()
+            who = {"username": person.name} if person.name else {"key": person.key or ""}
+            raw = self._call("GET", USER, params={**who, "expand": "groups"})
+            groups = ((raw.get("groups") or {}).get("items") or []) if isinstance(raw, dict) else []
+        return {str(g.get("name", "")).lower() for g in groups if isinstance(g, dict)}
+
+    def in_any_role(self, person: Person, project: str, roles: Collection[str], groups: Collection[str]) -> bool:
+        """Whether the person holds one of ``roles`` in ``project``, directly or through one of ``groups``."""
+        if not isinstance(person, JiraUser):
+            return False
+        wanted = {r.lower() for r in roles}
+        for name, url in self._call("GET", PROJECT_ROLES.format(project=_seg(project))).items():
+            if name.lower() not in wanted:
+                continue
+            role_id = str(url).rstrip("/").rsplit("/", 1)[-1]
+            role = self._call("GET", PROJECT_ROLE.format(project=_seg(project), role_id=role_id))
+            if any(_actor_is(actor, person, groups) for actor in role.get("actors", [])):
+                return True
+        return False
 
     @property
     def _approval_headers(self) -> dict[str, str] | None:
@@ -331,12 +410,8 @@ class JiraClient:
             for t in raw.get("transitions", [])
         ]
 
-    def transition_names(self, issue_key: str) -> list[str]:
-        """Names of the transitions the ticket offers right now."""
-        return [t.name for t in self.transitions(issue_key)]
-
-    def myself(self) -> JiraUser:
-        """The user mailunblock authenticates as."""
+    def myself(self) -> Person:
+        """The user mailunblock authenticates as (a ``JiraUser``)."""
         return _user(self._call("GET", MYSELF))
 
     def check_jql(self, jql: str) -> None:
@@ -356,27 +431,10 @@ class JiraClient:
             return False
         return True
 
-    def user_groups(self, user: JiraUser) -> set[str]:
-        """Names (lower-cased) of the groups the user belongs to.
-
-        Cloud: ``user/groups?accountId=``. Data Center has no ``user/groups`` (404): its own resource
-        is ``user?username=…&expand=groups`` (groups in ``groups.items``).
-        """
-        if self._deployment is Deployment.CLOUD:
-            if not user.account_id:
-                return set()
-            raw = self._call("GET", USER_GROUPS, params={"accountId": user.account_id})
-            groups = raw if isinstance(raw, list) else []
-        else:
-            if not (user.name or user.key):
-                return set()
-            who = {"username": user.name} if user.name else {"key": user.key or ""}
-            raw = self._call("GET", USER, params={**who, "expand": "groups"})
-            groups = ((raw.get("groups") or {}).get("items") or []) if isinstance(raw, dict) else []
-        return {str(g.get("name", "")).lower() for g in groups if isinstance(g, dict)}
-
-    def user_locale(self, user: JiraUser) -> tuple[str | None, str | None]:
+    def user_locale(self, user: Person) -> tuple[str | None, str | None]:
         """The user's Jira locale and time zone, when their profile shows them."""
+        if not isinstance(user, JiraUser):
+            return None, None
         if self._deployment is Deployment.CLOUD:
             params = {"accountId": user.account_id or ""}
         else:
@@ -385,29 +443,6 @@ class JiraClient:
         return raw.get("locale"), raw.get("timeZone")
 
     # --- plumbing -------------------------------------------------------------------------------
-
-    def _in_role(self, project: str, user: JiraUser, groups: set[str]) -> bool:
-        roles = self._call("GET", PROJECT_ROLES.format(project=_seg(project)))
-        for name, url in roles.items():
-            if name.lower() not in self._approver_roles:
-                continue
-            role_id = str(url).rstrip("/").rsplit("/", 1)[-1]
-            role = self._call("GET", PROJECT_ROLE.format(project=_seg(project), role_id=role_id))
-            for actor in role.get("actors", []):
-                member = actor.get("actorUser") or {}
-                group = actor.get("actorGroup") or {}
-                if user.account_id and member.get("accountId") == user.account_id:
-                    return True
-                if user.name and actor.get("type") == "atlassian-user-role-actor" and (
-                    actor.get("name") == user.name
-                ):
-                    return True
-                group_name = group.get("name") or (
-                    actor.get("name") if actor.get("type") == "atlassian-group-role-actor" else None
-                )
-                if group_name and group_name.lower() in groups:
-                    return True
-        return False
 
     def _call(
         self,
@@ -424,21 +459,16 @@ class JiraClient:
         retry = safe if safe is not None else method in ("GET", "PUT")
 
         def once() -> Any:
-            try:
-                # The library's session cannot take headers=None.
-                response = self._session.request(
-                    method, url, params=params, json=json, headers=headers or {}
-                )
-            except JIRAError as exc:
-                raise _jira_error(exc.response, exc.status_code) from None
-            except requests.RequestException as exc:
-                raise error_for_exception(exc, service=SERVICE) from None
+            response = send(self._session, method, url, service=SERVICE, params=params, json=json,
+                            headers=headers)
+            if not response.ok:
+                raise _jira_error(response)
             document = json_body(response)
             return {} if document is None else document
 
         return self._policy.call(once, safe=retry)
 
-    def _issue(self, raw: dict[str, Any]) -> JiraIssue:
+    def _issue(self, raw: dict[str, Any]) -> Ticket:
         fields = raw.get("fields", {})
         status = fields.get("status") or {}
         reporter = fields.get("reporter")
@@ -448,7 +478,7 @@ class JiraClient:
             # Embedded comments are capped (search answers): read them all from the comment resource,
             # so no approval on a long ticket is missed.
             comments = list(self._all_comments(str(raw["key"])))
-        return JiraIssue(
+        return Ticket(
             key=raw["key"],
             id=str(raw.get("id", "")),
             summary=fields.get("summary") or "",
@@ -457,8 +487,8 @@ class JiraClient:
             status_category=(status.get("statusCategory") or {}).get("key", ""),
             labels=tuple(fields.get("labels") or ()),
             reporter=_user(reporter) if reporter else None,
-            created=_datetime(fields.get("created")),
-            updated=_datetime(fields.get("updated")),
+            created=_instant(fields.get("created")),
+            updated=_instant(fields.get("updated")),
             comments=tuple(_comment(c) for c in comments),
             affected_account=_field_value(fields.get(self._affected_field))
             if self._affected_field else None,
@@ -470,9 +500,7 @@ def _seg(value: str) -> str:
     return quote(value, safe="")
 
 
-def _jira_error(response: requests.Response | None, status: int | None) -> ConnectorError:
-    if response is None:
-        return PermanentError(f"request failed (HTTP {status})", service=SERVICE)
+def _jira_error(response: requests.Response) -> ConnectorError:
     body = json_body(response)
     messages: list[str] = []
     if isinstance(body, dict):
@@ -492,26 +520,9 @@ def _jira_error(response: requests.Response | None, status: int | None) -> Conne
 
 
 def _retry_after(response: requests.Response) -> float | None:
-    seconds = retry_after_seconds(response.headers)
-    if seconds is not None:
-        return seconds
-    reset = response.headers.get("X-RateLimit-Reset")
-    if not reset:
-        return None
-    try:
-        when = datetime.fromisoformat(reset.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
-
-
-def _datetime(value: str | None) -> datetime:
-    if not value:
-        return datetime.fromtimestamp(0, UTC)
-    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    now = datetime.now(UTC)
+    seconds = retry_after_seconds(response.headers, now)
+    return seconds if seconds is not None else rate_limit_reset_seconds(response.headers, now)
 
 
 def _text(value: Any) -> str:
@@ -543,18 +554,40 @@ def _user(raw: dict[str, Any]) -> JiraUser:
     )
 
 
-def _comment(raw: dict[str, Any]) -> JiraComment:
+def _comment(raw: dict[str, Any]) -> Comment:
     # Cloud says jsdPublic; Data Center only shows the sd.public.comment property (when expanded).
     properties = {p.get("key"): p.get("value") for p in raw.get("properties") or () if isinstance(p, dict)}
     jsm_internal = (properties.get("sd.public.comment") or {}).get("internal") is True
     internal = raw.get("jsdPublic") is False or bool(raw.get("visibility")) or jsm_internal
-    return JiraComment(
+    return Comment(
         id=str(raw["id"]),
         author=_user(raw.get("author") or {}),
         body=_text(raw.get("body")),
-        created=_datetime(raw.get("created")),
+        created=_instant(raw.get("created")),
         internal=internal,
     )
+
+
+def _actor_is(actor: dict[str, Any], user: JiraUser, groups: Collection[str]) -> bool:
+    """Whether a project role actor is the user, or one of the user's groups."""
+    member = actor.get("actorUser") or {}
+    group = actor.get("actorGroup") or {}
+    if user.account_id and member.get("accountId") == user.account_id:
+        return True
+    if user.name and actor.get("type") == "atlassian-user-role-actor" and actor.get("name") == user.name:
+        return True
+    group_name = group.get("name") or (
+        actor.get("name") if actor.get("type") == "atlassian-group-role-actor" else None
+    )
+    return bool(group_name) and str(group_name).lower() in groups
+
+
+def _decision(value: Any) -> Decision:
+    """JSM's decision string; anything else counts as still pending."""
+    try:
+        return Decision(str(value or "pending").lower())
+    except ValueError:
+        return Decision.PENDING
 
 
 def _sd_datetime(value: Any) -> datetime | None:
@@ -563,18 +596,18 @@ def _sd_datetime(value: Any) -> datetime | None:
         return None
     if isinstance(value.get("epochMillis"), int):
         return datetime.fromtimestamp(value["epochMillis"] / 1000, UTC)
-    return _datetime(value.get("iso8601")) if value.get("iso8601") else None
+    return parse_instant(value.get("iso8601"))
 
 
-def _approval(raw: dict[str, Any]) -> JiraApproval:
+def _approval(raw: dict[str, Any]) -> Approval:
     approvers = tuple(
-        JiraApprover(_user(entry.get("approver") or {}), str(entry.get("approverDecision", "")))
+        Approver(_user(entry.get("approver") or {}), _decision(entry.get("approverDecision")))
         for entry in raw.get("approvers") or ()
     )
-    return JiraApproval(
+    return Approval(
         id=str(raw["id"]),
         name=str(raw.get("name") or ""),
-        final_decision=str(raw.get("finalDecision") or "pending"),
+        final_decision=_decision(raw.get("finalDecision")),
         approvers=approvers,
         created=_sd_datetime(raw.get("createdDate")) or datetime.fromtimestamp(0, UTC),
         completed=_sd_datetime(raw.get("completedDate")),
@@ -582,13 +615,13 @@ def _approval(raw: dict[str, Any]) -> JiraApproval:
     )
 
 
-def _status_changes(changelog: dict[str, Any]) -> tuple[JiraStatusChange, ...]:
+def _status_changes(changelog: dict[str, Any]) -> tuple[StatusChange, ...]:
     changes = [
-        JiraStatusChange(
+        StatusChange(
             author=_user(history.get("author") or {}),
             from_status=item.get("fromString") or "",
             to_status=item.get("toString") or "",
-            at=_datetime(history.get("created")),
+            at=_instant(history.get("created")),
         )
         for history in changelog.get("histories", [])
         for item in history.get("items", [])
@@ -609,3 +642,8 @@ def _field_value(value: Any) -> str | None:
                 return str(value[key])
         return None
     return str(value).strip() or None
+
+
+def _instant(value: str | None) -> datetime:
+    """A Jira timestamp (the epoch when absent)."""
+    return parse_instant(value) or datetime.fromtimestamp(0, UTC)

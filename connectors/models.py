@@ -1,56 +1,70 @@
 """Frozen domain objects returned by the connectors.
 
 Connectors turn wire formats (Jira JSON, Graph JSON, Exchange cmdlet rows) into these objects; nothing
-above the connector layer sees raw JSON.
+above the connector layer sees raw JSON. The ticket types are neutral: a ticketing backend returns them
+(subclassing ``Person`` with its own identifiers), and the workflow knows no other.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
+
+
+class Decision(StrEnum):
+    """Where a native approval stands."""
+
+    APPROVED = "approved"
+    DECLINED = "declined"
+    PENDING = "pending"
 
 
 @dataclass(frozen=True)
-class JiraUser:
-    """A Jira user: Cloud identifies users by ``account_id``, Data Center by ``name``/``key``."""
+class Person:
+    """Someone on the ticketing system: a reporter, a commenter, an approver, or mailunblock itself.
+
+    Backends subclass it with their own identifiers and say when two records are the same account.
+    """
 
     display_name: str
-    account_id: str | None = None
-    name: str | None = None
-    key: str | None = None
     email: str | None = None
     locale: str | None = None
     time_zone: str | None = None
 
     @property
     def ref(self) -> str:
-        """Stable identifier for this user on either deployment."""
-        return self.account_id or self.key or self.name or self.display_name
+        """Stable identifier of this person on their ticketing system."""
+        return self.display_name
+
+    def same_account(self, other: Person | None) -> bool:
+        """Whether ``other`` is the same account (not merely the same display name, unless nothing else is known)."""
+        return other is not None and self.ref == other.ref
 
 
 @dataclass(frozen=True)
-class JiraComment:
+class Comment:
     """One comment on a ticket, with whether it is hidden from the reporter."""
 
     id: str
-    author: JiraUser
+    author: Person
     body: str
     created: datetime
     internal: bool = False
 
 
 @dataclass(frozen=True)
-class JiraStatusChange:
-    """One status change from the ticket's changelog (who moved it, from where to where)."""
+class StatusChange:
+    """One status change of a ticket (who moved it, from where to where)."""
 
-    author: JiraUser
+    author: Person
     from_status: str
     to_status: str
     at: datetime
 
 
 @dataclass(frozen=True)
-class JiraIssue:
+class Ticket:
     """The parts of a ticket mailunblock reads."""
 
     key: str
@@ -60,12 +74,12 @@ class JiraIssue:
     status: str
     status_category: str  # "new" | "indeterminate" | "done"
     labels: tuple[str, ...]
-    reporter: JiraUser | None
+    reporter: Person | None
     created: datetime
     updated: datetime
-    comments: tuple[JiraComment, ...] = ()
-    affected_account: str | None = None  # value of the configured custom field, if any
-    status_changes: tuple[JiraStatusChange, ...] = ()  # filled when the changelog was requested
+    comments: tuple[Comment, ...] = ()
+    affected_account: str | None = None  # value of the configured affected-account field, if any
+    status_changes: tuple[StatusChange, ...] = ()
 
     @property
     def is_done(self) -> bool:
@@ -74,38 +88,28 @@ class JiraIssue:
 
 
 @dataclass(frozen=True)
-class JiraTransition:
-    """A workflow transition available on a ticket right now."""
+class Approver:
+    """One approver of a native approval and their own decision."""
 
-    id: str
-    name: str
-    to_status: str
-    to_category: str = ""  # the target status's category key: new, indeterminate or done
+    user: Person
+    decision: Decision
 
 
 @dataclass(frozen=True)
-class JiraApprover:
-    """One approver of a JSM approval and their own decision ("approved", "declined", "pending")."""
-
-    user: JiraUser
-    decision: str
-
-
-@dataclass(frozen=True)
-class JiraApproval:
-    """A Jira Service Management native approval on a request."""
+class Approval:
+    """A native approval of the ticketing system on a request (JSM approvals on Jira)."""
 
     id: str
     name: str
-    final_decision: str  # "approved" | "declined" | "pending"
-    approvers: tuple[JiraApprover, ...]
+    final_decision: Decision
+    approvers: tuple[Approver, ...]
     created: datetime
     completed: datetime | None = None
     can_answer: bool = False  # whether the caller (our bot) could answer it
 
-    def deciders(self) -> tuple[JiraUser, ...]:
+    def deciders(self) -> tuple[Person, ...]:
         """The approvers whose own decision made the final one (none while it is pending)."""
-        if self.final_decision not in ("approved", "declined"):
+        if self.final_decision == Decision.PENDING:
             return ()
         return tuple(a.user for a in self.approvers if a.decision == self.final_decision)
 
@@ -182,7 +186,6 @@ class BlockedSender:
     reason: str
     created: datetime | None
     changed: datetime | None
-    temporary_block: bool = False
 
 
 @dataclass(frozen=True)

@@ -96,6 +96,16 @@ def config_schema() -> None:
     click.echo(json.dumps(Config.model_json_schema(), indent=2))
 
 
+def _need_sandbox_extra() -> None:
+    """The emulators need Flask, which a production install leaves out: say how to get it."""
+    import importlib.util
+
+    if importlib.util.find_spec("flask") is None:
+        raise click.ClickException(
+            "the sandbox emulators are not installed: pip install 'mailunblock[sandbox]'"
+        )
+
+
 @main.command()
 @_config_option
 def doctor(config_path: Path) -> None:
@@ -120,6 +130,7 @@ def doctor(config_path: Path) -> None:
               help="Start with an app permission missing, e.g. contoso:User.RevokeSessions.All.")
 def sandbox(scenario: str, state_dir: Path, speed: float, revoke: tuple[str, ...]) -> None:
     """Run the local EMULATORS of Jira and Microsoft 365 on loopback until Ctrl-C."""
+    _need_sandbox_extra()
     from mailunblock.sandbox.scenario import ScenarioError
     from mailunblock.sandbox.server import SandboxError, serve
 
@@ -177,42 +188,33 @@ def _local(config_path: Path) -> tuple[StateStore, PasswordVault]:
               help="One cycle that reads everything for real but only prints the writes it would make.")
 def run(config_path: Path, once: bool, dry_run: bool) -> None:
     """Poll Jira and remediate tickets until SIGTERM/SIGINT."""
-    from mailunblock.plugin.clock import SystemClock
-    from mailunblock.plugin.poller import CycleReport, Poller, run_forever
+    from mailunblock.plugin.poller import CycleReport, run_forever
 
     runtime = _runtime(config_path)
-    engine, store = runtime.engine, runtime.store
     if dry_run:
-        from mailunblock.plugin.dryrun import dry_run_engine
-
         click.echo("DRY RUN: reading Jira, Graph and Exchange for real; no write is made, nothing is stored.")
-        engine, store = dry_run_engine(runtime.config, runtime, SystemClock(), click.echo)
+        runtime = runtime.dry_run(click.echo)
         once = True
-    poller = Poller(
-        lambda: runtime.jira.search(runtime.config.jira.search_jql),
-        runtime.jira.get_issue,
-        engine,
-        store,
-    )
 
     def report(cycle: CycleReport) -> None:
         if cycle.skipped:
             click.echo("cycle skipped: another mailunblock is working on the same state store", err=True)
             return
-        purged = 0 if dry_run else runtime.vault.purge_expired()
         stamp = f"cycle: {cycle.seen} ticket(s) selected"
         if cycle.error:
             click.echo(f"{stamp}; FAILED: {cycle.error} (retrying next cycle)", err=True)
             return
-        click.echo(stamp + (f", {purged} expired password(s) wiped" if purged else ""))
+        click.echo(stamp)
         for line in cycle.advanced:
             click.echo(f"  {line}")
         for key, why in {**cycle.step_failures, **cycle.failed}.items():
             click.echo(f"  {key}: failed: {why}", err=True)
 
     if once:
-        cycle = poller.run_cycle()
+        cycle = runtime.poller.run_cycle()
         report(cycle)
+        for job in runtime.jobs():  # cron runs them once per invocation
+            job.run()
         click.echo(cycle.summary(), err=not cycle.healthy)
         sys.exit(0 if cycle.healthy else 1)
     if runtime.config.web.enabled:
@@ -226,7 +228,7 @@ def run(config_path: Path, once: bool, dry_run: bool) -> None:
         runtime.vault.advertise_links(web.public_url or f"http://{web.listen}")  # served from now on
         click.echo(f"one-time password links served on http://{web.listen}")
     click.echo(f"polling {runtime.config.jira.url} every {runtime.config.poller.interval_seconds:g} s (Ctrl-C stops)")
-    run_forever(poller, runtime.config.poller.interval_seconds, report)
+    run_forever(runtime.poller, runtime.config.poller.interval_seconds, report, runtime.jobs())
 
 
 @main.command()
@@ -316,6 +318,7 @@ def report(config_path: Path, since: str, until_: str | None, tenant: str | None
 @click.pass_context
 def demo(ctx: click.Context, workdir: Path | None) -> None:
     """Show the whole remediation on the sandbox EMULATORS (no configuration needed)."""
+    _need_sandbox_extra()
     from mailunblock.plugin.demo import run_demo
 
     if not ctx.parent or not ctx.parent.params.get("verbose"):

@@ -431,6 +431,9 @@ class SlaConfig(_Section):
 class Config(_Section):
     """The whole configuration file."""
 
+    ticketing: str = Field(
+        "jira", description="The ticketing backend (entry point group mailunblock.ticketing); jira is built in."
+    )
     jira: JiraConfig
     tenants: tuple[TenantConfig, ...] = Field(min_length=1)
     policy: PolicyConfig = PolicyConfig()

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from mailunblock.plugin.config import load_config
-from mailunblock.plugin.poller import Poller
 from mailunblock.plugin.report import build_report, render_html
 from mailunblock.plugin.services import Runtime, build_runtime, sla_policy
 from mailunblock.sandbox.server import Sandbox
@@ -93,8 +92,7 @@ class Demo:
         ]
 
     def _play(self, sandbox: Sandbox, runtime: Runtime, actions: list[AgentAction]) -> int:
-        poller = Poller(lambda: runtime.jira.search(runtime.config.jira.search_jql),
-                        runtime.jira.get_issue, runtime.engine, runtime.store)
+        poller = runtime.poller
         jira: Any = sandbox.jira
         start = sandbox.clock.now()
         cycle = quiet = 0

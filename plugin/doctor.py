@@ -114,7 +114,7 @@ def _check_membership(jira: JiraClient) -> CheckResult:
     """Approver membership is read per user: check it can be read at all, on the bot itself."""
     name = "jira: approver membership readable"
     try:
-        groups = jira.user_groups(jira.myself())
+        groups = jira.groups_of(jira.myself())
     except ConnectorError as exc:
         return CheckResult(Status.FAIL, name, f"cannot read a user's groups: {exc}",
                            "give the bot 'Browse users and groups' (global permission) and check jira.deployment")

@@ -13,20 +13,19 @@ from datetime import datetime
 from typing import Any
 
 from mailunblock.connectors.models import (
+    Approval,
     BlockedSender,
     DirectoryRole,
     DirectoryUser,
     InboxRule,
-    JiraApproval,
-    JiraIssue,
-    JiraUser,
+    Person,
+    Ticket,
 )
-from mailunblock.plugin.config import Config
 from mailunblock.plugin.services import Runtime, remediation_policy
 from mailunblock.plugin.store import StateStore
 from mailunblock.workflows.engine import RemediationEngine
 from mailunblock.workflows.markup import wiki_literal
-from mailunblock.workflows.ports import Clock, Directory, RestrictedSenders, Tickets
+from mailunblock.workflows.ports import Directory, RestrictedSenders, Tickets
 from mailunblock.workflows.tenants import TenantRegistry, TenantServices
 
 Echo = Callable[[str], None]
@@ -43,7 +42,7 @@ class DryRunTickets:
     def __init__(self, inner: Tickets, echo: Echo) -> None:
         self._inner, self._echo = inner, echo
 
-    def get_issue(self, issue_key: str) -> JiraIssue:
+    def get_issue(self, issue_key: str) -> Ticket:
         """Real read."""
         return self._inner.get_issue(issue_key)
 
@@ -51,19 +50,15 @@ class DryRunTickets:
         """Real read."""
         return self._inner.find_comment(issue_key, marker)
 
-    def myself(self) -> JiraUser:
+    def myself(self) -> Person:
         """The bot's account (a read)."""
         return self._inner.myself()
 
-    def is_approver(self, user: JiraUser) -> bool:
-        """Real read."""
-        return self._inner.is_approver(user)
-
-    def user_locale(self, user: JiraUser) -> tuple[str | None, str | None]:
+    def user_locale(self, user: Person) -> tuple[str | None, str | None]:
         """Real read."""
         return self._inner.user_locale(user)
 
-    def approvals(self, issue_key: str) -> list[JiraApproval]:
+    def approvals(self, issue_key: str) -> list[Approval]:
         """Real read."""
         return self._inner.approvals(issue_key)
 
@@ -153,10 +148,8 @@ class DryRunVault:
         return None
 
 
-def dry_run_engine(
-    config: Config, runtime: Runtime, clock: Clock, echo: Echo
-) -> tuple[RemediationEngine, StateStore]:
-    """An engine over printing ports and an in-memory copy of the real store."""
+def dry_run_engine(runtime: Runtime, echo: Echo) -> tuple[RemediationEngine, StateStore]:
+    """An engine over printing ports and an in-memory copy of the real store (``Runtime.dry_run``)."""
     scratch = StateStore.from_url("sqlite://")
     for state in runtime.store.all_states():
         scratch.save(state)
@@ -171,7 +164,8 @@ def dry_run_engine(
         )
         for name, clients in runtime.tenants.items()
     )
-    tickets = DryRunTickets(runtime.jira, echo)
-    engine = RemediationEngine(remediation_policy(config), tickets, registry, scratch, DryRunVault(), clock)
+    tickets = DryRunTickets(runtime.tickets, echo)
+    engine = RemediationEngine(remediation_policy(runtime.config), tickets, registry, scratch, DryRunVault(),
+                               runtime.engine.clock, runtime.tickets)
     return engine, scratch
 

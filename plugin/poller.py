@@ -9,23 +9,23 @@ from __future__ import annotations
 import logging
 import signal
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from mailunblock.connectors.errors import ConnectorError, NotFoundError
-from mailunblock.connectors.models import JiraIssue
+from mailunblock.connectors.models import Ticket
 from mailunblock.plugin.store import StateStore
 from mailunblock.workflows.engine import RemediationEngine
+from mailunblock.workflows.failures import MICROSOFT_SERVICES
 from mailunblock.workflows.state import TicketState
 from sqlalchemy.exc import SQLAlchemyError
 
 log = logging.getLogger(__name__)
 
 
-MICROSOFT_SERVICES = frozenset({"identity", "graph", "exchange"})
 
 
 @dataclass
@@ -68,8 +68,8 @@ class Poller:
 
     def __init__(
         self,
-        search: Callable[[], Iterable[JiraIssue]],
-        get_issue: Callable[[str], JiraIssue],
+        search: Callable[[], Iterable[Ticket]],
+        get_issue: Callable[[str], Ticket],
         engine: RemediationEngine,
         store: StateStore,
     ) -> None:
@@ -132,7 +132,7 @@ class Poller:
             self._advance(issue, state, report)
         return report
 
-    def _moved(self, issue: JiraIssue) -> TicketState | None:
+    def _moved(self, issue: Ticket) -> TicketState | None:
         """The state of a ticket we knew under another key (moved to another project): same issue id."""
         if not issue.id:
             return None
@@ -145,7 +145,7 @@ class Poller:
                 return state
         return None
 
-    def _advance(self, issue: JiraIssue, state: TicketState | None, report: CycleReport) -> None:
+    def _advance(self, issue: Ticket, state: TicketState | None, report: CycleReport) -> None:
         before = state.stage if state is not None else None
         failures_before = state.failure_count if state is not None else 0
         try:
@@ -171,8 +171,24 @@ class Poller:
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
-def run_forever(poller: Poller, interval_seconds: float, on_cycle: Callable[[CycleReport], None]) -> None:
+@dataclass(frozen=True)
+class Job:
+    """Housekeeping run by the scheduler beside the polling cycle (e.g. wiping expired passwords)."""
+
+    name: str
+    run: Callable[[], object]
+    every_seconds: float
+
+
+def run_forever(
+    poller: Poller,
+    interval_seconds: float,
+    on_cycle: Callable[[CycleReport], None],
+    jobs: Sequence[Job] = (),
+) -> None:
     """Run a cycle now and every ``interval_seconds`` until SIGTERM/SIGINT; a running cycle finishes first.
+
+    ``jobs`` run on their own schedule in the same scheduler; a failing job is logged and tried again.
 
     The signal handler only appends to a list: a handler that takes a lock (an Event, the scheduler,
     logging) deadlocks when the signal lands while the main thread holds that lock. The main thread
@@ -191,6 +207,9 @@ def run_forever(poller: Poller, interval_seconds: float, on_cycle: Callable[[Cyc
             misfire_grace_time=None,
             next_run_time=datetime.now(UTC),
         )
+        for job in jobs:
+            scheduler.add_job(_logged(job), IntervalTrigger(seconds=job.every_seconds), id=job.name,
+                              max_instances=1, coalesce=True, next_run_time=datetime.now(UTC))
         scheduler.start()
         while not received:
             time.sleep(0.2)
@@ -199,3 +218,13 @@ def run_forever(poller: Poller, interval_seconds: float, on_cycle: Callable[[Cyc
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+def _logged(job: Job) -> Callable[[], None]:
+    def run() -> None:
+        try:
+            job.run()
+        except Exception:  # a housekeeping failure must not stop the scheduler; it runs again next time
+            log.exception("%s failed; it runs again on schedule", job.name)
+
+    return run

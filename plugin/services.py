@@ -1,13 +1,15 @@
-"""Build every long-lived object once, from the configuration: connectors, store, vault, engine.
+"""Build every long-lived object once, from the configuration: connectors, store, vault, engine, poller.
 
-The only place where configuration meets connectors; the poller, the doctor and the demo all start here.
+The only place where configuration meets connectors; the CLI, the dry run, the doctor, the demo, the
+tests and the benchmarks all get their objects from ``build_runtime``.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from functools import partial
 
@@ -17,13 +19,15 @@ from mailunblock.connectors.http import Clock as HttpClock
 from mailunblock.connectors.http import HttpPolicy, UtcClock, build_session
 from mailunblock.connectors.identity import TokenProvider
 from mailunblock.connectors.jira import INTO_DONE, JiraClient
+from mailunblock.plugin import backends
 from mailunblock.plugin.config import Config, ConfigError, TenantConfig
+from mailunblock.plugin.poller import Job, Poller
 from mailunblock.plugin.sla import SlaPolicy, SlaTarget, sla_property
 from mailunblock.plugin.store import StateStore, StoreNotFoundError
 from mailunblock.plugin.vault import PasswordVault, load_key, load_or_create_key
 from mailunblock.workflows.engine import RemediationEngine
 from mailunblock.workflows.policy import RemediationPolicy
-from mailunblock.workflows.ports import Clock
+from mailunblock.workflows.ports import Clock, TicketingBackend
 from mailunblock.workflows.tenants import TenantRegistry, TenantServices
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
@@ -60,7 +64,7 @@ def build_jira(config: Config, clock: HttpClock | None = None, sleep: Sleep = ti
     """The Jira connector (secrets resolved now, never stored on the config)."""
     jira = config.jira
     ca = str(config.path(jira.ca_bundle)) if jira.ca_bundle else None
-    return JiraClient(
+    return JiraClient.connect(
         jira.url,
         policy=http_policy(config, ca, clock, sleep),
         deployment=jira.deployment.value,
@@ -73,10 +77,8 @@ def build_jira(config: Config, clock: HttpClock | None = None, sleep: Sleep = ti
         ),
         internal_notes=jira.internal_notes.value,
         internal_visibility=jira.internal_visibility,
-        approver_groups=jira.approver_groups,
-        approver_roles=jira.approver_roles,
-        role_projects=jira.approver_role_projects,
         affected_account_field=jira.affected_account_field,
+        selection=jira.search_jql,
         page_size=jira.page_size,
     )
 
@@ -155,6 +157,9 @@ def remediation_policy(config: Config) -> RemediationPolicy:
         approve_status=jira.transitions.approved_status,
         jsm_native_approval=jira.jsm_native_approval,
         sla_summary=partial(sla_property, policy=sla_policy(config)),
+        approver_groups=frozenset(g.lower() for g in jira.approver_groups),
+        approver_roles=frozenset(r.lower() for r in jira.approver_roles),
+        approver_role_projects=jira.approver_role_projects,
     )
 
 
@@ -195,21 +200,50 @@ def open_vault(config: Config, store: StateStore, clock: Clock, *, create_key: b
     return PasswordVault(store.engine, key, clock)
 
 
+log = logging.getLogger(__name__)
+VAULT_EXPIRY_SECONDS = 300.0  # how often expired passwords are wiped (they are unreadable once expired anyway)
+
+
 @dataclass(frozen=True)
 class Runtime:
     """Everything a running mailunblock holds, built once at start-up."""
 
     config: Config
-    jira: JiraClient
+    tickets: TicketingBackend
     tenants: dict[str, TenantClients]
     store: StateStore
     vault: PasswordVault
     engine: RemediationEngine
+    poller: Poller
+    housekeeping: bool = True  # False for a dry run: it changes nothing, the vault included
+
+    def expire_passwords(self) -> int:
+        """Wipe every expired password from the vault; return how many (a scheduled job of ``run``)."""
+        wiped = self.vault.purge_expired()
+        if wiped:
+            log.info("%d expired password(s) wiped from the vault", wiped)
+        return wiped
+
+    def jobs(self) -> list[Job]:
+        """The housekeeping the scheduler runs beside the polling cycle."""
+        return [Job("vault-expiry", self.expire_passwords, VAULT_EXPIRY_SECONDS)] if self.housekeeping else []
+
+    def dry_run(self, echo: Callable[[str], None]) -> Runtime:
+        """The same runtime over printing ports and a scratch copy of the store (``run --dry-run``)."""
+        from mailunblock.plugin.dryrun import dry_run_engine
+
+        engine, store = dry_run_engine(self, echo)
+        return replace(self, engine=engine, store=store, poller=_poller(self.tickets, engine, store),
+                       housekeeping=False)
+
+
+def _poller(tickets: TicketingBackend, engine: RemediationEngine, store: StateStore) -> Poller:
+    return Poller(tickets.selected, tickets.get_issue, engine, store)
 
 
 def build_runtime(config: Config, clock: Clock, sleep: Sleep = time.sleep) -> Runtime:
     """Wire connectors, store, vault and engine from the configuration (``sleep``: the HTTP retry waits)."""
-    jira = build_jira(config, clock, sleep)
+    tickets = backends.load(config.ticketing)(config, clock, sleep)
     tenants = {t.name: build_tenant(config, t, clock, sleep) for t in config.tenants}
     store = open_store(config)
     vault = open_vault(config, store, clock)
@@ -224,5 +258,5 @@ def build_runtime(config: Config, clock: Clock, sleep: Sleep = time.sleep) -> Ru
         )
         for name, clients in tenants.items()
     )
-    engine = RemediationEngine(remediation_policy(config), jira, registry, store, vault, clock)
-    return Runtime(config, jira, tenants, store, vault, engine)
+    engine = RemediationEngine(remediation_policy(config), tickets, registry, store, vault, clock, tickets)
+    return Runtime(config, tickets, tenants, store, vault, engine, _poller(tickets, engine, store))

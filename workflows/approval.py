@@ -13,17 +13,21 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from mailunblock.connectors.errors import NotFoundError
-from mailunblock.connectors.models import JiraApproval, JiraUser
-from mailunblock.workflows import addresses, notify, triage
+from mailunblock.connectors.models import Approval, Decision, Person
+from mailunblock.workflows import addresses, closing, notify, triage
 from mailunblock.workflows.addresses import Address
 from mailunblock.workflows.context import StepContext
+from mailunblock.workflows.moves import Advance, Finish, Move
 from mailunblock.workflows.state import Stage
+from mailunblock.workflows.vocabulary import (
+    ApprovalKind,
+    CancellationReason,
+    DecisionSource,
+    IgnoredReason,
+    Verdict,
+)
 
-APPROVE = "/approve"
-REJECT = "/reject"
-RESET = "/reset"  # approve a reset and revocation although the account is not on the list
-ACCOUNT = "/account"  # pick the affected account among the ones the ticket names
-COMMANDS = (APPROVE, REJECT, RESET, ACCOUNT)
+APPROVE, REJECT, RESET, ACCOUNT = Verdict.APPROVE, Verdict.REJECT, Verdict.RESET, Verdict.ACCOUNT
 AUTO_APPROVER = "auto-approval policy"
 _LATEST = datetime.max.replace(tzinfo=UTC)
 
@@ -33,17 +37,17 @@ class Attempt:
     """A decision: a command comment, a status change or a JSM approval."""
 
     source_id: str  # comment id, "status-<epoch>" for a status change, "jsm-<id>" for a JSM approval
-    author: JiraUser
-    verdict: str  # one of COMMANDS
+    author: Person
+    verdict: Verdict
     reason: str  # a rejection's reason, or /account's address
-    kind: str  # "comment" | "transition" | "jsm"
+    kind: DecisionSource
     at: datetime
     sequence: int = 0  # Jira's comment id: orders two decisions made in the same millisecond
-    co_signers: tuple[JiraUser, ...] = ()  # other approvers whose answers made a JSM decision
+    co_signers: tuple[Person, ...] = ()  # other approvers whose answers made a JSM decision
     name: str = ""  # the JSM approval's name
 
     @property
-    def signers(self) -> tuple[JiraUser, ...]:
+    def signers(self) -> tuple[Person, ...]:
         """Everyone who must pass the approver rules for this attempt to count."""
         return (self.author, *self.co_signers)
 
@@ -53,11 +57,11 @@ class Attempt:
         return self.at, self.sequence
 
 
-def parse_command(body: str) -> tuple[str, str] | None:
-    """``(command, argument)`` when the comment starts with one of COMMANDS, else None."""
+def parse_command(body: str) -> tuple[Verdict, str] | None:
+    """``(command, argument)`` when the comment starts with one of the verdicts, else None."""
     words = body.strip().split(maxsplit=1)
-    if words and words[0].lower() in COMMANDS:
-        return words[0].lower(), words[1].strip() if len(words) > 1 else ""
+    if words and words[0].lower() in set(Verdict):
+        return Verdict(words[0].lower()), words[1].strip() if len(words) > 1 else ""
     return None
 
 
@@ -75,7 +79,7 @@ def plan_instant(ctx: StepContext) -> tuple[datetime, int] | None:
     if plan is None:
         # Posted in this very pass, after the ticket was read: everything on the ticket came before it.
         return (_LATEST, 0) if ctx.state.plan_comment_id in ctx.posted_now else None
-    copies = [c for c in comments if c.body == plan.body and _same_person(c.author, plan.author)]
+    copies = [c for c in comments if c.body == plan.body and c.author.same_account(plan.author)]
     first = min(copies, key=lambda c: (c.created, _sequence(c.id)))
     return first.created, _sequence(first.id)
 
@@ -88,18 +92,18 @@ def attempts(ctx: StepContext) -> Iterator[Attempt]:
         command = parse_command(comment.body)
         if command and comment.id not in ours:
             verdict, argument = command
-            yield Attempt(comment.id, comment.author, verdict, argument, "comment", comment.created,
+            yield Attempt(comment.id, comment.author, verdict, argument, DecisionSource.COMMENT, comment.created,
                           _sequence(comment.id))
     wanted = (ctx.policy.approve_status or "").lower()
     for change in issue.status_changes:
         if wanted and change.to_status.lower() == wanted:
-            yield Attempt(f"status-{int(change.at.timestamp())}", change.author, APPROVE, "", "transition",
+            yield Attempt(f"status-{int(change.at.timestamp())}", change.author, APPROVE, "", DecisionSource.TRANSITION,
                           change.at)
     if ctx.policy.jsm_native_approval:
         yield from _native_attempts(ctx)
 
 
-def _native_approvals(ctx: StepContext) -> list[JiraApproval]:
+def _native_approvals(ctx: StepContext) -> list[Approval]:
     try:
         return ctx.tickets.approvals(ctx.issue.key)
     except NotFoundError:  # not a service-desk request: only comments and status changes can approve
@@ -112,55 +116,46 @@ def _native_attempts(ctx: StepContext) -> Iterator[Attempt]:
         deciders = approval.deciders()
         if not deciders or approval.completed is None:
             continue
-        verdict = APPROVE if approval.final_decision == "approved" else REJECT
-        reason = approval.name if verdict == REJECT else ""
-        yield Attempt(f"jsm-{approval.id}", deciders[0], verdict, reason, "jsm", approval.completed,
+        verdict = APPROVE if approval.final_decision == Decision.APPROVED else REJECT
+        reason = approval.name if verdict is REJECT else ""
+        yield Attempt(f"jsm-{approval.id}", deciders[0], verdict, reason, DecisionSource.NATIVE, approval.completed,
                       co_signers=deciders[1:], name=approval.name)
 
 
-def _same_person(user: JiraUser, other: JiraUser | None) -> bool:
-    """The same Jira account: accountId on Cloud, key or username on Data Center."""
-    if other is None:
-        return False
-    return (
-        (user.account_id is not None and user.account_id == other.account_id)
-        or (user.key is not None and user.key == other.key)
-        or (user.name is not None and other.name is not None and user.name.lower() == other.name.lower())
-    )
-
-
-def _same_user(user: JiraUser, ref: str | None, email: str | None) -> bool:
+def _same_user(user: Person, ref: str | None, email: str | None) -> bool:
     return (ref is not None and user.ref == ref) or (
         email is not None and (user.email or "").strip().lower() == email
     )
 
 
-def why_not(ctx: StepContext, author: JiraUser, affected: tuple[str, ...]) -> str | None:
+def why_not(ctx: StepContext, author: Person, affected: tuple[str, ...]) -> IgnoredReason | None:
     """The reason code why ``author`` may not decide, or None when they may.
 
     ``affected`` holds the addresses of the account(s) the decision is about: their owner never decides.
     """
     state, current = ctx.state, ctx.issue.reporter
-    if _same_person(author, ctx.bot):
-        return "bot"  # whoever wrote it, whatever the bot's groups: automation never approves itself
+    if author.same_account(ctx.bot):
+        return IgnoredReason.BOT  # whoever wrote it, whatever the bot's groups: automation never approves itself
     # The reporter at triage, and whoever the reporter field names now (it can be edited).
     if _same_user(author, state.reporter_ref, state.reporter_email) or (
         current is not None and _same_user(author, current.ref, (current.email or "").strip().lower() or None)
     ):
-        return "reporter"
+        return IgnoredReason.REPORTER
     email = addresses.canonical(author.email or "")
     if isinstance(email, Address) and email.value in affected:
-        return "affected_account"
+        return IgnoredReason.AFFECTED_ACCOUNT
     if not isinstance(email, Address) and not state.reporter_is_account:
         # Jira Cloud can hide emails; the affected user is someone other than the reporter, so with no
         # email there is no way to tell the approver is not that user. Refuse rather than guess.
-        return "email_hidden"
+        return IgnoredReason.EMAIL_HIDDEN
     if not ctx.is_approver(author):
-        return "not_approver"
+        return IgnoredReason.NOT_APPROVER
     return None
 
 
-def _why_ignored(ctx: StepContext, attempt: Attempt, affected: tuple[str, ...]) -> tuple[JiraUser, str] | None:
+def _why_ignored(
+    ctx: StepContext, attempt: Attempt, affected: tuple[str, ...]
+) -> tuple[Person, IgnoredReason] | None:
     """Who may not decide and why; every signer of a JSM decision must pass the rules."""
     for signer in attempt.signers:
         reason = why_not(ctx, signer, affected)
@@ -169,13 +164,15 @@ def _why_ignored(ctx: StepContext, attempt: Attempt, affected: tuple[str, ...]) 
     return None
 
 
-def _ignore(ctx: StepContext, attempt: Attempt, signer: JiraUser, reason: str) -> None:
+def _ignore(ctx: StepContext, attempt: Attempt, signer: Person, reason: IgnoredReason) -> None:
     ctx.state.ignored[attempt.source_id] = reason
     ctx.save()
     notify.ignored(ctx, replace(attempt, author=signer), reason)
 
 
-def valid_decisions(ctx: StepContext, verdicts: tuple[str, ...], affected: tuple[str, ...]) -> list[Attempt] | None:
+def valid_decisions(
+    ctx: StepContext, verdicts: tuple[Verdict, ...], affected: tuple[str, ...]
+) -> list[Attempt] | None:
     """The valid decisions after the current plan, oldest first; every ignored one is noted once.
 
     None while the plan is not visible on the ticket yet (nothing can be judged against it).
@@ -188,10 +185,10 @@ def valid_decisions(ctx: StepContext, verdicts: tuple[str, ...], affected: tuple
         if attempt.verdict not in verdicts or attempt.source_id in ctx.state.ignored:
             continue
         if attempt.instant <= anchor:
-            if ctx.state.plan_generation == 0 or attempt.kind != "comment":
-                _ignore(ctx, attempt, attempt.author, "before_plan")
+            if ctx.state.plan_generation == 0 or attempt.kind is not DecisionSource.COMMENT:
+                _ignore(ctx, attempt, attempt.author, IgnoredReason.BEFORE_PLAN)
             else:  # decisions on an earlier plan: the new plan's note already says they lapsed
-                ctx.state.ignored[attempt.source_id] = "before_plan"
+                ctx.state.ignored[attempt.source_id] = IgnoredReason.BEFORE_PLAN
             continue
         refused = _why_ignored(ctx, attempt, affected)
         if refused is not None:
@@ -207,10 +204,10 @@ def decision(ctx: StepContext) -> Attempt | None:
     found = valid_decisions(ctx, (APPROVE, RESET, REJECT), state.account_addresses)
     if not found:
         return None
-    rejections = [a for a in found if a.verdict == REJECT]
+    rejections = [a for a in found if a.verdict is REJECT]
     if rejections:
-        for lost in (a for a in found if a.verdict != REJECT):
-            _ignore(ctx, lost, lost.author, "overruled")
+        for lost in (a for a in found if a.verdict is not REJECT):
+            _ignore(ctx, lost, lost.author, IgnoredReason.OVERRULED)
         return rejections[0]
     return found[0]
 
@@ -220,93 +217,87 @@ def _expired(ctx: StepContext) -> bool:
     return posted is not None and ctx.now() - posted >= ctx.policy.approval_timeout
 
 
-def _not_listed_done(ctx: StepContext) -> None:
+def _not_listed_done(ctx: StepContext) -> Finish:
     """A not-listed plan ends without any change: the user already has the answer."""
-    ctx.finish(Stage.NOT_LISTED, [f"remove-label:{ctx.policy.trigger_label}"])
+    return Finish(Stage.NOT_LISTED, closing.answered(ctx.policy))
 
 
-def run(ctx: StepContext) -> None:
+def _timed_out(ctx: StepContext) -> Finish:
+    ctx.state.refusal = CancellationReason.APPROVAL_TIMEOUT
+    return Finish(Stage.CANCELLED, closing.cancelled(ctx.policy))
+
+
+def _rejected(ctx: StepContext) -> Finish:
+    return Finish(Stage.REJECTED, closing.rejected(ctx.policy))
+
+
+def _approval_kind(chosen: Attempt) -> ApprovalKind:
+    return ApprovalKind.RESET if chosen.verdict is RESET else ApprovalKind(chosen.kind.value)
+
+
+def run(ctx: StepContext) -> Move:
     """AWAITING_APPROVAL: apply the decision that stands, if the plan it approves still holds."""
     state = ctx.state
     offers_steps = bool(state.listed_at_triage)
     if ctx.policy.auto_approve:
-        state.approval_kind, state.approved_by, state.approved_at = "auto", AUTO_APPROVER, ctx.now()
+        state.approval_kind, state.approved_by, state.approved_at = ApprovalKind.AUTO, AUTO_APPROVER, ctx.now()
         ctx.plan_checked = True
-        if offers_steps:
-            ctx.enter(Stage.APPROVED)
-        else:
-            _not_listed_done(ctx)
-        return
+        return Advance(Stage.APPROVED) if offers_steps else _not_listed_done(ctx)
     chosen = decision(ctx)
     if chosen is None:
-        if _expired(ctx):
-            if not offers_steps:
-                _not_listed_done(ctx)
-            else:
-                state.refusal = "approval_timeout"
-                ctx.finish(Stage.CANCELLED, ["note:cancelled", f"remove-label:{ctx.policy.trigger_label}"])
-        return
-    state.approval_kind = chosen.kind if chosen.verdict != RESET else "reset"
+        if not _expired(ctx):
+            return None
+        return _timed_out(ctx) if offers_steps else _not_listed_done(ctx)
+    state.approval_kind = _approval_kind(chosen)
     state.approved_by = ", ".join(signer.display_name for signer in chosen.signers)
     state.approved_at = ctx.now()
-    if chosen.verdict == REJECT:
+    if chosen.verdict is REJECT:
         state.rejection_reason = chosen.reason
-        ctx.finish(Stage.REJECTED, ["note:rejected", f"remove-label:{ctx.policy.trigger_label}"])
-        return
+        return _rejected(ctx)
     lapsed = triage.plan_still_holds(ctx)
     if lapsed is not None:
-        triage.lapse(ctx, lapsed)
-        return
+        return triage.lapse(ctx, lapsed)
     ctx.plan_checked = True
-    state.explicit_reset = chosen.verdict == RESET and not offers_steps
-    if offers_steps or state.explicit_reset:
-        ctx.enter(Stage.APPROVED)
-    else:
-        _not_listed_done(ctx)
+    state.explicit_reset = chosen.verdict is RESET and not offers_steps
+    return Advance(Stage.APPROVED) if offers_steps or state.explicit_reset else _not_listed_done(ctx)
 
 
-def confirm_before_first_effect(ctx: StepContext) -> bool:
-    """Whether an approval read in an earlier pass still stands, just before its first side effect.
+def confirm_before_first_effect(ctx: StepContext) -> Advance | Finish | None:
+    """None when an approval read in an earlier pass still stands, just before its first side effect.
 
     A crash between recording the approval and the reset leaves a window in which a rejection may have
-    come, or the ticket may have changed. False when the ticket was rejected or the plan lapsed.
+    come, or the ticket may have changed: then the move that stops it (rejected, or back to triage).
     """
     state = ctx.state
-    if ctx.plan_checked or state.approval_kind == "auto":
-        return True
+    if ctx.plan_checked or state.approval_kind is ApprovalKind.AUTO:
+        return None
     chosen = decision(ctx)
-    if chosen is not None and chosen.verdict == REJECT:
+    if chosen is not None and chosen.verdict is REJECT:
         state.approved_by = ", ".join(signer.display_name for signer in chosen.signers)
         state.rejection_reason = chosen.reason
-        ctx.finish(Stage.REJECTED, ["note:rejected", f"remove-label:{ctx.policy.trigger_label}"])
-        return False
+        return _rejected(ctx)
     lapsed = triage.plan_still_holds(ctx)
     if lapsed is not None:
-        triage.lapse(ctx, lapsed)
-        return False
+        return triage.lapse(ctx, lapsed)
     ctx.plan_checked = True
-    return True
+    return None
 
 
-def choose(ctx: StepContext) -> None:
+def choose(ctx: StepContext) -> Move:
     """AWAITING_ACCOUNT: take the first valid /account naming one of the candidates (or a rejection)."""
     state = ctx.state
     found = valid_decisions(ctx, (ACCOUNT, REJECT), state.candidates)
     for attempt in found or ():
-        if attempt.verdict == REJECT:
+        if attempt.verdict is REJECT:
             state.approved_by = attempt.author.display_name
             state.rejection_reason = attempt.reason
-            ctx.finish(Stage.REJECTED, ["note:rejected", f"remove-label:{ctx.policy.trigger_label}"])
-            return
+            return _rejected(ctx)
         picked = addresses.canonical(attempt.reason)
         if not isinstance(picked, Address) or picked.value not in state.candidates:
-            _ignore(ctx, attempt, attempt.author, "not_a_candidate")
+            _ignore(ctx, attempt, attempt.author, IgnoredReason.NOT_A_CANDIDATE)
             continue
         state.chosen_address, state.chosen_by = picked.value, attempt.author.display_name
         state.plan_generation += 1
-        ctx.enter(Stage.NEW)
-        return
-    if _expired(ctx):
-        state.refusal = "approval_timeout"
-        ctx.finish(Stage.CANCELLED, ["note:cancelled", f"remove-label:{ctx.policy.trigger_label}"])
+        return Advance(Stage.NEW)
+    return _timed_out(ctx) if _expired(ctx) else None
 

@@ -8,12 +8,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from mailunblock.connectors.models import JiraIssue, JiraUser
-from mailunblock.workflows import messages
+from mailunblock.connectors.models import Person, Ticket
+from mailunblock.workflows import approvers, messages
 from mailunblock.workflows.policy import RemediationPolicy
-from mailunblock.workflows.ports import Clock, PasswordVault, StateRepository, Tickets
+from mailunblock.workflows.ports import Clock, Membership, PasswordVault, StateRepository, Tickets
 from mailunblock.workflows.state import Stage, TicketState
 from mailunblock.workflows.tenants import TenantRegistry, TenantServices
+from mailunblock.workflows.vocabulary import ClosingAction, SlaProperty
 
 log = logging.getLogger(__name__)
 
@@ -30,19 +31,20 @@ class StepContext:
     repository: StateRepository
     vault: PasswordVault
     clock: Clock
-    issue: JiraIssue
+    issue: Ticket
     state: TicketState
-    bot: JiraUser | None = None  # the account mailunblock itself writes as: it never decides anything
+    membership: Membership
+    bot: Person | None = None  # the account mailunblock itself writes as: it never decides anything
     # Set once this pass has checked that the approved plan still matches the ticket and the account.
     plan_checked: bool = False
     _approvers: dict[str, bool] = field(default_factory=dict)
     posted_now: set[str] = field(default_factory=set)  # ids of comments posted in this pass
 
 
-    def is_approver(self, user: JiraUser) -> bool:
+    def is_approver(self, user: Person) -> bool:
         """Approver membership, read at most once per user in this pass (at the cycle that decides)."""
         if user.ref not in self._approvers:
-            self._approvers[user.ref] = self.tickets.is_approver(user)
+            self._approvers[user.ref] = approvers.is_approver(self.policy, self.membership, user)
         return self._approvers[user.ref]
 
     def now(self) -> datetime:
@@ -61,15 +63,15 @@ class StepContext:
         return self.tenants.get(self.state.tenant)
 
     def enter(self, stage: Stage) -> None:
-        """Move to ``stage``, record it in the history and save."""
+        """Move to ``stage``, record it in the history and save (``machine.apply`` calls it)."""
         log.info("%s: %s -> %s", self.state.issue_key, self.state.stage, stage)
         self.state.enter(stage, self.now())
         self.state.retry_at = None
         self.save()
 
-    def finish(self, stage: Stage, actions: Sequence[str]) -> None:
-        """Enter a final stage with the ticket updates still to make (see ``closing``)."""
-        sla = ("sla-property",) if self.policy.sla_summary else ()
+    def finish(self, stage: Stage, actions: Sequence[ClosingAction]) -> None:
+        """Enter a final stage with the ticket updates still to make (see ``closing``); ``machine.apply`` calls it."""
+        sla: tuple[ClosingAction, ...] = (SlaProperty(),) if self.policy.sla_summary else ()
         self.state.closing = (*actions, *sla)
         self.state.closing_started = ()
         self.state.next_check_at = None

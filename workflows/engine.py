@@ -3,76 +3,19 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 
-from mailunblock.connectors.errors import (
-    AuthenticationError,
-    ConnectorError,
-    PermissionDeniedError,
-    ThrottledError,
-    TransientError,
-)
-from mailunblock.connectors.models import JiraIssue, JiraUser
-from mailunblock.workflows import (
-    approval,
-    closing,
-    failures,
-    mailbox,
-    notify,
-    password,
-    restricted,
-    sessions,
-    triage,
-    verify,
-)
+from mailunblock.connectors.errors import ConnectorError
+from mailunblock.connectors.models import Person, Ticket
+from mailunblock.workflows import closing, failures, machine, notify, triage
 from mailunblock.workflows.context import StepContext
+from mailunblock.workflows.moves import Finish
 from mailunblock.workflows.policy import RemediationPolicy
-from mailunblock.workflows.ports import Clock, PasswordVault, StateRepository, Tickets
-from mailunblock.workflows.state import TERMINAL_STAGES, Stage, TicketState
+from mailunblock.workflows.ports import Clock, Membership, PasswordVault, StateRepository, Tickets
+from mailunblock.workflows.state import TERMINAL_STAGES, Stage, TicketState, require
 from mailunblock.workflows.tenants import TenantRegistry
+from mailunblock.workflows.vocabulary import CancellationReason, EscalationReason, FailureKind, Note, NoteName
 
 log = logging.getLogger(__name__)
-
-STEPS: dict[Stage, Callable[[StepContext], None]] = {
-    Stage.NEW: triage.run,
-    Stage.AWAITING_ACCOUNT: approval.choose,
-    Stage.AWAITING_APPROVAL: approval.run,
-    Stage.APPROVED: password.run,
-    Stage.PASSWORD_RESET: sessions.run,
-    Stage.SESSIONS_REVOKED: mailbox.run,
-    Stage.MAILBOX_CHECKED: restricted.check,
-    Stage.LIST_CHECKED: restricted.unblock,
-    Stage.WAITING_FOR_SEND: verify.run,
-}
-
-# What a stage is doing, as a code the failure template turns into words.
-ACTIVITY: dict[Stage, str] = {
-    Stage.NEW: "triage",
-    Stage.AWAITING_ACCOUNT: "approval",
-    Stage.AWAITING_APPROVAL: "approval",
-    Stage.APPROVED: "password",
-    Stage.PASSWORD_RESET: "sessions",
-    Stage.SESSIONS_REVOKED: "mailbox",
-    Stage.MAILBOX_CHECKED: "list",
-    Stage.LIST_CHECKED: "unblock",
-    Stage.WAITING_FOR_SEND: "verify",
-}
-
-# Stages after the first side effect: a change to the ticket no longer stops the approved remediation.
-REMEDIATING = frozenset({
-    Stage.PASSWORD_RESET, Stage.SESSIONS_REVOKED, Stage.MAILBOX_CHECKED, Stage.LIST_CHECKED,
-    Stage.WAITING_FOR_SEND,
-})
-_KINDS: tuple[tuple[type[ConnectorError], str], ...] = (
-    (ThrottledError, "throttled"),
-    (TransientError, "transient"),
-    (AuthenticationError, "authentication"),
-    (PermissionDeniedError, "permission"),
-)
-
-
-def _kind(error: ConnectorError) -> str:
-    return next((name for cls, name in _KINDS if isinstance(error, cls)), "permanent")
 
 
 class RemediationEngine:
@@ -86,6 +29,7 @@ class RemediationEngine:
         repository: StateRepository,
         vault: PasswordVault,
         clock: Clock,
+        membership: Membership,
     ) -> None:
         self._policy = policy
         self._tickets = tickets
@@ -93,9 +37,15 @@ class RemediationEngine:
         self._repository = repository
         self._vault = vault
         self._clock = clock
-        self._bot: JiraUser | None = None
+        self._membership = membership
+        self._bot: Person | None = None
 
-    def _myself(self) -> JiraUser:
+    @property
+    def clock(self) -> Clock:
+        """The engine's clock (a dry run shares it)."""
+        return self._clock
+
+    def _myself(self) -> Person:
         """The bot's own Jira account, read once per engine."""
         if self._bot is None:
             self._bot = self._tickets.myself()
@@ -110,7 +60,7 @@ class RemediationEngine:
             return state.next_check_at is None or now >= state.next_check_at
         return True
 
-    def process(self, issue: JiraIssue, state: TicketState | None) -> TicketState:
+    def process(self, issue: Ticket, state: TicketState | None) -> TicketState:
         """Advance the ticket as far as possible now; return its (saved) state."""
         if state is None:
             state = TicketState.first_seen(issue.key, self._clock.now())
@@ -118,7 +68,7 @@ class RemediationEngine:
         state.ticket_created_at = state.ticket_created_at or issue.created
         ctx = StepContext(
             self._policy, self._tickets, self._tenants, self._repository, self._vault, self._clock,
-            issue, state,
+            issue, state, self._membership,
         )
         if state.is_terminal:
             if not issue.is_done and self._policy.trigger_label in issue.labels:
@@ -126,19 +76,20 @@ class RemediationEngine:
             return state
         if not state.closing:
             self._stop_if_abandoned(ctx)
-        if not state.closing and state.tenant is not None and not self._tenants.knows(state.tenant):
+        if (state.stage not in TERMINAL_STAGES and state.tenant is not None
+                and not self._tenants.knows(state.tenant)):
             # Removed from the configuration mid-way: nothing can act on the account any more.
-            state.refusal, state.refusal_detail = "tenant_unknown", state.tenant
-            ctx.finish(Stage.ESCALATED, restricted.escalation_actions(ctx))
+            state.refusal, state.refusal_detail = EscalationReason.TENANT_UNKNOWN, state.tenant
+            machine.apply(ctx, Finish(Stage.ESCALATED, closing.escalated(self._policy)), by_engine=True)
         if not self.due(state):
             return state
         stage = state.stage
         try:
             if not state.closing:
                 ctx.bot = self._myself()
-                if state.stage in REMEDIATING and triage.named_elsewhere(ctx):
+                if machine.remediating(state.stage) and triage.named_elsewhere(ctx):
                     notify.changed_after_start(ctx)
-                self._advance(ctx)
+                machine.advance(ctx)
             closing.run(ctx)
         except ConnectorError as error:
             self._record_failure(ctx, error, stage)
@@ -152,14 +103,6 @@ class RemediationEngine:
                 ctx.save()
         return state
 
-    def _advance(self, ctx: StepContext) -> None:
-        state = ctx.state
-        while state.stage not in TERMINAL_STAGES:
-            before = state.stage
-            STEPS[before](ctx)
-            if state.stage is before:
-                return
-
     def _tagged_again(self, ctx: StepContext) -> None:
         """A finished ticket re-tagged or re-opened: say once that it will not start over; untag it."""
         try:
@@ -171,25 +114,26 @@ class RemediationEngine:
     def _stop_if_abandoned(self, ctx: StepContext) -> None:
         issue, state = ctx.issue, ctx.state
         if issue.is_done:
-            reason = "closed"
+            reason = CancellationReason.CLOSED
         elif self._policy.trigger_label not in issue.labels:
-            reason = "untagged"
+            reason = CancellationReason.UNTAGGED
         else:
             return
         if state.stage is Stage.AWAITING_APPROVAL and not state.listed_at_triage:
             # The answer "not on the list" was given and nothing was approved: a normal end, not a stop.
-            ctx.finish(Stage.NOT_LISTED, [])
+            machine.apply(ctx, Finish(Stage.NOT_LISTED), by_engine=True)
             return
         state.refusal = reason
-        ctx.finish(Stage.CANCELLED, ["note:cancelled"] if state.posted else [])
+        note = (Note(NoteName.CANCELLED),) if state.posted else ()
+        machine.apply(ctx, Finish(Stage.CANCELLED, note), by_engine=True)
 
     def _record_failure(self, ctx: StepContext, error: ConnectorError, stage_before: Stage) -> None:
         """Remember the failure: what was tried, since when the stage makes no progress."""
         state, now = ctx.state, ctx.now()
         if state.stage is not stage_before:
             state.failures, state.failing_since = (), None  # the ticket progressed before failing
-        activity = ACTIVITY.get(state.stage, "closing")
-        state.failures = (*state.failures, f"{now:%Y-%m-%d %H:%M} UTC {activity} ({_kind(error)}): {error}")
+        activity = machine.activity(state.stage)
+        state.failures = (*state.failures, f"{now:%Y-%m-%d %H:%M} UTC {activity} ({failures.kind(error)}): {error}")
         state.failures = state.failures[-failures.KEPT_FAILURES:]
         state.failing_since = state.failing_since or now
         state.failure_count += 1
@@ -197,14 +141,14 @@ class RemediationEngine:
 
     def _retry_later(self, ctx: StepContext, error: ConnectorError) -> None:
         state = ctx.state
-        kind = _kind(error)
-        activity = ACTIVITY.get(state.stage, "closing")
-        assert state.failing_since is not None  # set by _record_failure
-        if not state.closing and ctx.now() - state.failing_since >= self._policy.stuck_after:
+        kind = failures.kind(error)
+        activity = machine.activity(state.stage)
+        failing_since = require(state.failing_since, "the first failure's time (set by _record_failure)")
+        if not state.closing and ctx.now() - failing_since >= self._policy.stuck_after:
             log.warning("%s: %s makes no progress since %s; escalating: %s",
-                        state.issue_key, activity, state.failing_since.isoformat(), error)
+                        state.issue_key, activity, failing_since.isoformat(), error)
             hours = self._policy.stuck_after.total_seconds() / 3600
-            state.refusal, state.refusal_detail = "stuck", f"{hours:g} h"
+            state.refusal, state.refusal_detail = EscalationReason.STUCK, f"{hours:g} h"
             state.failed_step = activity
             self._escalate(ctx)
             return
@@ -221,14 +165,14 @@ class RemediationEngine:
 
     def _give_up(self, ctx: StepContext, error: ConnectorError) -> None:
         state = ctx.state
-        activity = ACTIVITY.get(state.stage, "closing")
+        activity = machine.activity(state.stage)
         log.warning("%s: %s failed permanently: %s", state.issue_key, activity, error)
         if state.closing:
             # A ticket update that cannot succeed: say so once and move on to the next one.
             failed, state.closing = state.closing[0], state.closing[1:]
             ctx.save()
             try:
-                notify.failure(ctx, f"failure-closing-{failed.replace(':', '-')}", activity, str(error), "permanent",
+                notify.failure(ctx, f"failure-closing-{failed.slug}", activity, str(error), FailureKind.PERMANENT,
                                None)
                 closing.run(ctx)
             except ConnectorError as again:
@@ -240,7 +184,7 @@ class RemediationEngine:
 
     def _escalate(self, ctx: StepContext) -> None:
         """Hand the ticket to a person: one note naming why and what to do, then the escalation updates."""
-        ctx.finish(Stage.ESCALATED, restricted.escalation_actions(ctx))
+        machine.apply(ctx, Finish(Stage.ESCALATED, closing.escalated(self._policy)), by_engine=True)
         try:
             closing.run(ctx)
         except ConnectorError as again:

@@ -35,6 +35,7 @@ from mailunblock.connectors.permissions import (
 )
 from mailunblock.workflows.policy import RemediationPolicy
 from mailunblock.workflows.state import TicketState
+from mailunblock.workflows.vocabulary import Activity, EscalationReason, FailureKind
 
 MICROSOFT_SERVICES = frozenset({"identity", "graph", "exchange"})
 KEPT_FAILURES = 6  # lines of "what was tried" kept for the escalation note
@@ -43,15 +44,26 @@ _BACKOFF_SPREAD = 0.2  # an exponential wait is cut by up to 20 %, so the cap is
 _AADSTS = re.compile(r"AADSTS\d+")
 
 # What each step needs from Microsoft (the doctor checks the same table); the activities are the engine's.
-NEEDS: dict[str, tuple[Permission | EntraRole, ...]] = {
-    "triage": (READ_USERS, READ_ROLES),
-    "password": (RESET_PASSWORDS, PASSWORD_RESET_ROLE),
-    "sessions": (REVOKE_SESSIONS, READ_USERS),
-    "mailbox": (INBOX_RULES_PERMISSION,),
-    "list": (EXCHANGE_PERMISSION, EXCHANGE_ROLE),
-    "unblock": (EXCHANGE_PERMISSION, EXCHANGE_ROLE),
-    "verify": (EXCHANGE_PERMISSION, EXCHANGE_ROLE),
+NEEDS: dict[Activity, tuple[Permission | EntraRole, ...]] = {
+    Activity.TRIAGE: (READ_USERS, READ_ROLES),
+    Activity.PASSWORD: (RESET_PASSWORDS, PASSWORD_RESET_ROLE),
+    Activity.SESSIONS: (REVOKE_SESSIONS, READ_USERS),
+    Activity.MAILBOX: (INBOX_RULES_PERMISSION,),
+    Activity.LIST: (EXCHANGE_PERMISSION, EXCHANGE_ROLE),
+    Activity.UNBLOCK: (EXCHANGE_PERMISSION, EXCHANGE_ROLE),
+    Activity.VERIFY: (EXCHANGE_PERMISSION, EXCHANGE_ROLE),
 }
+_KINDS: tuple[tuple[type[ConnectorError], FailureKind], ...] = (
+    (ThrottledError, FailureKind.THROTTLED),
+    (TransientError, FailureKind.TRANSIENT),
+    (AuthenticationError, FailureKind.AUTHENTICATION),
+    (PermissionDeniedError, FailureKind.PERMISSION),
+)
+
+
+def kind(error: ConnectorError) -> FailureKind:
+    """How a connector error is described in failure notes."""
+    return next((name for cls, name in _KINDS if isinstance(error, cls)), FailureKind.PERMANENT)
 
 
 def sign_in_code(error: ConnectorError) -> str | None:
@@ -71,13 +83,14 @@ def is_permanent(error: ConnectorError) -> bool:
     return True
 
 
-def refusal_for(error: ConnectorError) -> str:
-    """The escalation reason code of a permanent error."""
+def refusal_for(error: ConnectorError) -> EscalationReason:
+    """The escalation reason of a permanent error."""
     if sign_in_code(error):
-        return "sign_in"
+        return EscalationReason.SIGN_IN
     if isinstance(error, PermissionDeniedError):
-        return "missing_permission" if error.service in MICROSOFT_SERVICES else "jira_permission"
-    return "failed"
+        return (EscalationReason.MISSING_PERMISSION if error.service in MICROSOFT_SERVICES
+                else EscalationReason.TICKETING_PERMISSION)
+    return EscalationReason.FAILED
 
 
 def _spread(state: TicketState) -> float:
@@ -98,7 +111,7 @@ def retry_delay(policy: RemediationPolicy, error: ConnectorError, state: TicketS
 def escalation_help(state: TicketState) -> dict[str, Any]:
     """Template values of the escalation note: what the stopped step needs, the sign-in fix, what was tried."""
     app = f"mailunblock's app (tenant {state.tenant})" if state.tenant else "mailunblock's app"
-    needs = NEEDS.get(state.failed_step or "", ())
+    needs = NEEDS.get(state.failed_step, ()) if state.failed_step else ()
     permissions = [f"{n.permission} ({n.api})" for n in needs if isinstance(n, Permission)]
     roles = [n.role for n in needs if not isinstance(n, Permission)]
     fixes = [n.fix(app) for n in needs]

@@ -6,7 +6,8 @@ from mailunblock.connectors.errors import NotFoundError, PermanentError, Permiss
 from mailunblock.connectors.models import InboxRule
 from mailunblock.workflows.context import StepContext
 from mailunblock.workflows.markup import plain_text
-from mailunblock.workflows.state import Stage
+from mailunblock.workflows.moves import Move, Next
+from mailunblock.workflows.state import require
 
 # The rule name and the addresses are chosen by whoever holds the mailbox: each is made plain text and
 # capped here, so one long part cannot push the real actions out of the (capped, escaped) note line.
@@ -33,17 +34,17 @@ def describe(rule: InboxRule) -> str:
     return f"\"{plain_text(rule.display_name, NAME_CHARS)}\" ({'; '.join(actions)}{state})"
 
 
-def run(ctx: StepContext) -> None:
+def run(ctx: StepContext) -> Move:
     """SESSIONS_REVOKED: list suspicious inbox rules when the policy asks for it."""
     state = ctx.state
-    assert state.account_id  # set by triage
+    account_id = require(state.account_id, "the account (set by triage)")
     if ctx.policy.check_inbox_rules:
         try:
-            rules = ctx.tenant.directory.inbox_rules(state.account_id)
+            rules = ctx.tenant.directory.inbox_rules(account_id)
         except (PermissionDeniedError, NotFoundError, PermanentError) as error:
             # Optional step: report why it could not be done, and carry on with the unblock.
             state.inbox_rules_error = str(error)
         else:
             state.inbox_rules_checked = True
             state.suspicious_rules = tuple(describe(r) for r in rules if r.is_suspicious)
-    ctx.enter(Stage.MAILBOX_CHECKED)
+    return Next()

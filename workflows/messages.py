@@ -14,6 +14,14 @@ from mailunblock.workflows.markup import wiki_join, wiki_value
 SUPPORTED_LOCALES = ("en", "fr")
 
 
+class UnknownCode(ValueError):
+    """A template met a code it has no words for: every code of the vocabulary must be explained."""
+
+
+def _unknown(code: object) -> str:
+    raise UnknownCode(f"no wording for the code {code!r}")
+
+
 @cache
 def _environment() -> Environment:
     # Jira wiki text, not HTML: Jinja's HTML autoescape would mangle "&", "<" and quotes. Instead every
@@ -29,6 +37,7 @@ def _environment() -> Environment:
         keep_trailing_newline=False,
     )
     environment.filters["join"] = wiki_join
+    environment.globals["unknown"] = _unknown  # a template's last branch: never a generic fallback
     return environment
 
 

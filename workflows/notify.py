@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Any
 from mailunblock.workflows import failures, messages
 from mailunblock.workflows.context import StepContext
 from mailunblock.workflows.markup import WikiMarkup
-from mailunblock.workflows.state import Stage
+from mailunblock.workflows.state import Stage, require
+from mailunblock.workflows.vocabulary import Activity, DecisionSource, FailureKind, IgnoredReason, Verdict
 
 if TYPE_CHECKING:
     from mailunblock.workflows.approval import Attempt
@@ -131,17 +132,17 @@ def refusal(ctx: StepContext) -> None:
     )
 
 
-def ignored(ctx: StepContext, attempt: Attempt, reason: str) -> None:
+def ignored(ctx: StepContext, attempt: Attempt, reason: IgnoredReason) -> None:
     """One note per ignored approval attempt."""
     ctx.post(
         f"ignored-{attempt.source_id}",
         "ignored",
         public=False,
         author=attempt.author.display_name,
-        reject=attempt.verdict == "/reject",
-        choice=attempt.verdict == "/account",
-        via_status=attempt.kind == "transition",
-        jsm_approval=attempt.name if attempt.kind == "jsm" else "",
+        reject=attempt.verdict is Verdict.REJECT,
+        choice=attempt.verdict is Verdict.ACCOUNT,
+        via_status=attempt.kind is DecisionSource.TRANSITION,
+        jsm_approval=attempt.name if attempt.kind is DecisionSource.NATIVE else "",
         reason=reason,
     )
 
@@ -172,7 +173,8 @@ def summary(ctx: StepContext) -> None:
 def eta(ctx: StepContext) -> None:
     """Public comment: what was done, how to get the password, when sending should resume."""
     state = ctx.state
-    assert state.eta_start and state.eta_end  # set by the unblock step
+    start = require(state.eta_start, "the announced window (set by the unblock step)")
+    end = require(state.eta_end, "the announced window (set by the unblock step)")
     ctx.post(
         "eta",
         "eta",
@@ -181,7 +183,7 @@ def eta(ctx: StepContext) -> None:
         account_upn=state.account_upn or "",
         own_account=state.reporter_is_account,
         sessions_revoked=state.sessions_revoked_at is not None,
-        window=messages.window(state.eta_start, state.eta_end, ctx.now(), state.locale, state.time_zone),
+        window=messages.window(start, end, ctx.now(), state.locale, state.time_zone),
     )
 
 
@@ -254,7 +256,7 @@ def tagged_again(ctx: StepContext) -> None:
              trigger_label=ctx.policy.trigger_label)
 
 
-def failure(ctx: StepContext, name: str, action: str, error: str, kind: str,
+def failure(ctx: StepContext, name: str, action: Activity, error: str, kind: FailureKind,
             retry_at: datetime | None) -> None:
     """Internal note naming what failed and what to do."""
     ctx.post(

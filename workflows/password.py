@@ -7,7 +7,8 @@ import secrets
 
 from mailunblock.workflows import approval
 from mailunblock.workflows.context import StepContext, moved_since
-from mailunblock.workflows.state import Stage
+from mailunblock.workflows.moves import Move, Next
+from mailunblock.workflows.state import require
 
 log = logging.getLogger(__name__)
 
@@ -34,38 +35,39 @@ def generate_password(length: int) -> str:
 
 
 def _reset_already_happened(ctx: StepContext) -> bool:
+    account_id = require(ctx.state.account_id, "the account (set by triage)")
+    changed = ctx.tenant.directory.get_user(account_id).last_password_change
     state = ctx.state
-    assert state.account_id and state.password_intent_at  # set before the reset
-    changed = ctx.tenant.directory.get_user(state.account_id).last_password_change
     return moved_since(state.password_changed_before, changed)
 
 
-def run(ctx: StepContext) -> None:
+def run(ctx: StepContext) -> Move:
     """APPROVED: reset the password exactly once per approval, even across crashes."""
     state = ctx.state
-    if state.password_intent_at is None and not approval.confirm_before_first_effect(ctx):
-        return  # rejected meanwhile, or the plan lapsed: nothing was done to any account
-    assert state.account_id  # set by triage
+    if state.password_intent_at is None:
+        stopped = approval.confirm_before_first_effect(ctx)
+        if stopped is not None:
+            return stopped  # rejected meanwhile, or the plan lapsed: nothing was done to any account
+    account_id = require(state.account_id, "the account (set by triage)")
     directory = ctx.tenant.directory
     password: str | None = None
     if state.password_intent_at is not None:
         if _reset_already_happened(ctx):
             log.info("%s: interrupted password reset had gone through", state.issue_key)
-            _confirm(ctx)
-            return
+            return _confirm(ctx)
         password = ctx.vault.recall(state.issue_key)
     if password is None:
         password = generate_password(ctx.policy.password_length)
         now = ctx.now()
         state.password_expires_at = now + ctx.policy.password_ttl
-        state.password_changed_before = directory.get_user(state.account_id).last_password_change
+        state.password_changed_before = directory.get_user(account_id).last_password_change
         ctx.vault.store(state.issue_key, password, state.password_expires_at)
         state.password_intent_at = now
         ctx.save()
-    directory.reset_password(state.account_id, password)
-    _confirm(ctx)
+    directory.reset_password(account_id, password)
+    return _confirm(ctx)
 
 
-def _confirm(ctx: StepContext) -> None:
+def _confirm(ctx: StepContext) -> Next:
     ctx.state.password_reset_at = ctx.now()
-    ctx.enter(Stage.PASSWORD_RESET)
+    return Next()

@@ -47,14 +47,13 @@ class RemediationPolicy:
     # pending actions after a week too).
     approval_timeout: timedelta = timedelta(hours=168)
     approve_status: str | None = None  # a move to this status by an approver counts as approval
-    jsm_native_approval: bool = False  # a decided JSM approval on the request approves or rejects
-    # Given, a final ticket gets this SLA summary as a ticket property (closing action "sla-property").
+    jsm_native_approval: bool = False  # a decided native approval (JSM) on the request approves or rejects
+    # Who may approve: members of these groups, or holders of these roles in these projects.
+    approver_groups: frozenset[str] = frozenset()
+    approver_roles: frozenset[str] = frozenset()
+    approver_role_projects: tuple[str, ...] = ()
+    # Given, a final ticket gets this SLA summary as a ticket property (the closing action SlaProperty).
     sla_summary: Callable[[TicketState], Mapping[str, Any]] | None = None
-
-    def refused_actions(self) -> list[str]:
-        """Ticket updates after a refusal: the trigger label off, a visible label on, the watched status."""
-        actions = [f"add-label:{self.refused_label}", f"remove-label:{self.trigger_label}"]
-        return [*actions, f"transition:{self.refuse_transition}"] if self.refuse_transition else actions
 
     def excludes_role(self, display_name: str, template_id: str) -> bool:
         """True when holding this directory role keeps an account out of automation."""

@@ -6,18 +6,18 @@ the real connectors (or tests with fakes). Every method raises only ``connectors
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from mailunblock.connectors.models import (
+    Approval,
     BlockedSender,
     DirectoryRole,
     DirectoryUser,
     InboxRule,
-    JiraApproval,
-    JiraIssue,
-    JiraUser,
+    Person,
+    Ticket,
 )
 
 if TYPE_CHECKING:
@@ -33,9 +33,9 @@ class Clock(Protocol):
 
 
 class Tickets(Protocol):
-    """The ticketing system, as the workflow needs it."""
+    """The ticketing system, as the workflow needs it (Jira is one backend; see ``TicketingBackend``)."""
 
-    def get_issue(self, issue_key: str) -> JiraIssue:
+    def get_issue(self, issue_key: str) -> Ticket:
         """Re-read one ticket (status, labels, comments)."""
         ...
 
@@ -65,20 +65,36 @@ class Tickets(Protocol):
         """Store a JSON value on the ticket under ``key`` (replacing it: safe to repeat)."""
         ...
 
-    def myself(self) -> JiraUser:
+    def myself(self) -> Person:
         """The account mailunblock writes as (it never counts as an approver)."""
         ...
 
-    def is_approver(self, user: JiraUser) -> bool:
-        """True when the user belongs to a configured approver group or project role."""
-        ...
-
-    def user_locale(self, user: JiraUser) -> tuple[str | None, str | None]:
+    def user_locale(self, user: Person) -> tuple[str | None, str | None]:
         """The user's Jira profile locale (e.g. "fr_FR") and time zone, when the profile shows them."""
         ...
 
-    def approvals(self, issue_key: str) -> list[JiraApproval]:
-        """The request's JSM native approvals; NotFoundError when it is no service-desk request."""
+    def approvals(self, issue_key: str) -> list[Approval]:
+        """The ticket's native approvals; NotFoundError when the ticket cannot carry any."""
+        ...
+
+
+class Membership(Protocol):
+    """Who belongs to which group or role on the ticketing system; the workflow decides who approves."""
+
+    def groups_of(self, person: Person) -> set[str]:
+        """Names (lower-cased) of the groups the person belongs to."""
+        ...
+
+    def in_any_role(self, person: Person, project: str, roles: Collection[str], groups: Collection[str]) -> bool:
+        """Whether the person holds one of ``roles`` in ``project``, directly or through one of ``groups``."""
+        ...
+
+
+class TicketingBackend(Tickets, Membership, Protocol):
+    """Everything a ticketing system provides (see the README's "Adding a ticketing backend")."""
+
+    def selected(self) -> Iterable[Ticket]:
+        """The tickets that need work now: the configured selection, every page."""
         ...
 
 

@@ -3,43 +3,31 @@
 from __future__ import annotations
 
 from mailunblock.connectors.errors import NotBlockedError, UnblockLimitReachedError
-from mailunblock.workflows import notify
+from mailunblock.workflows import closing, notify
 from mailunblock.workflows.context import StepContext
-from mailunblock.workflows.state import Stage
+from mailunblock.workflows.moves import Finish, Move, Next
+from mailunblock.workflows.state import Stage, require
+from mailunblock.workflows.vocabulary import Activity, EscalationReason, FailureKind
 
 
-def check(ctx: StepContext) -> None:
+def check(ctx: StepContext) -> Move:
     """MAILBOX_CHECKED: record which addresses of the account are on the list."""
     state = ctx.state
     entries = ctx.tenant.restricted.blocked_entries(state.account_addresses)
     state.listed_addresses = tuple(dict.fromkeys(e.sender_address.lower() for e in entries))
-    ctx.enter(Stage.LIST_CHECKED)
+    return Next()
 
 
-def escalation_actions(ctx: StepContext) -> list[str]:
-    """Ticket updates when a person must take over."""
-    policy = ctx.policy
-    actions = [
-        "note:escalated",
-        f"add-label:{policy.escalated_label}",
-        f"remove-label:{policy.trigger_label}",
-    ]
-    if policy.escalate_transition:
-        actions.append(f"transition:{policy.escalate_transition}")
-    return actions
-
-
-def _send_unblock(ctx: StepContext, address: str) -> bool:
-    """Call Remove-BlockedSenderAddress; False when not done (limit: escalated; a warning: unconfirmed)."""
+def _send_unblock(ctx: StepContext, address: str) -> bool | Finish:
+    """Call Remove-BlockedSenderAddress; False when unconfirmed (a warning), Finish at Microsoft's limit."""
     state = ctx.state
     try:
         warnings = ctx.tenant.restricted.unblock(address, reason=f"{state.issue_key}: approved remediation")
     except NotBlockedError:
         return True  # already gone from the list: the goal is reached
     except UnblockLimitReachedError as error:
-        state.refusal, state.refusal_detail = "unblock_limit", f"{address}: {error}"
-        ctx.finish(Stage.ESCALATED, escalation_actions(ctx))
-        return False
+        state.refusal, state.refusal_detail = EscalationReason.UNBLOCK_LIMIT, f"{address}: {error}"
+        return Finish(Stage.ESCALATED, closing.escalated(ctx.policy))
     if not warnings or not _listed(ctx, address):
         return True  # a warning the list contradicts is not a failure
     # Exchange answered with a warning and the account is still listed: not a success. Like an unblock a
@@ -47,7 +35,8 @@ def _send_unblock(ctx: StepContext, address: str) -> bool:
     state.retry_at = ctx.now() + ctx.policy.unblock_grace
     ctx.save()
     quoted = "; ".join(f'"{w}"' for w in warnings)
-    notify.failure(ctx, f"warning-unblock-{address}", "unblock", f"{address}: {quoted}", "warning", state.retry_at)
+    notify.failure(ctx, f"warning-unblock-{address}", Activity.UNBLOCK, f"{address}: {quoted}", FailureKind.WARNING,
+                   state.retry_at)
     return False
 
 
@@ -55,7 +44,7 @@ def _listed(ctx: StepContext, address: str) -> bool:
     return any(e.sender_address.lower() == address for e in ctx.tenant.restricted.blocked_entries([address]))
 
 
-def _reconcile(ctx: StepContext, address: str) -> bool:
+def _reconcile(ctx: StepContext, address: str) -> bool | Finish:
     """Settle an unblock whose outcome a crash hid; True when settled, False to wait a little longer.
 
     Never fired blindly: a sent unblock needs time to show, so wait ``unblock_grace`` after the intent,
@@ -63,8 +52,7 @@ def _reconcile(ctx: StepContext, address: str) -> bool:
     not take), so send it once more — and never a third time.
     """
     state = ctx.state
-    assert state.unblocked_at  # the intent time
-    settle_at = state.unblocked_at + ctx.policy.unblock_grace
+    settle_at = require(state.unblocked_at, "the unblock intent time") + ctx.policy.unblock_grace
     if ctx.now() < settle_at:
         state.retry_at = settle_at
         ctx.save()
@@ -79,35 +67,33 @@ def _reconcile(ctx: StepContext, address: str) -> bool:
     return _send_unblock(ctx, address)
 
 
-def unblock(ctx: StepContext) -> None:
+def unblock(ctx: StepContext) -> Move:
     """LIST_CHECKED: unblock each listed address at most once, then tell agent and user."""
     state, policy = ctx.state, ctx.policy
     if not state.listed_addresses:
-        ctx.finish(
-            Stage.NOT_LISTED,
-            ["note:summary", "note:not-listed", f"remove-label:{policy.trigger_label}"],
-        )
-        return
+        return Finish(Stage.NOT_LISTED, closing.not_listed_after_check(policy))
     for address in state.listed_addresses:
         if address in state.unblocked_addresses:
             continue
         if address in state.unblock_intents:
             # Recorded before a crash: the call may or may not have reached Exchange.
-            if not _reconcile(ctx, address):
-                return  # wait for the grace period, then look again
+            done = _reconcile(ctx, address)  # False: wait for the grace period, then look again
         else:
             state.unblock_intents = (*state.unblock_intents, address)
             state.unblocked_at = state.unblocked_at or ctx.now()
             ctx.save()
-            if not _send_unblock(ctx, address):
-                return
+            done = _send_unblock(ctx, address)
+        if isinstance(done, Finish):
+            return done
+        if not done:
+            return None
         state.unblocked_addresses = (*state.unblocked_addresses, address)
         ctx.save()
-    assert state.unblocked_at  # set with the first intent
-    state.eta_start = state.unblocked_at + policy.eta_min
-    state.eta_end = state.unblocked_at + policy.eta_max
+    unblocked_at = require(state.unblocked_at, "the unblock time (set with the first intent)")
+    state.eta_start = unblocked_at + policy.eta_min
+    state.eta_end = unblocked_at + policy.eta_max
     state.next_check_at = state.eta_start
     ctx.save()
     notify.summary(ctx)
     notify.eta(ctx)
-    ctx.enter(Stage.WAITING_FOR_SEND)
+    return Next()

@@ -3,28 +3,29 @@
 from __future__ import annotations
 
 from mailunblock.workflows.context import StepContext, moved_since
-from mailunblock.workflows.state import Stage
+from mailunblock.workflows.moves import Move, Next
+from mailunblock.workflows.state import require
 
 
 def _already_revoked(ctx: StepContext) -> bool:
     """Whether, after a crash, Microsoft moved the sessions' valid-from time since we read it."""
     state = ctx.state
-    assert state.account_id  # set by triage
-    valid_from = ctx.tenant.directory.get_user(state.account_id).sign_in_sessions_valid_from
+    account_id = require(state.account_id, "the account (set by triage)")
+    valid_from = ctx.tenant.directory.get_user(account_id).sign_in_sessions_valid_from
     return moved_since(state.sessions_valid_before, valid_from)
 
 
-def run(ctx: StepContext) -> None:
+def run(ctx: StepContext) -> Move:
     """PASSWORD_RESET: sign the attacker (and the user) out everywhere."""
     state = ctx.state
-    assert state.account_id  # set by triage
+    account_id = require(state.account_id, "the account (set by triage)")
     directory = ctx.tenant.directory
     if state.sessions_intent_at is None:
-        state.sessions_valid_before = directory.get_user(state.account_id).sign_in_sessions_valid_from
+        state.sessions_valid_before = directory.get_user(account_id).sign_in_sessions_valid_from
         state.sessions_intent_at = ctx.now()
         ctx.save()
-        directory.revoke_sessions(state.account_id)
+        directory.revoke_sessions(account_id)
     elif not _already_revoked(ctx):
-        directory.revoke_sessions(state.account_id)
+        directory.revoke_sessions(account_id)
     state.sessions_revoked_at = ctx.now()
-    ctx.enter(Stage.SESSIONS_REVOKED)
+    return Next()

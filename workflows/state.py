@@ -2,10 +2,41 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+import re
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, NamedTuple
+from functools import cache
+from typing import Any, NamedTuple, TypeVar
+
+from mailunblock.workflows.vocabulary import (
+    Activity,
+    ApprovalKind,
+    ClosingAction,
+    IgnoredReason,
+    LapseReason,
+    StopReason,
+)
+from pydantic import TypeAdapter
+
+T = TypeVar("T")
+
+# Version 2: closing actions are objects (version 1 stored them as "kind:argument" strings).
+SCHEMA_VERSION = 2
+_LEGACY_ACTION = re.compile(r"(?P<kind>note|link|add-label|remove-label|transition):(?P<argument>.*)", re.S)
+_LEGACY_FIELD = {"note": "note", "link": "key", "add-label": "label", "remove-label": "label",
+                 "transition": "name"}
+
+
+class BrokenInvariant(RuntimeError):
+    """A state the workflow never produces (a bug or a hand-edited store): stop rather than guess."""
+
+
+def require(value: T | None, what: str) -> T:
+    """``value``, or BrokenInvariant naming what should have been set (checks survive ``python -O``)."""
+    if value is None:
+        raise BrokenInvariant(f"{what} is not set")
+    return value
 
 
 class Stage(StrEnum):
@@ -40,28 +71,6 @@ class StageEvent(NamedTuple):
     at: datetime
 
 
-_DATETIME_FIELDS = frozenset(
-    {
-        "approved_at",
-        "password_intent_at",
-        "password_changed_before",
-        "password_reset_at",
-        "password_expires_at",
-        "sessions_revoked_at",
-        "sessions_intent_at",
-        "sessions_valid_before",
-        "unblocked_at",
-        "eta_start",
-        "eta_end",
-        "next_check_at",
-        "retry_at",
-        "plan_posted_at",
-        "failing_since",
-        "ticket_created_at",
-    }
-)
-
-
 @dataclass
 class TicketState:
     """Everything the engine knows about one ticket; saved before every side effect."""
@@ -81,7 +90,7 @@ class TicketState:
     reporter_is_account: bool = False
     locale: str = "en"
     time_zone: str = "UTC"
-    refusal: str | None = None  # reason code of a refusal, escalation or cancellation
+    refusal: StopReason | None = None  # reason code of a refusal, escalation or cancellation
     refusal_detail: str = ""
     related_key: str | None = None  # the ticket already remediating this account
     # What triage found, read-only, before any plan: candidates the ticket names, the account's facts.
@@ -95,14 +104,14 @@ class TicketState:
     plan_generation: int = 0
     plan_fingerprint: str | None = None
     plan_posted_at: datetime | None = None
-    lapsed_because: str | None = None  # why the previous plan's approval no longer holds
+    lapsed_because: LapseReason | None = None  # why the previous plan's approval no longer holds
     plan_comment_id: str | None = None
     explicit_reset: bool = False  # an approver asked for a reset although the account is not listed
-    approval_kind: str | None = None  # "comment" | "transition" | "jsm" | "auto"
+    approval_kind: ApprovalKind | None = None
     approved_by: str | None = None
     approved_at: datetime | None = None
     rejection_reason: str | None = None
-    ignored: dict[str, str] = field(default_factory=dict)  # comment id or change id -> reason code
+    ignored: dict[str, IgnoredReason] = field(default_factory=dict)  # comment id or change id -> reason
     password_intent_at: datetime | None = None
     # The account's lastPasswordChangeDateTime read just before our reset: comparing with Microsoft's own
     # earlier value (not with our clock) tells, after a crash, whether the reset went through.
@@ -131,12 +140,12 @@ class TicketState:
     failures: tuple[str, ...] = ()
     failing_since: datetime | None = None
     failure_count: int = 0
-    failed_step: str | None = None  # activity of the step that stopped the ticket (for its note)
+    failed_step: Activity | None = None  # activity of the step that stopped the ticket (for its note)
     failed_service: str | None = None  # service of the latest failure ("jira", "graph" ...)
     posted: dict[str, str] = field(default_factory=dict)  # comment marker -> comment id
     pending: tuple[str, ...] = ()  # markers whose comment may or may not have been posted
-    closing: tuple[str, ...] = ()  # actions still to do after entering a final stage
-    closing_started: tuple[str, ...] = ()  # closing actions attempted at least once
+    closing: tuple[ClosingAction, ...] = ()  # actions still to do after entering a final stage
+    closing_started: tuple[ClosingAction, ...] = ()  # closing actions attempted at least once
     linked: tuple[str, ...] = ()  # keys this ticket was linked to (a note says "linked" only then)
     history: list[StageEvent] = field(default_factory=list)
 
@@ -160,36 +169,42 @@ class TicketState:
         return next((e.at for e in reversed(self.history) if e.stage == stage), None)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-safe representation (ISO datetimes, lists for tuples)."""
-        data: dict[str, Any] = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, datetime):
-                value = value.isoformat()
-            elif isinstance(value, tuple):
-                value = list(value)
-            elif isinstance(value, dict):
-                value = dict(value)
-            data[f.name] = value
-        data["stage"] = str(self.stage)
-        data["history"] = [[str(e.stage), e.at.isoformat()] for e in self.history]
-        return data
+        """JSON-safe representation (ISO datetimes, lists for tuples), tagged with the schema version."""
+        return {**_adapter().dump_python(self, mode="json"), "version": SCHEMA_VERSION}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TicketState:
-        """Rebuild a state from ``to_dict`` output (unknown keys are ignored)."""
-        known = {f.name: f for f in fields(cls)}
-        values: dict[str, Any] = {}
-        for name, value in data.items():
-            if name not in known:
-                continue
-            if name in _DATETIME_FIELDS and value is not None:
-                value = datetime.fromisoformat(value)
-            elif isinstance(value, list):
-                value = tuple(value)
-            values[name] = value
-        values["stage"] = Stage(data["stage"])
-        values["history"] = [
-            StageEvent(Stage(stage), datetime.fromisoformat(at)) for stage, at in data.get("history", [])
-        ]
-        return cls(**values)
+        """Rebuild a state from ``to_dict`` output of this or an earlier version (unknown keys are ignored)."""
+        return _adapter().validate_python(migrate(data))
+
+
+@cache
+def _adapter() -> TypeAdapter[TicketState]:
+    return TypeAdapter(TicketState)
+
+
+def _legacy_action(action: Any) -> Any:
+    """A version-1 closing action ("kind:argument") as the object it stands for."""
+    if not isinstance(action, str):
+        return action
+    if action == "sla-property":  # the one argument-less action of version 1
+        return {"kind": action}
+    match = _LEGACY_ACTION.fullmatch(action)
+    if match is None:
+        raise BrokenInvariant(f"unknown closing action {action!r} in a stored state")
+    kind = match["kind"]
+    return {"kind": kind, _LEGACY_FIELD[kind]: match["argument"]}
+
+
+def migrate(data: dict[str, Any]) -> dict[str, Any]:
+    """Stored state of any earlier schema version, in the current one."""
+    version = int(data.get("version", 1))
+    if version > SCHEMA_VERSION:
+        raise BrokenInvariant(f"state of {data.get('issue_key')} was saved by a newer mailunblock (v{version})")
+    if version < 2:
+        data = {
+            **data,
+            "closing": [_legacy_action(a) for a in data.get("closing", ())],
+            "closing_started": [_legacy_action(a) for a in data.get("closing_started", ())],
+        }
+    return data

@@ -7,26 +7,26 @@ import logging
 from dataclasses import dataclass
 
 from mailunblock.connectors.errors import ConnectorError, NotFoundError, PermanentError, PermissionDeniedError
-from mailunblock.connectors.models import DirectoryUser, JiraIssue, JiraUser
-from mailunblock.workflows import addresses, messages, notify
+from mailunblock.connectors.models import DirectoryUser, Person, Ticket
+from mailunblock.workflows import addresses, closing, messages, notify
 from mailunblock.workflows.addresses import Address, BadAddress
 from mailunblock.workflows.context import StepContext
+from mailunblock.workflows.moves import Advance, Finish, Move
 from mailunblock.workflows.state import Stage
 from mailunblock.workflows.tenants import TenantRegistry, TenantServices
+from mailunblock.workflows.vocabulary import LapseReason, RefusalReason
 
 log = logging.getLogger(__name__)
 
 # What the plan proposes, in order, for an account on the Restricted users list.
 FULL_STEPS = ("reset", "revoke", "inbox_rules", "unblock")
-# What an approver may still ask for with /reset when the account is not listed (suspected compromise).
-RESET_STEPS = ("reset", "revoke", "inbox_rules")
 
 
 @dataclass(frozen=True)
 class Refusal:
     """Why automation will not handle this ticket (``reason`` is a code the templates explain)."""
 
-    reason: str
+    reason: RefusalReason
     detail: str = ""
     related_key: str | None = None
 
@@ -50,7 +50,7 @@ class Candidate:
     has_mailbox: bool | None
     roles: tuple[str, ...]
 
-    def fingerprint(self, reporter: JiraUser | None) -> str:
+    def fingerprint(self, reporter: Person | None) -> str:
         """What an approval is bound to: account, tenant, steps and facts (any change lapses it)."""
         user = self.user
         return json.dumps(
@@ -77,7 +77,7 @@ class Candidate:
         return FULL_STEPS if self.listed else ()
 
 
-Outcome = Candidate | Ambiguous | Refusal
+Finding = Candidate | Ambiguous | Refusal
 
 
 def _smtp(user: DirectoryUser) -> tuple[str, ...]:
@@ -93,7 +93,7 @@ def _unsafe(bad: BadAddress) -> bool:
     return not bad.raw.strip().isascii()
 
 
-def ticket_candidates(issue: JiraIssue, tenants: TenantRegistry) -> tuple[str, ...] | Refusal:
+def ticket_candidates(issue: Ticket, tenants: TenantRegistry) -> tuple[str, ...] | Refusal:
     """The distinct addresses the ticket names, in order: field, then text, then reporter.
 
     Only addresses in managed domains count from the text (a bounce quotes outside addresses too); the
@@ -103,13 +103,13 @@ def ticket_candidates(issue: JiraIssue, tenants: TenantRegistry) -> tuple[str, .
     if issue.affected_account and issue.affected_account.strip():
         field = addresses.canonical(issue.affected_account)
         if isinstance(field, BadAddress):
-            return Refusal("lookalike", _quoted(field))
+            return Refusal(RefusalReason.LOOKALIKE, _quoted(field))
         named.append(field.value)
     unmanaged: list[str] = []
     for token in addresses.in_text(f"{issue.summary}\n{issue.description}"):
         if isinstance(token, BadAddress):
             if _unsafe(token):
-                return Refusal("lookalike", _quoted(token))
+                return Refusal(RefusalReason.LOOKALIKE, _quoted(token))
             continue
         if _system_sender(token):
             continue  # a pasted bounce quotes the tenant's postmaster: nobody's account to remediate
@@ -120,7 +120,7 @@ def ticket_candidates(issue: JiraIssue, tenants: TenantRegistry) -> tuple[str, .
     distinct = tuple(dict.fromkeys(named))
     reporter = _reporter_address(issue.reporter)
     if isinstance(reporter, BadAddress):
-        return Refusal("lookalike", _quoted(reporter))
+        return Refusal(RefusalReason.LOOKALIKE, _quoted(reporter))
     if len(distinct) > 1:
         extra = (reporter.value,) if reporter and tenants.owns(reporter.value) else ()
         return tuple(dict.fromkeys((*distinct, *extra)))
@@ -129,8 +129,8 @@ def ticket_candidates(issue: JiraIssue, tenants: TenantRegistry) -> tuple[str, .
     if reporter is not None:
         return (reporter.value,)
     if unmanaged:
-        return Refusal("unknown_domain", ", ".join(dict.fromkeys(unmanaged)))
-    return Refusal("no_account")
+        return Refusal(RefusalReason.UNKNOWN_DOMAIN, ", ".join(dict.fromkeys(unmanaged)))
+    return Refusal(RefusalReason.NO_ACCOUNT)
 
 
 def _system_sender(address: Address) -> bool:
@@ -139,13 +139,13 @@ def _system_sender(address: Address) -> bool:
     return local in ("postmaster", "mailer-daemon") or local.startswith("microsoftexchange")
 
 
-def _reporter_address(reporter: JiraUser | None) -> Address | BadAddress | None:
+def _reporter_address(reporter: Person | None) -> Address | BadAddress | None:
     if reporter is None or not reporter.email:
         return None
     return addresses.canonical(reporter.email)
 
 
-def find_account(ctx: StepContext, *, recheck: bool = False) -> Outcome:
+def find_account(ctx: StepContext, *, recheck: bool = False) -> Finding:
     """Resolve the affected account and apply every refusal rule (reads only, never writes).
 
     ``recheck`` (before the first side effect of an approval): the directory facts are read again, the
@@ -163,12 +163,12 @@ def find_account(ctx: StepContext, *, recheck: bool = False) -> Outcome:
         address = found[0]
     tenant = ctx.tenants.for_domain(address.rpartition("@")[2])
     if tenant is None:
-        return Refusal("unknown_domain", address)
+        return Refusal(RefusalReason.UNKNOWN_DOMAIN, address)
     users = [u for u in tenant.directory.find_users_by_address(address) if _carries(u, address)]
     if not users:
-        return Refusal("not_found", address)
+        return Refusal(RefusalReason.NOT_FOUND, address)
     if len(users) > 1:
-        return Refusal("several_accounts", ", ".join(u.user_principal_name for u in users))
+        return Refusal(RefusalReason.SEVERAL_ACCOUNTS, ", ".join(u.user_principal_name for u in users))
     user = users[0]
     refusal = _refusal(user)
     if refusal is not None:
@@ -179,19 +179,19 @@ def find_account(ctx: StepContext, *, recheck: bool = False) -> Outcome:
         if ctx.policy.excludes_role(r.display_name, r.role_template_id)
     )
     if roles:
-        return Refusal("privileged", f"{user.user_principal_name} ({', '.join(roles)})")
+        return Refusal(RefusalReason.PRIVILEGED, f"{user.user_principal_name} ({', '.join(roles)})")
     other = ctx.repository.active_ticket_for_account(tenant.name, user.id, exclude_key=state.issue_key)
     if other:
-        return Refusal("duplicate", user.user_principal_name, related_key=other)
+        return Refusal(RefusalReason.DUPLICATE, user.user_principal_name, related_key=other)
     earlier = ctx.repository.last_unblock_of_account(tenant.name, user.id, exclude_key=state.issue_key)
     if earlier and ctx.now() - earlier[1] < ctx.policy.reblock_window:
         when = messages.day(earlier[1], ctx.policy.locale, ctx.policy.time_zone)
-        return Refusal("blocked_again", f"{user.user_principal_name} ({when})", related_key=earlier[0])
+        return Refusal(RefusalReason.BLOCKED_AGAIN, f"{user.user_principal_name} ({when})", related_key=earlier[0])
     if recheck:
         return Candidate(tenant, user, address, found, state.listed_at_triage, state.has_mailbox, roles)
     has_mailbox = _has_mailbox(tenant, user)
     if has_mailbox is False:
-        return Refusal("no_mailbox", user.user_principal_name)
+        return Refusal(RefusalReason.NO_MAILBOX, user.user_principal_name)
     entries = tenant.restricted.blocked_entries(_smtp(user))
     listed = tuple(dict.fromkeys(e.sender_address.lower() for e in entries))
     return Candidate(tenant, user, address, found, listed, has_mailbox, roles)
@@ -208,11 +208,11 @@ def _carries(user: DirectoryUser, address: str) -> bool:
 
 def _refusal(user: DirectoryUser) -> Refusal | None:
     if user.user_type.lower() == "guest":
-        return Refusal("guest", user.user_principal_name)
+        return Refusal(RefusalReason.GUEST, user.user_principal_name)
     if not user.account_enabled:
-        return Refusal("disabled", user.user_principal_name)
+        return Refusal(RefusalReason.DISABLED, user.user_principal_name)
     if user.on_premises_sync_enabled:
-        return Refusal("synced", user.user_principal_name)
+        return Refusal(RefusalReason.SYNCED, user.user_principal_name)
     return None
 
 
@@ -228,7 +228,7 @@ def _has_mailbox(tenant: TenantServices, user: DirectoryUser) -> bool | None:
     return True
 
 
-def _reporter_profile(ctx: StepContext, reporter: JiraUser | None) -> tuple[str | None, str | None]:
+def _reporter_profile(ctx: StepContext, reporter: Person | None) -> tuple[str | None, str | None]:
     """The reporter's Jira locale and time zone; issue fields rarely carry the locale, so ask once."""
     if reporter is None:
         return None, None
@@ -243,7 +243,7 @@ def _reporter_profile(ctx: StepContext, reporter: JiraUser | None) -> tuple[str 
     return locale, zone or reporter.time_zone
 
 
-def _remember_reporter(ctx: StepContext, outcome: Outcome) -> None:
+def _remember_reporter(ctx: StepContext, outcome: Finding) -> None:
     state, issue, policy = ctx.state, ctx.issue, ctx.policy
     reporter = issue.reporter
     state.issue_id = issue.id or state.issue_id
@@ -287,7 +287,7 @@ def _take(ctx: StepContext, candidate: Candidate) -> None:
     )
 
 
-def run(ctx: StepContext) -> None:
+def run(ctx: StepContext) -> Move:
     """NEW: triage, acknowledge the reporter, then post the plan, the question or the refusal."""
     state, policy = ctx.state, ctx.policy
     outcome = find_account(ctx)
@@ -297,9 +297,7 @@ def run(ctx: StepContext) -> None:
         state.related_key = outcome.related_key
         ctx.save()
         notify.acknowledge(ctx)
-        links = [f"link:{outcome.related_key}"] if outcome.related_key else []
-        ctx.finish(Stage.REFUSED, [*links, "note:refused", *policy.refused_actions()])
-        return
+        return Finish(Stage.REFUSED, closing.refused(policy, outcome.related_key))
     if isinstance(outcome, Ambiguous):
         state.candidates = outcome.candidates
         state.chosen_address = state.chosen_by = None
@@ -307,8 +305,7 @@ def run(ctx: StepContext) -> None:
         notify.acknowledge(ctx)
         state.plan_comment_id = notify.choose_account(ctx)
         state.plan_posted_at = ctx.now()
-        ctx.enter(Stage.AWAITING_ACCOUNT)
-        return
+        return Advance(Stage.AWAITING_ACCOUNT)
     _take(ctx, outcome)
     ctx.save()
     notify.acknowledge(ctx)
@@ -316,10 +313,10 @@ def run(ctx: StepContext) -> None:
         notify.not_listed(ctx)
     state.plan_comment_id = notify.plan(ctx)
     state.plan_posted_at = ctx.now()
-    ctx.enter(Stage.AWAITING_APPROVAL)
+    return Advance(Stage.AWAITING_APPROVAL)
 
 
-def plan_still_holds(ctx: StepContext) -> str | None:
+def plan_still_holds(ctx: StepContext) -> LapseReason | None:
     """Re-read the ticket's candidates and the account's facts; None when the approved plan still holds.
 
     Otherwise the reason it lapsed (a code the templates explain).
@@ -327,15 +324,15 @@ def plan_still_holds(ctx: StepContext) -> str | None:
     state = ctx.state
     outcome = find_account(ctx, recheck=True)
     if not isinstance(outcome, Candidate):
-        return "account_changed"
+        return LapseReason.ACCOUNT_CHANGED
     if outcome.tenant.name != state.tenant or outcome.user.id != state.account_id:
-        return "account_changed"
+        return LapseReason.ACCOUNT_CHANGED
     if outcome.fingerprint(ctx.issue.reporter) != state.plan_fingerprint:
-        return "facts_changed"
+        return LapseReason.FACTS_CHANGED
     return None
 
 
-def lapse(ctx: StepContext, reason: str) -> None:
+def lapse(ctx: StepContext, reason: LapseReason) -> Advance:
     """The approval no longer matches the ticket: forget the plan and triage again (nothing was done)."""
     state = ctx.state
     log.warning("%s: approval lapsed (%s); a new plan needs a new approval", state.issue_key, reason)
@@ -347,7 +344,7 @@ def lapse(ctx: StepContext, reason: str) -> None:
     state.listed_at_triage, state.has_mailbox = (), None
     state.approval_kind = state.approved_by = state.approved_at = None
     state.explicit_reset = False
-    ctx.enter(Stage.NEW)
+    return Advance(Stage.NEW)
 
 
 def named_elsewhere(ctx: StepContext) -> bool:

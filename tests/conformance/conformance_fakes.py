@@ -266,9 +266,7 @@ class Product:
 
     def __post_init__(self) -> None:
         self.runtime = build_runtime(load_config(self.config_path), self.clock)
-        runtime = self.runtime
-        self.poller = Poller(lambda: runtime.jira.search(runtime.config.jira.search_jql),
-                             runtime.jira.get_issue, runtime.engine, runtime.store)
+        self.poller = self.runtime.poller
 
     def cycle(self) -> CycleReport:
         """One poller cycle; fails the test when it reports an error."""

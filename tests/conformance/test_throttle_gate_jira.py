@@ -36,7 +36,7 @@ def test_no_jira_request_reaches_the_independent_fake_before_its_retry_after(clo
     })
     clock = FakeClock()
     policy = HttpPolicy(ca_bundle=str(fakes.ca), clock=clock, sleep=clock.sleep, max_retry_wait=5, timeout=10)
-    jira = JiraClient(fakes.urls["jira"], policy=policy, email=BOT_EMAIL, api_token=BOT_API_TOKEN)
+    jira = JiraClient.connect(fakes.urls["jira"], policy=policy, email=BOT_EMAIL, api_token=BOT_API_TOKEN)
     before = len(_jira_calls(fakes))
 
     with pytest.raises(ThrottledError) as caught:

@@ -7,19 +7,30 @@ from typing import Any
 import pytest
 from mailunblock.connectors.errors import AuthenticationError, NotFoundError
 from mailunblock.connectors.jira import JiraClient
+from mailunblock.connectors.models import Person
+from mailunblock.workflows.approvers import is_approver
+from mailunblock.workflows.policy import RemediationPolicy
 
 JQL = 'labels = "mail-blocked" AND statusCategory != Done ORDER BY created ASC'
 MARKER = "mailunblock:HELP-1:plan"
 
 
+AGENTS = RemediationPolicy(approver_groups=frozenset({"helpdesk-agents"}))
+TEAM = RemediationPolicy(approver_roles=frozenset({"service desk team"}), approver_role_projects=("HELP",))
+
+
+def approves(client: JiraClient, person: Person, policy: RemediationPolicy = AGENTS) -> bool:
+    """The workflow's approver rule over the connector's membership port."""
+    return is_approver(policy, client, person)
+
+
 def jira(env: Any, **kwargs: Any) -> JiraClient:
     options: dict[str, Any] = {
-        "approver_groups": ["helpdesk-agents"],
         "affected_account_field": "customfield_10050",
         "page_size": 2,
         **kwargs,
     }
-    return JiraClient(env.jira_url, policy=env.policy(), deployment="datacenter",
+    return JiraClient.connect(env.jira_url, policy=env.policy(), deployment="datacenter",
                       personal_access_token=env.jira_token, **options)
 
 
@@ -61,7 +72,7 @@ def test_labels_transitions_and_links(dc_env: Any) -> None:
     client = jira(dc_env)
     client.update_labels("HELP-2", add=["mail-unblocked"], remove=["mail-blocked"])
     assert client.get_issue("HELP-2").labels == ("mail-unblocked",)
-    assert "Resolve" in client.transition_names("HELP-2")
+    assert "Resolve" in [t.name for t in client.transitions("HELP-2")]
     assert client.transition("HELP-2", "no such transition") is False
     assert client.transition("HELP-2", "resolve") is True
     resolved = client.get_issue("HELP-2")
@@ -75,17 +86,16 @@ def test_approvers_by_username_group_and_role(dc_env: Any) -> None:
     by_group = jira(dc_env)
     me = by_group.myself()
     assert (me.name, me.account_id) == ("mailunblock", None)
-    assert "helpdesk-agents" in by_group.user_groups(me)
-    assert by_group.is_approver(me)
+    assert "helpdesk-agents" in by_group.groups_of(me)
+    assert approves(by_group, me)
     reporter = by_group.get_issue("HELP-2").reporter
     assert reporter is not None and reporter.name == "chloe.dupont"
-    assert by_group.user_groups(reporter) == set()
-    assert not by_group.is_approver(reporter)
+    assert by_group.groups_of(reporter) == set()
+    assert not approves(by_group, reporter)
     assert by_group.user_locale(reporter) == ("fr_FR", "Europe/Paris")
-    by_role = jira(dc_env, approver_groups=[], approver_roles=["Service Desk Team"],
-                   role_projects=["HELP"])
-    assert by_role.is_approver(me)  # a direct member of the role, matched by name
-    assert not by_role.is_approver(reporter)
+    by_role = jira(dc_env)
+    assert approves(by_role, me, TEAM)  # a direct member of the role, matched by name
+    assert not approves(by_role, reporter, TEAM)
     by_role.check_jql(JQL)
 
 
@@ -106,6 +116,6 @@ def test_unknown_issue_and_wrong_token(dc_env: Any) -> None:
     with pytest.raises(NotFoundError):
         jira(dc_env).get_issue("HELP-999")
     with pytest.raises(AuthenticationError) as caught:
-        JiraClient(dc_env.jira_url, policy=dc_env.policy(), deployment="datacenter",
+        JiraClient.connect(dc_env.jira_url, policy=dc_env.policy(), deployment="datacenter",
                    personal_access_token="wrong-pat-123").myself()
     assert "wrong-pat-123" not in str(caught.value)

@@ -113,17 +113,17 @@ def test_graph_password_complexity_message_is_actionable() -> None:
 
 def test_jira_errors_join_error_messages_and_read_rate_limit_reset() -> None:
     body = {"errorMessages": ["Issue does not exist"], "errors": {}}
-    error = jira._jira_error(response(404, body), 404)
+    error = jira._jira_error(response(404, body))
     assert isinstance(error, NotFoundError)
     assert "Issue does not exist" in str(error)
     soon = datetime.now(UTC).replace(microsecond=0).isoformat()
-    throttled = jira._jira_error(response(429, {}, {"X-RateLimit-Reset": soon}), 429)
+    throttled = jira._jira_error(response(429, {}, {"X-RateLimit-Reset": soon}))
     assert isinstance(throttled, ThrottledError)
     assert 0 <= throttled.retry_after <= 1
 
 
 def test_jira_issue_parsing_keeps_internal_flags_and_status_changes() -> None:
-    client = jira.JiraClient(
+    client = jira.JiraClient.connect(
         "https://jira.invalid", policy=HttpPolicy(), email="a@b.c", api_token="t",
         affected_account_field="customfield_10100",
     )

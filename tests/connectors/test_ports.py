@@ -8,12 +8,13 @@ import pytest
 from mailunblock.connectors.exchange import ExchangeClient
 from mailunblock.connectors.graph import GraphClient
 from mailunblock.connectors.jira import JiraClient
-from mailunblock.workflows.ports import Directory, RestrictedSenders, Tickets
+from mailunblock.workflows.ports import Directory, Membership, RestrictedSenders, TicketingBackend, Tickets
 
 
 @pytest.mark.parametrize(
     ("port", "client"),
-    [(Tickets, JiraClient), (Directory, GraphClient), (RestrictedSenders, ExchangeClient)],
+    [(Tickets, JiraClient), (Membership, JiraClient), (TicketingBackend, JiraClient), (Directory, GraphClient),
+     (RestrictedSenders, ExchangeClient)],
 )
 def test_client_matches_port(port: type, client: type) -> None:
     methods = [name for name, _ in inspect.getmembers(port, inspect.isfunction) if not name.startswith("_")]

@@ -66,7 +66,7 @@ def test_configured_ca_wins_for_msal_graph_and_exchange(live: Any) -> None:
 @pytest.mark.usefixtures("foreign_ca_env")
 def test_configured_ca_wins_for_jira(live: Any) -> None:
     jira = live.config_data()["jira"]
-    client = JiraClient(
+    client = JiraClient.connect(
         live.jira_url, policy=HttpPolicy(ca_bundle=str(live.ca_path), timeout=10, max_retries=0),
         email=jira["email"], api_token=live.layout.jira_token.read_text().strip(),
     )
@@ -78,7 +78,7 @@ def test_without_the_configured_ca_tls_fails_as_a_permanent_error(live: Any) -> 
     """Proves the test above is meaningful: the environment's bundle alone does not trust the sandbox."""
     policy = HttpPolicy(timeout=10, max_retries=0)
     with pytest.raises(PermanentError, match="TLS"):
-        JiraClient(live.jira_url, policy=policy, email="x@y.z", api_token="t").myself()
+        JiraClient.connect(live.jira_url, policy=policy, email="x@y.z", api_token="t").myself()
 
 
 def _cassette_files() -> list[Path]:

@@ -96,9 +96,7 @@ class World:
         self.sandbox.clock.advance(timedelta(seconds=seconds))
 
     def _poller(self) -> Poller:
-        runtime = self.runtime
-        return Poller(lambda: runtime.jira.search(runtime.config.jira.search_jql),
-                      runtime.jira.get_issue, runtime.engine, runtime.store)
+        return self.runtime.poller
 
     def restart(self) -> Runtime:
         """Drop every object of the running process and build new ones on the same database (a restart)."""

@@ -257,3 +257,21 @@ def test_run_once_notes_point_to_reveal_not_to_an_unserved_link(sandbox: tuple[S
     notes = [c.body for c in box.jira.comments("HELP-1") if "mailunblock reveal HELP-1" in c.body]
     assert notes, "the summary tells how to get the password"
     assert all("/reveal/" not in body and "127.0.0.1:9" not in body for body in notes)
+
+
+def test_a_production_install_runs_without_flask_or_the_jira_package() -> None:
+    import subprocess
+    import sys
+    from importlib.metadata import requires
+
+    required = [r for r in requires("mailunblock") or [] if "extra ==" not in r]
+    assert not [r for r in required if r.lower().startswith(("flask", "jira"))], required
+    blocked = "import sys; sys.modules['flask'] = None; sys.modules['jira'] = None; "  # import fails
+    run_help = subprocess.run(
+        [sys.executable, "-c", blocked + "from mailunblock.plugin.cli import main; main(['run', '--help'])"],
+        capture_output=True, text=True, timeout=60, check=False)
+    assert run_help.returncode == 0 and "--dry-run" in run_help.stdout, run_help.stderr
+    demo = subprocess.run(
+        [sys.executable, "-c", blocked + "from mailunblock.plugin.cli import main; main(['demo'])"],
+        capture_output=True, text=True, timeout=60, check=False)
+    assert demo.returncode == 1 and "pip install 'mailunblock[sandbox]'" in demo.stderr, demo.stderr

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from mailunblock.connectors.errors import NotFoundError, TransientError
-from mailunblock.connectors.models import JiraIssue
+from mailunblock.connectors.models import Ticket
 from mailunblock.plugin.poller import Poller
 from mailunblock.plugin.store import StateStore
 from mailunblock.workflows.state import Stage, TicketState
@@ -15,8 +15,8 @@ from mailunblock.workflows.state import Stage, TicketState
 T0 = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
 
 
-def _issue(key: str) -> JiraIssue:
-    return JiraIssue(key=key, id=key[-1], summary="s", description="", status="Open", status_category="new",
+def _issue(key: str) -> Ticket:
+    return Ticket(key=key, id=key[-1], summary="s", description="", status="Open", status_category="new",
                      labels=("mail-blocked",), reporter=None, created=T0, updated=T0)
 
 
@@ -28,7 +28,7 @@ class ScriptedEngine:
         self.explode = explode or {}
         self.processed: list[str] = []
 
-    def process(self, issue: JiraIssue, state: TicketState | None) -> TicketState:
+    def process(self, issue: Ticket, state: TicketState | None) -> TicketState:
         self.processed.append(issue.key)
         if issue.key in self.explode:
             raise self.explode[issue.key]
@@ -52,7 +52,7 @@ def test_cycle_advances_each_selected_ticket_and_reports_stage_changes(store: St
 
 
 def test_search_failure_is_a_failed_cycle_not_a_crash(store: StateStore, caplog: pytest.LogCaptureFixture) -> None:
-    def search() -> Iterator[JiraIssue]:
+    def search() -> Iterator[Ticket]:
         raise TransientError("HTTP 503", service="jira")
 
     report = Poller(search, _issue, ScriptedEngine(store), store).run_cycle()  # type: ignore[arg-type]
@@ -77,7 +77,7 @@ def test_a_vanished_ticket_keeps_its_state(store: StateStore) -> None:
     engine = ScriptedEngine(store)
     Poller(lambda: iter([_issue("HELP-1")]), _issue, engine, store).run_cycle()  # type: ignore[arg-type]
 
-    def gone(key: str) -> JiraIssue:
+    def gone(key: str) -> Ticket:
         raise NotFoundError("Issue does not exist", service="jira")
 
     report = Poller(lambda: iter([]), gone, engine, store).run_cycle()  # type: ignore[arg-type]
@@ -161,12 +161,12 @@ def test_a_moved_ticket_keeps_its_state_under_the_new_key(store: StateStore) -> 
     state.issue_id = "1"
     state.enter(Stage.AWAITING_APPROVAL, T0)
     store.save(state)
-    moved = JiraIssue(key="OPS-7", id="1", summary="s", description="", status="Open", status_category="new",
+    moved = Ticket(key="OPS-7", id="1", summary="s", description="", status="Open", status_category="new",
                       labels=("mail-blocked",), reporter=None, created=T0, updated=T0)
     seen: list[tuple[str, Stage | None]] = []
 
     class Recorder(ScriptedEngine):
-        def process(self, issue: JiraIssue, state: TicketState | None) -> TicketState:
+        def process(self, issue: Ticket, state: TicketState | None) -> TicketState:
             seen.append((issue.key, state.stage if state else None))
             return super().process(issue, state)
 
@@ -185,7 +185,7 @@ class FailingEngine(ScriptedEngine):
         super().__init__(store)
         self.service, self.terminal = service, terminal
 
-    def process(self, issue: JiraIssue, state: TicketState | None) -> TicketState:
+    def process(self, issue: Ticket, state: TicketState | None) -> TicketState:
         state = state or TicketState.first_seen(issue.key, T0)
         state.tenant = "contoso"
         state.failure_count += 1
@@ -215,3 +215,33 @@ def test_a_permanent_failure_fails_the_ticket_not_the_tenant(store: StateStore) 
 def test_a_quiet_cycle_is_healthy(store: StateStore) -> None:
     report = Poller(lambda: iter([_issue("HELP-1")]), _issue, ScriptedEngine(store), store).run_cycle()  # type: ignore[arg-type]
     assert report.healthy and report.summary() == "cycle OK: 1 ticket(s) selected"
+
+
+def test_housekeeping_jobs_run_in_the_scheduler_beside_the_cycle() -> None:
+    import os
+    import signal
+    import threading
+
+    from mailunblock.plugin.poller import CycleReport, Job, run_forever
+
+    ran = threading.Event()
+
+    def housekeeping() -> None:
+        ran.set()
+        os.kill(os.getpid(), signal.SIGTERM)  # stop once the job has run
+
+    class IdlePoller:
+        def run_cycle(self) -> CycleReport:
+            return CycleReport()
+
+    def broken() -> None:
+        raise RuntimeError("a failing job is logged, it does not stop the scheduler")
+
+    previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        run_forever(IdlePoller(), 3600, lambda _: None,  # type: ignore[arg-type]
+                    [Job("broken", broken, 3600), Job("vault-expiry", housekeeping, 3600)])
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    assert ran.is_set()

@@ -4,10 +4,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from flask.testing import FlaskClient
 from mailunblock.plugin.db import create_store_engine, metadata
 from mailunblock.plugin.vault import PasswordVault, load_or_create_key
 from mailunblock.plugin.web import create_reveal_app
+from werkzeug.test import Client
 
 SECRET = "Web-Link-Pa55word!"
 
@@ -21,13 +21,13 @@ class Clock:
 
 
 @pytest.fixture
-def setup(tmp_path: Path) -> tuple[PasswordVault, Clock, FlaskClient]:
+def setup(tmp_path: Path) -> tuple[PasswordVault, Clock, Client]:
     engine = create_store_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
     metadata.create_all(engine)
     clock = Clock()
     vault = PasswordVault(engine, load_or_create_key(tmp_path / "k"), clock, "https://mu.example/")
     vault.store("HELP-1", SECRET, clock.now() + timedelta(hours=24))
-    return vault, clock, create_reveal_app(vault).test_client()
+    return vault, clock, Client(create_reveal_app(vault))
 
 
 def _link(vault: PasswordVault) -> str:

@@ -14,17 +14,17 @@ from mailunblock.connectors.errors import (
     NotFoundError,
     UnblockLimitReachedError,
 )
+from mailunblock.connectors.jira import JiraUser
 from mailunblock.connectors.models import (
+    Approval,
+    Approver,
     BlockedSender,
+    Comment,
     DirectoryRole,
     DirectoryUser,
     InboxRule,
-    JiraApproval,
-    JiraApprover,
-    JiraComment,
-    JiraIssue,
-    JiraStatusChange,
-    JiraUser,
+    StatusChange,
+    Ticket,
 )
 from mailunblock.workflows.engine import RemediationEngine
 from mailunblock.workflows.markup import wiki_literal
@@ -83,7 +83,7 @@ class Boundaries:
 
 @dataclass
 class Posted:
-    comment: JiraComment
+    comment: Comment
     marker: str
 
 
@@ -101,16 +101,16 @@ class FakeTickets:
         self.labels: list[str] = ["mail-blocked"]
         self.reporter: JiraUser | None = ALICE
         self.affected_account: str | None = None
-        self.comments: list[JiraComment] = []
+        self.comments: list[Comment] = []
         self.posted: list[Posted] = []
-        self.status_changes: list[JiraStatusChange] = []
+        self.status_changes: list[StatusChange] = []
         self.approvers = {BOB.ref, CAROL.ref}
         self.transitions = {"Resolve": ("Resolved", "done"), "Escalate": ("Escalated", "indeterminate")}
         self.applied: list[str] = []
         self.links: list[tuple[str, str]] = []
         self.label_updates = 0
         self.fail: dict[str, list[ConnectorError]] = {}
-        self.native: list[JiraApproval] = []  # JSM approvals on the request
+        self.native: list[Approval] = []  # JSM approvals on the request
         self.service_desk = True
         self.approval_reads = 0
         self.profiles: dict[str, tuple[str | None, str | None]] = {}  # user ref -> Jira locale, zone
@@ -120,8 +120,8 @@ class FakeTickets:
         if self.fail.get(method):
             raise self.fail[method].pop(0)
 
-    def issue(self) -> JiraIssue:
-        return JiraIssue(
+    def issue(self) -> Ticket:
+        return Ticket(
             key=KEY, id="20001", summary=self.summary, description=self.description,
             status=self.status, status_category=self.status_category, labels=tuple(self.labels),
             reporter=self.reporter, created=START - timedelta(minutes=5), updated=self.clock.now(),
@@ -129,23 +129,23 @@ class FakeTickets:
             status_changes=tuple(self.status_changes),
         )
 
-    def add_comment(self, author: JiraUser, body: str) -> JiraComment:
-        comment = JiraComment(str(next(self.ids)), author, body, self.clock.now())
+    def add_comment(self, author: JiraUser, body: str) -> Comment:
+        comment = Comment(str(next(self.ids)), author, body, self.clock.now())
         self.comments.append(comment)
         return comment
 
     def move(self, author: JiraUser, to_status: str) -> None:
-        self.status_changes.append(JiraStatusChange(author, self.status, to_status, self.clock.now()))
+        self.status_changes.append(StatusChange(author, self.status, to_status, self.clock.now()))
         self.status = to_status
 
-    def get_issue(self, issue_key: str) -> JiraIssue:
+    def get_issue(self, issue_key: str) -> Ticket:
         return self.issue()
 
     def post_comment(self, issue_key: str, body: str, *, internal: bool, marker: str) -> str:
         self._maybe_fail("post_comment")
 
         def post() -> str:
-            comment = JiraComment(str(next(self.ids)), BOT, body, self.clock.now(), internal)
+            comment = Comment(str(next(self.ids)), BOT, body, self.clock.now(), internal)
             self.comments.append(comment)
             self.posted.append(Posted(comment, marker))
             return comment.id
@@ -188,26 +188,29 @@ class FakeTickets:
     def myself(self) -> JiraUser:
         return BOT
 
-    def is_approver(self, user: JiraUser) -> bool:
-        self._maybe_fail("is_approver")
-        return user.ref in self.approvers
+    def groups_of(self, user: JiraUser) -> set[str]:
+        self._maybe_fail("groups_of")
+        return {"helpdesk"} if user.ref in self.approvers else set()
+
+    def in_any_role(self, user: JiraUser, project: str, roles: object, groups: object) -> bool:
+        return False
 
     def user_locale(self, user: JiraUser) -> tuple[str | None, str | None]:
         self._maybe_fail("user_locale")
         return self.profiles.get(user.ref, (None, None))
 
-    def approvals(self, issue_key: str) -> list[JiraApproval]:
+    def approvals(self, issue_key: str) -> list[Approval]:
         self.approval_reads += 1
         if not self.service_desk:
             raise NotFoundError("Request does not exist", service="jira")
         return list(self.native)
 
     def decide_approval(self, name: str, decision: str, *deciders: JiraUser,
-                        others: Sequence[JiraUser] = ()) -> JiraApproval:
+                        others: Sequence[JiraUser] = ()) -> Approval:
         """A JSM approval answered now: ``deciders`` gave ``decision`` ("approved"/"declined")."""
-        approvers = tuple(JiraApprover(u, decision) for u in deciders) + tuple(
-            JiraApprover(u, "pending") for u in others)
-        approval = JiraApproval(str(len(self.native) + 1), name, decision, approvers,
+        approvers = tuple(Approver(u, decision) for u in deciders) + tuple(
+            Approver(u, "pending") for u in others)
+        approval = Approval(str(len(self.native) + 1), name, decision, approvers,
                                 created=START - timedelta(minutes=4), completed=self.clock.now())
         self.native.append(approval)
         return approval
@@ -319,7 +322,7 @@ class FakeRestricted:
         at = at or self.clock.now() - timedelta(hours=1)
         self.entries[address] = BlockedSender(
             address, "ExceedingLimitType=External;InternalRecipientCountToday=0;"
-            "ExternalRecipientCountToday=512", at, at, False)
+            "ExternalRecipientCountToday=512", at, at)
 
     def blocked_entries(self, addresses: Sequence[str]) -> list[BlockedSender]:
         if self.fail.get("blocked_entries"):
@@ -414,6 +417,9 @@ class World:
     eve: JiraUser = EVE
 
     def __post_init__(self) -> None:
+        if not (self.policy.approver_groups or self.policy.approver_roles):
+            # The fakes' approvers (Bob, Carol) are the members of the group "helpdesk".
+            self.policy = replace(self.policy, approver_groups=frozenset({"helpdesk"}))
         self.tickets = FakeTickets(self.clock, self.boundaries)
         self.directory = FakeDirectory(self.clock, self.boundaries)
         self.restricted = FakeRestricted(self.clock, self.boundaries)
@@ -425,7 +431,7 @@ class World:
         tenant = TenantServices("contoso", ("contoso.com", "contoso.fr"), self.directory,
                                 self.restricted, self.tenant_locale, self.tenant_time_zone)
         return RemediationEngine(self.policy, self.tickets, TenantRegistry([tenant]),
-                                 self.repository, self.vault, self.clock)
+                                 self.repository, self.vault, self.clock, self.tickets)
 
     def state(self) -> TicketState:
         state = self.repository.load(KEY)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mailunblock.connectors.models import JiraUser
+from mailunblock.connectors.jira import JiraUser
 from mailunblock.workflows.approval import parse_command
 from mailunblock.workflows.policy import RemediationPolicy
 from mailunblock.workflows.state import Stage

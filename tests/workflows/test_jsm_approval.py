@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mailunblock.connectors.models import JiraApproval, JiraApprover
+from mailunblock.connectors.models import Approval, Approver
 from mailunblock.workflows.policy import RemediationPolicy
 from mailunblock.workflows.state import Stage
 
@@ -116,7 +116,7 @@ def test_pending_approvals_and_policy_off_change_nothing(make_world):
     world = make_world(policy=NATIVE)
     world.cycle()
     world.clock.advance(minutes=5)
-    pending = JiraApproval("7", "Waiting", "pending", (JiraApprover(world.bob, "pending"),),
+    pending = Approval("7", "Waiting", "pending", (Approver(world.bob, "pending"),),
                            created=world.clock.now(), completed=None)
     world.tickets.native.append(pending)
     assert world.cycle().stage is Stage.AWAITING_APPROVAL

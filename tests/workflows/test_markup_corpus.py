@@ -171,19 +171,37 @@ def variables(template: str, locale: str) -> tuple[frozenset[str], tuple[tuple[s
         names |= meta.find_undeclared_variables(parsed)
         compared |= set(re.findall(r"(\w+) == \"([^\"]*)\"", text))
         todo += [t for t in meta.find_referenced_templates(parsed) if t]
-    return frozenset(names), tuple(sorted(compared))
+    return frozenset(names - GLOBALS), tuple(sorted(compared))
+
+
+# Functions the templates call (``unknown`` fails on a code without words): not values.
+GLOBALS = frozenset(messages._environment().globals)
+
+
+def codes(template: str, locale: str) -> dict[str, str]:
+    """Variables that carry a code (compared with constants), each with the first constant it is compared with.
+
+    A code is a member of its enum, never outside text: a template meets no other value (test_wording
+    checks that an unknown code fails loudly), so hostile text goes into every other variable.
+    """
+    _, compared = variables(template, locale)
+    found: dict[str, str] = {}
+    for name, const in compared:
+        found.setdefault(name, const)
+    return found
 
 
 def variants(template: str, locale: str) -> list[dict[str, str]]:
     """Overrides that reach every branch: none, one variable falsy, one variable equal to a compared constant."""
     names, compared = variables(template, locale)
-    return [{}, *({name: ""} for name in sorted(names)), *({name: const} for name, const in compared)]
+    falsy = sorted(names - set(codes(template, locale)))
+    return [{}, *({name: ""} for name in falsy), *({name: const} for name, const in compared)]
 
 
 def render(template: str, locale: str, value: str, overrides: dict[str, str]) -> str:
     names, _ = variables(template, locale)
     values: dict[str, Any] = {name: Value(value) for name in names}
-    values |= {name: Value(v) for name, v in overrides.items()}
+    values |= {name: Value(v) for name, v in (codes(template, locale) | overrides).items()}
     return messages.render(locale, template, **values)
 
 
@@ -212,11 +230,11 @@ def test_every_template_variable_is_escaped(template: str, locale: str) -> None:
     seen: set[str] = set()
     for overrides in variants(template, locale):
         values: dict[str, Any] = {n: Value(f"[~accountid:{n}]") for n in names}
-        values |= {n: Value(v) for n, v in overrides.items()}
+        values |= {n: Value(v) for n, v in (codes(template, locale) | overrides).items()}
         rendered = messages.render(locale, template, **values)
         assert "[~accountid:" not in rendered, (overrides, rendered)
         seen |= {n for n in names if escaped(f"[~accountid:{n}]") in rendered}
-    printed = {n for n in re.findall(r"{{\s*(\w+)", source(f"{locale}/{template}.j2"))}
+    printed = {n for n in re.findall(r"{{\s*(\w+)", source(f"{locale}/{template}.j2"))} - GLOBALS
     assert printed <= seen, f"never rendered, so never checked: {printed - seen}"
 
 

@@ -367,7 +367,7 @@ def test_a_tenant_removed_from_the_configuration_escalates_instead_of_failing_ev
     world.cycle()
     world.tickets.add_comment(world.bob, "/approve")
     engine = RemediationEngine(world.policy, world.tickets, TenantRegistry([]), world.repository,
-                               world.vault, world.clock)
+                               world.vault, world.clock, world.tickets)
     state = engine.process(world.tickets.issue(), world.repository.load(world.key))
 
     assert state.stage is Stage.ESCALATED and state.refusal == "tenant_unknown"

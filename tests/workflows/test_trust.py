@@ -6,7 +6,7 @@ import contextlib
 from dataclasses import replace
 from datetime import timedelta
 
-from mailunblock.connectors.models import DirectoryUser, JiraComment
+from mailunblock.connectors.models import Comment, DirectoryUser
 from mailunblock.workflows.policy import RemediationPolicy
 from mailunblock.workflows.state import Stage
 
@@ -139,7 +139,7 @@ def test_decisions_are_ordered_by_time_not_list_position(world):
     world.cycle()
     plan_id = world.tickets.posted[-1].comment.id
     # Listed after the plan, but written before it (e.g. an edited or imported comment).
-    early = JiraComment("99999", world.bob, "/approve", world.clock.now() - timedelta(seconds=30))
+    early = Comment("99999", world.bob, "/approve", world.clock.now() - timedelta(seconds=30))
     world.tickets.comments.append(early)
     state = world.cycle()
     assert plan_id and state.ignored == {"99999": "before_plan"}
@@ -152,7 +152,7 @@ def test_a_plan_posted_twice_keeps_approvals_of_the_first_copy(world):
     world.clock.advance(minutes=1)
     world.tickets.add_comment(world.bob, "/approve")
     world.clock.advance(minutes=1)
-    copy = JiraComment(str(next(world.tickets.ids)), world.tickets.myself(), first.body, world.clock.now(), True)
+    copy = Comment(str(next(world.tickets.ids)), world.tickets.myself(), first.body, world.clock.now(), True)
     world.tickets.comments.append(copy)
     state = world.repository.load(world.key)
     state.plan_comment_id = copy.id  # as if a crash had made us post (and record) the plan again
