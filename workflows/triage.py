@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from mailunblock.connectors.errors import ConnectorError, NotFoundError, PermanentError, PermissionDeniedError
 from mailunblock.connectors.models import DirectoryUser, Person, Ticket
@@ -29,6 +29,7 @@ class Refusal:
     reason: RefusalReason
     detail: str = ""
     related_key: str | None = None
+    tenant: str | None = None  # the tenant of the refused account, once known (SLA reports group by it)
 
 
 @dataclass(frozen=True)
@@ -164,6 +165,15 @@ def find_account(ctx: StepContext, *, recheck: bool = False) -> Finding:
     tenant = ctx.tenants.for_domain(address.rpartition("@")[2])
     if tenant is None:
         return Refusal(RefusalReason.UNKNOWN_DOMAIN, address)
+    outcome = _in_tenant(ctx, tenant, address, found, recheck=recheck)
+    return replace(outcome, tenant=tenant.name) if isinstance(outcome, Refusal) else outcome
+
+
+def _in_tenant(
+    ctx: StepContext, tenant: TenantServices, address: str, found: tuple[str, ...], *, recheck: bool
+) -> Candidate | Refusal:
+    """The account ``address`` in ``tenant``, and the refusal rules that depend on its directory facts."""
+    state = ctx.state
     users = [u for u in tenant.directory.find_users_by_address(address) if _carries(u, address)]
     if not users:
         return Refusal(RefusalReason.NOT_FOUND, address)
@@ -294,7 +304,7 @@ def run(ctx: StepContext) -> Move:
     _remember_reporter(ctx, outcome)
     if isinstance(outcome, Refusal):
         state.refusal, state.refusal_detail = outcome.reason, outcome.detail
-        state.related_key = outcome.related_key
+        state.related_key, state.tenant = outcome.related_key, outcome.tenant
         ctx.save()
         notify.acknowledge(ctx)
         return Finish(Stage.REFUSED, closing.refused(policy, outcome.related_key))

@@ -77,6 +77,13 @@ def test_guest(world):
 def test_disabled(world):
     world.directory.users["u-alice"] = world.user(account_enabled=False)
     _assert_refused(world, "disabled", "is disabled")
+    assert world.state().tenant == "contoso"  # known once the domain was routed: reports group by it
+
+
+def test_an_unknown_domain_has_no_tenant(world):
+    world.tickets.reporter = replace(world.alice, email="alice@gmail.com")
+    _assert_refused(world, "unknown_domain", "alice@gmail.com")
+    assert world.state().tenant is None
 
 
 def test_synced_from_on_premises(world):
