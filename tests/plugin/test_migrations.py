@@ -5,20 +5,16 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import sqlalchemy
-from conftest import PG_ADMIN_URL
 from mailunblock.plugin import migrations
 from mailunblock.plugin.db import metadata, tickets
 from mailunblock.plugin.store import StateStore
 from mailunblock.workflows.state import Stage, TicketState
 from sqlalchemy import inspect
-from sqlalchemy.engine import make_url
 
 T0 = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
 
@@ -54,22 +50,6 @@ def test_a_store_from_before_migrations_keeps_its_state(tmp_path: Path) -> None:
     assert loaded is not None and loaded.stage is Stage.AWAITING_APPROVAL
     StateStore.from_url(url)  # opening again is a no-op
     assert _revision(store.engine) == migrations.head()
-
-
-@pytest.fixture
-def empty_postgres() -> Iterator[str]:
-    """A brand-new, empty PostgreSQL database (dropped afterwards)."""
-    admin = sqlalchemy.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    name = f"mailunblock_mig_{uuid.uuid4().hex[:10]}"
-    try:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    except sqlalchemy.exc.OperationalError as exc:
-        pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN_URL} ({type(exc).__name__})")
-    yield make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin.dispose()
 
 
 OPEN = "import sys; from mailunblock.plugin.store import StateStore; StateStore.from_url(sys.argv[1]); print('ok')"
