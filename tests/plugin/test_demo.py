@@ -12,8 +12,8 @@ def test_demo_tells_the_whole_story_and_exits_zero(tmp_path: Path) -> None:
     assert "EMULATORS of Jira and Microsoft 365" in story
     assert "Approval by Adele Vance ignored: the reporter cannot approve their own request." in story
     assert "Approval by Mallory Stone ignored: Mallory Stone is not an approver." in story
-    assert "entre " in story and "(Europe/Paris)" in story  # the French ETA window
-    assert "(America/New_York)" in story
+    assert "entre " in story and "(heure de Paris)" in story  # the French ETA window
+    assert "(Eastern Time)" in story
     summary = story.split("Summary (sandbox time)")[1]
     rows = {line.split()[0]: line.split() for line in summary.splitlines() if line.strip().startswith("HELP-")}
     assert rows["HELP-1"][1:5] == ["adele.vance@contoso.com", "resolved", "1", "1"]
