@@ -40,24 +40,71 @@ def _load(config_path: Path) -> Config:
         raise click.ClickException(str(exc)) from None
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+_VERBOSITY = "mailunblock.verbosity"
+
+
+def verbosity(ctx: click.Context) -> int:
+    """How many ``-v`` the command line holds, before or after the subcommand."""
+    return int(ctx.find_root().meta.get(_VERBOSITY, 0))
+
+
+def _count_verbose(ctx: click.Context, _param: click.Parameter, value: int) -> None:
+    root = ctx.find_root()
+    root.meta[_VERBOSITY] = verbosity(ctx) + value
+    level = max(logging.WARNING - 10 * root.meta[_VERBOSITY], logging.DEBUG)
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger().setLevel(level)
+
+
+def _global_options() -> list[click.Parameter]:
+    """Options every command takes, before or after its name (``mailunblock -v run`` = ``mailunblock run -v``)."""
+    return [click.Option(["-v", "--verbose"], count=True, expose_value=False, callback=_count_verbose,
+                         help="More log output (-vv for debug); also accepted after the command name.")]
+
+
+class CommandGroup(click.Group):
+    """A group whose commands (and sub-groups') all take the global options."""
+
+    group_class = type  # sub-groups are CommandGroups too
+
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        """Register ``cmd`` with the global options added to its own."""
+        known = {opt for param in cmd.params for opt in getattr(param, "opts", ())}
+        cmd.params += [p for p in _global_options() if not known & set(p.opts)]
+        super().add_command(cmd, name)
+
+
+@click.group(cls=CommandGroup, context_settings={"help_option_names": ["-h", "--help"]},
+             params=_global_options())
 @click.version_option(package_name="mailunblock")
-def main(verbose: int) -> None:
-    """Recover Microsoft 365 accounts blocked from sending mail, from Jira tickets."""
-    level = logging.WARNING - 10 * verbose
-    logging.basicConfig(level=max(level, logging.DEBUG), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def main() -> None:
+    """Recover Microsoft 365 accounts blocked from sending mail, from Jira tickets.
+
+    Example: mailunblock demo
+
+    Exit codes: 0 success, 1 failure (the command says which), 2 bad usage.
+    """
 
 
 @main.group()
 def config() -> None:
-    """Validate or describe the configuration file."""
+    """Validate or describe the configuration file.
+
+    Example: mailunblock config check --config mailunblock.toml
+
+    Exit codes: 0 success, 1 configuration problem, 2 bad usage.
+    """
 
 
 @config.command("check")
 @_config_option
 def config_check(config_path: Path) -> None:
-    """Validate the configuration file and that every secret reference resolves."""
+    """Validate the configuration file and that every secret reference resolves.
+
+    Example: mailunblock config check --config /etc/mailunblock/mailunblock.toml
+
+    Exit codes: 0 valid, 1 invalid or a secret/file reference does not resolve, 2 bad option.
+    """
     cfg = _load(config_path)
     problems: list[str] = []
     refs = [("jira.api_token", cfg.jira.api_token), ("jira.personal_access_token", cfg.jira.personal_access_token)]
@@ -92,7 +139,12 @@ def config_check(config_path: Path) -> None:
 
 @config.command("schema")
 def config_schema() -> None:
-    """Print the JSON schema of the configuration file."""
+    """Print the JSON schema of the configuration file.
+
+    Example: mailunblock config schema > mailunblock.schema.json
+
+    Exit codes: 0 printed, 2 bad option.
+    """
     click.echo(json.dumps(Config.model_json_schema(), indent=2))
 
 
@@ -109,7 +161,12 @@ def _need_sandbox_extra() -> None:
 @main.command()
 @_config_option
 def doctor(config_path: Path) -> None:
-    """Check Jira and every tenant end to end; exit 1 if anything fails."""
+    """Check Jira and every tenant end to end; exit 1 if anything fails.
+
+    Example: mailunblock doctor --config config/sandbox.toml
+
+    Exit codes: 0 every check passed, 1 a check failed or the configuration is invalid, 2 bad option.
+    """
     from mailunblock.plugin.doctor import Status, run_doctor
 
     cfg = _load(config_path)
@@ -129,7 +186,14 @@ def doctor(config_path: Path) -> None:
 @click.option("--without-permission", "revoke", multiple=True, metavar="TENANT:PERMISSION",
               help="Start with an app permission missing, e.g. contoso:User.RevokeSessions.All.")
 def sandbox(scenario: str, state_dir: Path, speed: float, revoke: tuple[str, ...]) -> None:
-    """Run the local EMULATORS of Jira and Microsoft 365 on loopback until Ctrl-C."""
+    """Run the local EMULATORS of Jira and Microsoft 365 on loopback until Ctrl-C.
+
+    Each start re-seeds the emulated Jira and empties the sandbox's state store.
+
+    Example: mailunblock sandbox --speed 60
+
+    Exit codes: 0 stopped by Ctrl-C/SIGTERM, 1 cannot start (port taken, bad scenario), 2 bad option.
+    """
     _need_sandbox_extra()
     from mailunblock.sandbox.scenario import ScenarioError
     from mailunblock.sandbox.server import SandboxError, serve
@@ -187,7 +251,13 @@ def _local(config_path: Path) -> tuple[StateStore, PasswordVault]:
 @click.option("--dry-run", is_flag=True,
               help="One cycle that reads everything for real but only prints the writes it would make.")
 def run(config_path: Path, once: bool, dry_run: bool) -> None:
-    """Poll Jira and remediate tickets until SIGTERM/SIGINT."""
+    """Poll Jira and remediate tickets until SIGTERM/SIGINT.
+
+    Example: mailunblock run --config mailunblock.toml --once -v
+
+    Exit codes: 0 stopped cleanly (or, with --once/--dry-run, a healthy cycle), 1 the cycle failed or
+    the configuration is invalid, 2 bad option.
+    """
     from mailunblock.plugin.poller import CycleReport, run_forever
 
     runtime = _runtime(config_path)
@@ -235,7 +305,12 @@ def run(config_path: Path, once: bool, dry_run: bool) -> None:
 @_config_option
 @click.argument("ticket")
 def reveal(config_path: Path, ticket: str) -> None:
-    """Print the password mailunblock set for TICKET — once. Hand it over by phone or in person."""
+    """Print the password mailunblock set for TICKET — once. Hand it over by phone or in person.
+
+    Example: mailunblock reveal HELP-1 --config mailunblock.toml
+
+    Exit codes: 0 printed, 1 no password to reveal (already revealed, expired, unknown ticket), 2 bad usage.
+    """
     import getpass
 
     from mailunblock.plugin.vault import VaultError
@@ -252,7 +327,12 @@ def reveal(config_path: Path, ticket: str) -> None:
 @main.command()
 @_config_option
 def status(config_path: Path) -> None:
-    """List the tickets mailunblock knows, with their stage."""
+    """List the tickets mailunblock knows, with their stage.
+
+    Example: mailunblock status --config mailunblock.toml
+
+    Exit codes: 0 listed, 1 configuration or state store problem, 2 bad option.
+    """
     store = _existing_store(_load(config_path))
     states = store.all_states()
     if not states:
@@ -287,10 +367,10 @@ def _moment(value: str, now: datetime, option: str) -> datetime:
               help="Write to this file instead of standard output.")
 def report(config_path: Path, since: str, until_: str | None, tenant: str | None, fmt: str,
            output: Path | None) -> None:
-    r"""SLA report: outcomes, time per stage, target breaches, per tenant and per approver.
+    """SLA report: outcomes, time per stage, target breaches, per tenant and per approver.
 
-    \b
     Example: mailunblock report --since 7d --format html --output sla.html
+
     Exit codes: 0 report written, 1 configuration or state store problem, 2 bad option.
     """
     from mailunblock.plugin.report import build_report, render
@@ -317,11 +397,16 @@ def report(config_path: Path, since: str, until_: str | None, tenant: str | None
               help="Keep the sandbox state, config and store here (default: a temporary folder).")
 @click.pass_context
 def demo(ctx: click.Context, workdir: Path | None) -> None:
-    """Show the whole remediation on the sandbox EMULATORS (no configuration needed)."""
+    """Show the whole remediation on the sandbox EMULATORS (no configuration needed).
+
+    Example: mailunblock demo --workdir /tmp/demo
+
+    Exit codes: 0 every ticket ended as expected and no password leaked, 1 otherwise, 2 bad option.
+    """
     _need_sandbox_extra()
     from mailunblock.plugin.demo import run_demo
 
-    if not ctx.parent or not ctx.parent.params.get("verbose"):
+    if not verbosity(ctx):
         logging.getLogger().setLevel(logging.ERROR)  # the story is the output; -v shows the logs too
 
     sys.exit(run_demo(click.echo, workdir))

@@ -133,9 +133,31 @@ class Demo:
                 if author.display_name.startswith(BOT):
                     private = comment.internal or comment.visibility is not None
                     audience = "internal note" if private else "public, emailed to reporter"
-                    lines.append(f"  {issue.key:8} {audience:28} {_gist(wiki_literal(comment.body))}")
+                    body = wiki_literal(comment.body)
+                    lines.append(f"  {issue.key:8} {audience:28} {_gist(body)}")
+                    lines += [f"  {'':8} {'':28} {done}" for done in _done_lines(body)]
             self._shown[issue.key] = len(comments)
         return lines
+
+    def _try_it(self, sandbox: Sandbox) -> None:
+        jira: Any = sandbox.jira
+        approvers = [u for u in jira.users.values()
+                     if u.groups & set(sandbox.scenario.approver_groups) and u.name != BOT]
+        self._echo("\nTry it yourself: `mailunblock sandbox` in one terminal (it prints its config and control")
+        self._echo("URL); in another, `mailunblock run --config config/sandbox.toml --once` after each step.")
+        self._echo("  approvers  " + ", ".join(f"{u.name} ({u.display_name})" for u in approvers)
+                   + "; mallory (Mallory Stone) is not one")
+        self._echo("  approve    curl -s -XPOST localhost:8440/jira/comment -H 'content-type: application/json' \\")
+        self._echo("               -d '{\"key\": \"HELP-1\", \"author\": \"alice\", \"body\": \"/approve\"}'")
+        self._echo("  time       curl -s -XPOST localhost:8440/clock/advance -H 'content-type: application/json' "
+                   "-d '{\"hours\": 4}'")
+        self._echo("             (the sending window is 3-4 h after the unblock; `mailunblock sandbox --speed 60`")
+        self._echo("             runs the sandbox clock 60 times faster instead)")
+        self._echo("  accounts   the sandbox's Microsoft 365 users, each a case the remediation must handle:")
+        for tenant in sandbox.scenario.tenants:
+            listed = {b.sender_address.lower() for b in tenant.blocked}
+            for user in tenant.users:
+                self._echo(f"    {user.mail or user.user_principal_name:30} {_case(user, listed)}")
 
     def _summary(self, sandbox: Sandbox, runtime: Runtime) -> int:
         jira: Any = sandbox.jira
@@ -157,8 +179,7 @@ class Demo:
         self._echo(f"\nSLA report (charts, breaches, per approver): {self._report}")
         self._echo("\nEvery password was vaulted, never written to Jira; in real use an agent runs")
         self._echo("`mailunblock reveal HELP-1 --config FILE` once and gives it to the user by phone.")
-        self._echo("Next: `mailunblock sandbox` + `mailunblock doctor --config config/sandbox.toml`, then")
-        self._echo("`mailunblock run --config config/sandbox.toml --once`; README.md explains the rest.")
+        self._try_it(sandbox)
         passwords = [p for s in runtime.store.all_states() if (p := runtime.vault.recall(s.issue_key))]
         bodies = [c.body for issue in jira.issues.values() for c in issue.comments]
         # As stored and as Jira shows it: escaping would hide a leaked password's symbols from a plain search.
@@ -169,7 +190,30 @@ class Demo:
 
 
 _GREETINGS = ("hello", "bonjour")
-_KEY_PHRASES = ("between", "entre", "no longer blocked", "n'est plus bloqué")
+_KEY_PHRASES = ("between", "entre", "no longer blocked", "n\u2019est plus bloqué")
+
+
+def _case(user: Any, listed: set[str]) -> str:
+    """What a sandbox user shows about the remediation (blocked, privileged, guest, synced, ...)."""
+    addresses = {a.partition(":")[2].lower() for a in user.proxy_addresses} | {(user.mail or "").lower()}
+    notes = ["on the Restricted users list" if addresses & listed else "NOT on the list"]
+    if user.user_type == "Guest":
+        notes.append("guest")
+    if not user.account_enabled:
+        notes.append("disabled")
+    if user.on_premises_sync_enabled:
+        notes.append("synced from on-premises AD")
+    notes += list(user.directory_roles)
+    if user.inbox_rules:
+        notes.append("has inbox rules")
+    if len(user.proxy_addresses) > 1:
+        notes.append("has aliases")
+    return ", ".join(notes)
+
+
+def _done_lines(body: str) -> list[str]:
+    """The state lines of a closing note: password reset, sessions revoked, unblocked (first sentence each)."""
+    return [_sentence(line.strip()[2:]) for line in body.splitlines() if line.strip().startswith("* (")]
 
 
 def _sentence(line: str) -> str:

@@ -31,9 +31,10 @@ from mailunblock.workflows.tenants import TenantRegistry, TenantServices
 Echo = Callable[[str], None]
 
 
-def _first_line(body: str) -> str:
-    line = next((ln.strip() for ln in body.splitlines() if ln.strip()), "")
-    return wiki_literal(line.removeprefix("h3. "))
+def _comment_lines(body: str) -> list[str]:
+    """The comment as Jira shows its text (escapes resolved), heading first, without blank lines at the ends."""
+    lines = wiki_literal(body).strip().splitlines()
+    return [lines[0].removeprefix("h3. "), *lines[1:]] if lines else [""]
 
 
 class DryRunTickets:
@@ -63,18 +64,22 @@ class DryRunTickets:
         return self._inner.approvals(issue_key)
 
     def post_comment(self, issue_key: str, body: str, *, internal: bool, marker: str) -> str:
-        """Print the comment's first line instead of posting it."""
+        """Print the whole comment, as text, instead of posting it."""
         kind = "internal note" if internal else "PUBLIC comment (emailed to the reporter)"
-        self._echo(f"  {issue_key}: would post {kind}: {_first_line(body)}")
+        first, *rest = _comment_lines(body)
+        self._echo(f"  {issue_key}: would post {kind}: {first}")
+        for line in rest:
+            self._echo(f"      {line}".rstrip())
         return f"dry-run:{marker}"
 
     def update_labels(self, issue_key: str, *, add: Sequence[str] = (), remove: Sequence[str] = ()) -> None:
         """Print the label change."""
-        self._echo(f"  {issue_key}: would change labels: +{list(add)} -{list(remove)}")
+        changes = [f"{verb} {', '.join(labels)}" for verb, labels in (("add", add), ("remove", remove)) if labels]
+        self._echo(f"  {issue_key}: would change labels: {'; '.join(changes) or 'nothing'}")
 
     def transition(self, issue_key: str, transition_name: str) -> bool:
         """Print the transition."""
-        self._echo(f"  {issue_key}: would apply transition {transition_name!r}")
+        self._echo(f'  {issue_key}: would apply the transition "{transition_name}"')
         return True
 
     def link_issues(self, issue_key: str, other_key: str) -> None:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shlex
+import shutil
 import signal
 import threading
 import time
@@ -404,7 +406,14 @@ class Sandbox:
             f"  CA         {self.ca_path}",
             "",
             f"  config     {config_path}",
-            f"  run        mailunblock --config {config_path} ...",
+            f"  store      {self.layout.data_dir}   (emptied at every start: the emulated Jira starts afresh)",
+            "",
+            f"  check      mailunblock doctor --config {shlex.quote(str(config_path))}",
+            f"  run        mailunblock run --config {shlex.quote(str(config_path))} --once",
+            f"  approve    curl -s -XPOST {self.control_url}/jira/comment -H 'content-type: application/json' "
+            """-d '{"key": "HELP-1", "author": "alice", "body": "/approve"}'""",
+            f"  time       curl -s -XPOST {self.control_url}/clock/advance -H 'content-type: application/json' "
+            """-d '{"hours": 4}'""",
             rule,
         ]
         return "\n".join(lines)
@@ -420,6 +429,8 @@ class Sandbox:
         previous = {s: signal.signal(s, lambda signum, _frame: received.append(signum)) for s in stops}
         try:
             with self:
+                # The store describes tickets of the previous run's Jira, which this start re-seeds: stale.
+                shutil.rmtree(self.layout.data_dir, ignore_errors=True)
                 path = self.write_config(config_path or self.layout.config_path)
                 print(self.banner(path), flush=True)
                 while not received:

@@ -7,7 +7,7 @@ from functools import cache
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from babel.dates import format_date, format_time
+from babel.dates import format_date, format_time, get_timezone_gmt, get_timezone_location, get_timezone_name
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from mailunblock.workflows.markup import wiki_join, wiki_value
 
@@ -78,6 +78,24 @@ def day(moment: datetime, locale: str, time_zone: str) -> str:
     return format_date(moment.astimezone(ZoneInfo(time_zone)), "full", locale=locale)
 
 
+_UTC_ALIASES = frozenset({"UTC", "UCT", "Zulu", "Universal", "GMT", "Greenwich"})
+_FRENCH_VOWELS = frozenset("AEIOUYÂÉÈÊÎÔÛaeiouy")
+
+
+def zone_name(locale: str, time_zone: str, moment: datetime) -> str:
+    """A time zone as people in ``locale`` say it, from CLDR ("heure de Paris", "Eastern Time"), never its id."""
+    zone = ZoneInfo(time_zone)
+    short_name = time_zone.removeprefix("Etc/")
+    if short_name in _UTC_ALIASES:
+        return get_timezone_name(zone, "long", locale=locale, zone_variant="standard")
+    if time_zone.startswith("Etc/"):  # a fixed offset: no name, no city
+        return get_timezone_gmt(moment.astimezone(zone), "long", locale=locale)
+    if locale == "fr":
+        city = get_timezone_location(zone, locale=locale, return_city=True)
+        return f"heure d\u2019{city}" if city[:1] in _FRENCH_VOWELS else f"heure de {city}"
+    return get_timezone_name(zone, "long", locale=locale, zone_variant="generic")
+
+
 def window(start: datetime, end: datetime, now: datetime, locale: str, time_zone: str) -> dict[str, str]:
     """Template values describing a time window; ``day`` is empty when it starts today."""
     zone = ZoneInfo(time_zone)
@@ -86,5 +104,5 @@ def window(start: datetime, end: datetime, now: datetime, locale: str, time_zone
         "start": clock_time(start, locale, time_zone),
         "end": clock_time(end, locale, time_zone),
         "day": "" if same_day else day(start, locale, time_zone),
-        "time_zone": time_zone,
+        "time_zone": zone_name(locale, time_zone, start),
     }

@@ -18,7 +18,8 @@ if TYPE_CHECKING:
 def _internal_time(ctx: StepContext, moment: datetime) -> str:
     policy = ctx.policy
     when = messages.window(moment, moment, ctx.now(), policy.locale, policy.time_zone)
-    return f"{when['day'] or messages.day(moment, policy.locale, policy.time_zone)} {when['start']} {policy.time_zone}"
+    day = when["day"] or messages.day(moment, policy.locale, policy.time_zone)
+    return f"{day} {when['start']} ({when['time_zone']})"
 
 
 def _hours(value: float) -> str:

@@ -39,7 +39,7 @@ def test_a_blocked_account_is_remediated_on_data_center(make_world: Callable[...
     state = world.state(key)
     assert state.stage is Stage.WAITING_FOR_SEND and state.approved_by == "Alice Martin"
     assert world.effects() - before == world.remediated("contoso", REPORTER)
-    assert "sending should work again between" in world.bot_comment(key, "eta").body
+    assert "it should work again between" in world.bot_comment(key, "eta").body
 
     final = world.finish(key)
     assert final.stage is Stage.RESOLVED

@@ -31,14 +31,14 @@ CASES = [
     pytest.param(
         Case("adele.vance@contoso.com", "contoso", "Adele Vance", "en", "America/New_York",
              "Hello Adele Vance,",
-             "sending should work again between {start} and {end} (America/New_York). We will check",
+             "it should work again between {start} and {end} (Eastern Time). We will check",
              "you can send email again"),
         id="en-contoso",
     ),
     pytest.param(
         Case("chloe.dupont@fabrikam.fr", "fabrikam", "Chloé Dupont", "fr", "Europe/Paris",
              "Bonjour Chloé Dupont,",
-             "l'envoi devrait refonctionner entre {start} et {end} (Europe/Paris). Nous le vérifierons",
+             "il devrait fonctionner à nouveau entre {start} et {end} (heure de Paris). Nous le vérifierons",
              "vous pouvez de nouveau envoyer des e-mails"),
         id="fr-fabrikam",
     ),
@@ -167,5 +167,5 @@ def test_a_window_on_the_next_local_day_names_that_day(world: World) -> None:
     assert start.date() > unblocked.astimezone(ZoneInfo("Europe/Paris")).date()
     day = f"{FRENCH_DAYS[start.weekday()]} {start.day} {FRENCH_MONTHS[start.month - 1]} {start.year}"
     eta = world.bot_comment(key, "eta").body
-    assert f"entre {start:%H:%M} et {end:%H:%M} (Europe/Paris) le {day}." in eta, eta
+    assert f"entre {start:%H:%M} et {end:%H:%M} (heure de Paris) le {day}." in eta, eta
     assert world.finish(key).stage is Stage.RESOLVED

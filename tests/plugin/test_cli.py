@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterator
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 from mailunblock.plugin.cli import main
@@ -275,3 +277,53 @@ def test_a_production_install_runs_without_flask_or_the_jira_package() -> None:
         [sys.executable, "-c", blocked + "from mailunblock.plugin.cli import main; main(['demo'])"],
         capture_output=True, text=True, timeout=60, check=False)
     assert demo.returncode == 1 and "pip install 'mailunblock[sandbox]'" in demo.stderr, demo.stderr
+
+
+def _commands(group: click.Group, prefix: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], click.Command]]:
+    for name, command in group.commands.items():
+        yield (*prefix, name), command
+        if isinstance(command, click.Group):
+            yield from _commands(command, (*prefix, name))
+
+
+def test_every_command_help_has_an_example_and_its_exit_codes() -> None:
+    commands = list(_commands(main))
+    assert len(commands) >= 9
+    for path, _ in [((), main), *commands]:
+        code, output = _cli(*path, "--help")
+        assert code == 0, (path, output)
+        example = re.search(r"^  Example: (mailunblock .+)$", output, re.MULTILINE)
+        assert example, (path, output)
+        assert example.group(1).split()[1:len(path) + 1] == list(path) or not path, (path, example.group(1))
+        assert re.search(r"^  Exit codes: 0 ", output, re.MULTILINE), (path, output)
+        assert "\\b" not in output, output
+
+
+@pytest.mark.parametrize("argv", [["config", "schema", "-vv"], ["-v", "config", "schema", "-v"],
+                                  ["-vv", "config", "schema"]])
+def test_global_options_work_before_and_after_the_command(argv: list[str]) -> None:
+    root = logging.getLogger()
+    before = root.level
+    try:
+        code, output = _cli(*argv)
+        assert code == 0, output
+        assert root.level == logging.DEBUG
+    finally:
+        root.setLevel(before)
+
+
+def test_verbose_after_run_is_accepted(tmp_path: Path) -> None:
+    code, output = _cli("run", "--once", "-v", "--config", str(tmp_path / "nope.toml"))
+    assert code == 1 and "cannot read configuration" in output  # not "No such option" (exit 2)
+
+
+def test_dry_run_prints_whole_comments_and_label_changes_as_text(sandbox: tuple[Sandbox, Path]) -> None:
+    _, config = sandbox
+    code, output = _cli("run", "--dry-run", "--config", str(config))
+    assert code == 0, output
+    plan = output.split("HELP-1: would post internal note: mailunblock — remediation plan")[1]
+    assert "\n      *Account:* Adele Vance — adele.vance@contoso.com\n" in plan  # the whole comment, as text
+    assert "{{/approve}}" in plan and "\\" not in plan.split("  HELP-2")[0]  # Jira's escapes resolved
+    assert "would change labels: " in output
+    assert "HELP-4: would change labels: add mailunblock-refused" in output
+    assert not re.search(r"\['|'\]|\+\[|-\[", output), output  # no Python list reprs (JSON is fine)

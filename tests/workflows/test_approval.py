@@ -157,7 +157,7 @@ def test_french_ignored_note(make_world):
     world.tickets.add_comment(world.eve, "/reject non")
     world.cycle()
     assert world.tickets.notes()[-1] == (
-        "Refus ignoré (auteur : Eve Outsider) : Eve Outsider ne fait pas partie des approbateurs.")
+        "Refus ignoré (auteur\u00a0: Eve Outsider)\u00a0: Eve Outsider ne fait pas partie des approbateurs.")
 
 
 def test_whoever_is_the_reporter_now_cannot_approve_either(world):
