@@ -251,15 +251,55 @@ def reveal(config_path: Path, ticket: str) -> None:
 
 @main.command()
 @_config_option
-def status(config_path: Path) -> None:
-    """List the tickets mailunblock knows, with their stage."""
+@click.argument("ticket", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print the history as JSON (every ticket, or TICKET).")
+def status(config_path: Path, ticket: str | None, as_json: bool) -> None:
+    """List the tickets mailunblock knows, with their stage; with TICKET, that ticket's history."""
+    from mailunblock.plugin.history import render_history, ticket_history
+
     store = _existing_store(_load(config_path))
     states = store.all_states()
+    if ticket is not None:
+        states = [s for s in states if s.issue_key == ticket.upper()]
+        if not states:
+            raise click.ClickException(f"{ticket.upper()}: mailunblock has no state for this ticket")
+    if as_json or ticket is not None:
+        stories = [ticket_history(s, store.stage_events(s.issue_key), store.audit(ticket=s.issue_key))
+                   for s in states]
+        if as_json:
+            click.echo(json.dumps(stories[0] if ticket else stories, indent=2))
+        else:
+            click.echo(render_history(stories[0]), nl=False)
+        return
     if not states:
         click.echo("no tickets yet")
     for state in states:
         since = state.history[-1].at.strftime("%Y-%m-%d %H:%M UTC") if state.history else ""
         click.echo(f"{state.issue_key:12} {state.stage!s:22} {state.tenant or '-':12} {since}")
+
+
+@main.command()
+@_config_option
+@click.option("--since", default="7d", show_default=True, help="Entries since: 30d, 12h, 2w or a date.")
+@click.option("--ticket", default=None, help="Only this ticket's entries.")
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "text"]), default="jsonl", show_default=True,
+              help="jsonl: one JSON object per line (for scripts and SIEMs); text: one line per entry.")
+def audit(config_path: Path, since: str, ticket: str | None, fmt: str) -> None:
+    r"""Export the append-only audit log: who approved, what was called on which account, the result.
+
+    \b
+    Example: mailunblock audit --since 7d --format jsonl > audit.jsonl
+    Exit codes: 0 exported, 1 configuration or state store problem, 2 bad option.
+    """
+    store = _existing_store(_load(config_path))
+    entries = store.audit(since=_moment(since, datetime.now(UTC), "--since"),
+                          ticket=ticket.upper() if ticket else None)
+    for entry in entries:
+        if fmt == "jsonl":
+            click.echo(json.dumps(entry, sort_keys=True))
+        else:
+            click.echo(" ".join(str(entry[k] or "-") for k in
+                                ("at", "issue_key", "action", "target", "actor", "result", "detail")))
 
 
 def _moment(value: str, now: datetime, option: str) -> datetime:
