@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from e2e_world import World
+from mailunblock.plugin.cli import main
 from mailunblock.connectors.identity import TokenProvider
 from mailunblock.sandbox.core import FaultRule
 from mailunblock.workflows.markup import wiki_literal
@@ -77,6 +79,13 @@ def everything_sent(world: World) -> str:
     )
 
 
+def audit_export(world: World) -> str:
+    """What ``mailunblock audit --format jsonl`` prints for the whole run."""
+    result = CliRunner().invoke(main, ["audit", "--config", str(world.config_path), "--since", "2000-01-01"])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
 def test_no_secret_reaches_jira_logs_requests_or_the_state_store(
     shared_world: World, caplog: pytest.LogCaptureFixture, issued_tokens: set[str]
 ) -> None:
@@ -102,6 +111,7 @@ def test_no_secret_reaches_jira_logs_requests_or_the_state_store(
         "logs": everything_logged(caplog),
         "requests": everything_sent(world),
         "state store": json.dumps([s.to_dict() for s in world.runtime.store.all_states()]),
+        "audit export": audit_export(world),
     }
     databases = sorted(world.runtime.config.data_dir.glob("mailunblock.db*"))  # with -wal / -journal
     assert databases
@@ -110,6 +120,7 @@ def test_no_secret_reaches_jira_logs_requests_or_the_state_store(
     assert any(r.levelno == logging.DEBUG for r in caplog.records)
     assert "passwordProfile" in places["requests"]
     assert "has been secured and unblocked" in places["jira"]
+    assert '"action": "reset-password"' in places["audit export"]
 
     assert issued_tokens, "the spy saw no access token"
     secrets = {"password": password, **credential_secrets(world)}
