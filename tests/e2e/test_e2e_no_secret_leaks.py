@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from e2e_world import World
-from mailunblock.plugin.cli import main
 from mailunblock.connectors.identity import TokenProvider
+from mailunblock.plugin.cli import main
 from mailunblock.sandbox.core import FaultRule
 from mailunblock.workflows.markup import wiki_literal
 from mailunblock.workflows.state import Stage
