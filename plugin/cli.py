@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import click
 from mailunblock.plugin.config import Config, ConfigError, load_config
+from mailunblock.plugin.logs import LogFormat
 from mailunblock.plugin.report import ReportFormat
 
 if TYPE_CHECKING:
@@ -186,10 +187,14 @@ def _local(config_path: Path) -> tuple[StateStore, PasswordVault]:
 @click.option("--once", is_flag=True, help="Run a single cycle and exit (for cron).")
 @click.option("--dry-run", is_flag=True,
               help="One cycle that reads everything for real but only prints the writes it would make.")
-def run(config_path: Path, once: bool, dry_run: bool) -> None:
+@click.option("--log-format", type=click.Choice([f.value for f in LogFormat]), default=None,
+              help="Log lines as text, or one JSON object each. Default: [log] format, else text.")
+def run(config_path: Path, once: bool, dry_run: bool, log_format: str | None) -> None:
     """Poll Jira and remediate tickets until SIGTERM/SIGINT."""
+    from mailunblock.plugin.logs import use_format
     from mailunblock.plugin.poller import CycleReport, run_forever
 
+    use_format(LogFormat(log_format or _load(config_path).log.format))
     runtime = _runtime(config_path)
     if dry_run:
         click.echo("DRY RUN: reading Jira, Graph and Exchange for real; no write is made, nothing is stored.")

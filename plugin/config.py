@@ -383,6 +383,12 @@ class WebConfig(_Section):
     public_url: str | None = None
 
 
+class LogConfig(_Section):
+    """Log output."""
+
+    format: Literal["text", "json"] = "text"  # json: one object per line (``run --log-format``)
+
+
 class SlaTargetConfig(_Section):
     """One SLA target: from one milestone to another within ``minutes``."""
 
@@ -441,6 +447,7 @@ class Config(_Section):
     store: StoreConfig = StoreConfig()
     poller: PollerConfig = PollerConfig()
     web: WebConfig = WebConfig()
+    log: LogConfig = LogConfig()
     sla: SlaConfig = SlaConfig()
     _source: Path | None = PrivateAttr(default=None)
 

@@ -17,6 +17,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from mailunblock.connectors.errors import ConnectorError, NotFoundError
 from mailunblock.connectors.models import Ticket
+from mailunblock.plugin.logs import ticket_scope
 from mailunblock.plugin.store import StateStore
 from mailunblock.workflows.engine import RemediationEngine
 from mailunblock.workflows.failures import MICROSOFT_SERVICES
@@ -149,7 +150,8 @@ class Poller:
         before = state.stage if state is not None else None
         failures_before = state.failure_count if state is not None else 0
         try:
-            after = self._engine.process(issue, state)
+            with ticket_scope(issue.key, state.tenant if state else None, str(before) if before else None):
+                after = self._engine.process(issue, state)
         except ConnectorError as exc:
             report.failed[issue.key] = str(exc)
             log.warning("%s: %s (will retry next cycle)", issue.key, exc)

@@ -19,6 +19,7 @@ from click.testing import CliRunner
 from e2e_world import World
 from mailunblock.connectors.identity import TokenProvider
 from mailunblock.plugin.cli import main
+from mailunblock.plugin.logs import JsonFormatter
 from mailunblock.sandbox.core import FaultRule
 from mailunblock.workflows.markup import wiki_literal
 from mailunblock.workflows.state import Stage
@@ -66,10 +67,13 @@ def everything_jira_holds(world: World) -> str:
 
 
 def everything_logged(caplog: pytest.LogCaptureFixture) -> str:
-    """Every log record, formatted with its arguments and traceback."""
+    """Every log record, formatted with its arguments and traceback, as text and as JSON lines."""
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
-    return "\n".join([caplog.text, *(handler.format(r) for r in caplog.records)])
+    as_json = logging.StreamHandler()
+    as_json.setFormatter(JsonFormatter())  # ``--log-format json``
+    return "\n".join([caplog.text, *(handler.format(r) for r in caplog.records),
+                      *(as_json.format(r) for r in caplog.records)])
 
 
 def everything_sent(world: World) -> str:

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import io
 import json
+import logging
+import subprocess
+import sys
+from pathlib import Path
 
 from click.testing import CliRunner
 from e2e_world import START, World
 from mailunblock.plugin.cli import main
+from mailunblock.plugin.logs import FIELDS, JsonFormatter
 from mailunblock.workflows.state import Stage
 
 ACCOUNT = "adele.vance@contoso.com"
@@ -69,3 +75,43 @@ def test_status_and_audit_tell_a_remediated_tickets_story(world: World) -> None:
 def test_status_of_an_unknown_ticket_fails(world: World) -> None:
     result = CliRunner().invoke(main, ["status", "--config", str(world.config_path), "NOPE-1"])
     assert result.exit_code == 1 and "no state for this ticket" in result.output
+
+
+def test_a_runs_json_log_parses_line_by_line_and_names_ticket_tenant_and_stage(make_world: object) -> None:
+    world = make_world()  # type: ignore[operator]
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.addHandler(handler)
+    level = root.level
+    root.setLevel(logging.DEBUG)
+    try:
+        key = _remediate(world)
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+    lines = stream.getvalue().splitlines()
+    records = [json.loads(line) for line in lines]  # every line is one JSON object
+    assert len(records) == len(lines) > 10
+    assert all({"time", "level", "message", *FIELDS} <= set(r) for r in records)
+    entered = [r for r in records if r["event"] == "stage-entered" and r["ticket"] == key]
+    assert [r["stage"] for r in entered][-1] == "resolved"
+    assert all(r["level"] == "INFO" and r["tenant"] == "contoso" for r in entered[1:])
+    # Records of the HTTP stack logged while the ticket was worked on carry the ticket too.
+    assert any(r["ticket"] == key and r["logger"].startswith("urllib3") for r in records)
+
+
+def test_run_log_format_json_prints_json_lines(tmp_path: Path, world: World) -> None:
+    # Jira on a closed loopback port: the cycle fails and says so in a JSON log line.
+    config = world.config_path.read_text(encoding="utf-8")
+    jira_url = world.runtime.config.jira.url
+    broken = tmp_path / "broken.toml"
+    broken.write_text(config.replace(jira_url, "http://127.0.0.1:9") + "\n[http]\nmax_retries = 0\n",
+                      encoding="utf-8")
+    done = subprocess.run([str(Path(sys.executable).parent / "mailunblock"), "run", "--once", "--config",
+                           str(broken), "--log-format", "json"], capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert done.returncode == 1, done.stderr
+    records = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
+    assert any(r["level"] == "WARNING" and "Jira could not be searched" in r["message"] for r in records), done.stderr
