@@ -16,6 +16,7 @@ from mailunblock.plugin.logs import LogFormat
 from mailunblock.plugin.report import ReportFormat
 
 if TYPE_CHECKING:
+    from mailunblock.plugin.metrics import Metrics
     from mailunblock.plugin.services import Runtime
     from mailunblock.plugin.store import StateStore
     from mailunblock.plugin.vault import PasswordVault
@@ -147,13 +148,13 @@ def sandbox(scenario: str, state_dir: Path, speed: float, revoke: tuple[str, ...
         raise click.ClickException(str(exc)) from None
 
 
-def _runtime(config_path: Path) -> Runtime:
+def _runtime(config_path: Path, metrics: Metrics | None = None) -> Runtime:
     from mailunblock.plugin.clock import SystemClock
     from mailunblock.plugin.services import build_runtime
 
     cfg = _load(config_path)
     try:
-        return build_runtime(cfg, SystemClock())
+        return build_runtime(cfg, SystemClock(), metrics=metrics)
     except (ConfigError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -189,13 +190,33 @@ def _local(config_path: Path) -> tuple[StateStore, PasswordVault]:
               help="One cycle that reads everything for real but only prints the writes it would make.")
 @click.option("--log-format", type=click.Choice([f.value for f in LogFormat]), default=None,
               help="Log lines as text, or one JSON object each. Default: [log] format, else text.")
-def run(config_path: Path, once: bool, dry_run: bool, log_format: str | None) -> None:
+@click.option("--metrics-port", type=click.IntRange(0, 65535), default=None,
+              help="Serve Prometheus /metrics and /healthz on this port. Default: [metrics] port, else off.")
+def run(config_path: Path, once: bool, dry_run: bool, log_format: str | None, metrics_port: int | None) -> None:
     """Poll Jira and remediate tickets until SIGTERM/SIGINT."""
     from mailunblock.plugin.logs import use_format
     from mailunblock.plugin.poller import CycleReport, run_forever
 
-    use_format(LogFormat(log_format or _load(config_path).log.format))
-    runtime = _runtime(config_path)
+    cfg = _load(config_path)
+    use_format(LogFormat(log_format or cfg.log.format))
+    port = metrics_port if metrics_port is not None else cfg.metrics.port
+    metrics = None
+    if port is not None and not (once or dry_run):
+        from mailunblock.plugin.clock import SystemClock
+        from mailunblock.plugin.metrics import Metrics
+
+        metrics = Metrics(SystemClock(), cfg.poller.interval_seconds)
+    runtime = _runtime(config_path, metrics)
+    if metrics is not None:
+        from mailunblock.plugin.web import serve_in_background
+
+        metrics.watch(runtime.store, runtime.vault)
+        listen = f"{cfg.metrics.host}:{port}"
+        try:
+            served = serve_in_background(metrics.app(), listen)
+        except OSError as exc:
+            raise click.ClickException(f"metrics {listen}: cannot serve: {exc}") from None
+        click.echo(f"metrics on http://{cfg.metrics.host}:{served.port}/metrics (health: /healthz)")
     if dry_run:
         click.echo("DRY RUN: reading Jira, Graph and Exchange for real; no write is made, nothing is stored.")
         runtime = runtime.dry_run(click.echo)

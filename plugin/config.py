@@ -383,6 +383,13 @@ class WebConfig(_Section):
     public_url: str | None = None
 
 
+class MetricsConfig(_Section):
+    """Prometheus metrics and ``/healthz`` of ``mailunblock run`` (off unless a port is set)."""
+
+    port: int | None = Field(default=None, ge=0, le=65535)
+    host: str = "127.0.0.1"
+
+
 class LogConfig(_Section):
     """Log output."""
 
@@ -448,6 +455,7 @@ class Config(_Section):
     poller: PollerConfig = PollerConfig()
     web: WebConfig = WebConfig()
     log: LogConfig = LogConfig()
+    metrics: MetricsConfig = MetricsConfig()
     sla: SlaConfig = SlaConfig()
     _source: Path | None = PrivateAttr(default=None)
 

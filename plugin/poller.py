@@ -78,9 +78,17 @@ class Poller:
         self._get_issue = get_issue
         self._engine = engine
         self._store = store
+        self.observer: Callable[[CycleReport, float], None] | None = None  # (report, seconds): the metrics
 
     def run_cycle(self) -> CycleReport:
         """Advance every ticket that needs work; never raises for a per-ticket or Jira failure."""
+        started = time.monotonic()
+        report = self._run_cycle()
+        if self.observer is not None:
+            self.observer(report, time.monotonic() - started)
+        return report
+
+    def _run_cycle(self) -> CycleReport:
         try:
             with self._store.runner_lock() as held:
                 if not held:

@@ -7,6 +7,7 @@ import json
 import logging
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -115,3 +116,64 @@ def test_run_log_format_json_prints_json_lines(tmp_path: Path, world: World) -> 
     assert done.returncode == 1, done.stderr
     records = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
     assert any(r["level"] == "WARNING" and "Jira could not be searched" in r["message"] for r in records), done.stderr
+
+
+def test_a_scraped_metrics_page_counts_the_calls_the_sandbox_received(make_world: object) -> None:
+    from collections import Counter
+
+    import requests
+    from mailunblock.plugin.config import load_config
+    from mailunblock.plugin.metrics import Metrics
+    from mailunblock.plugin.services import build_runtime
+    from mailunblock.plugin.web import serve_in_background
+    from mailunblock.sandbox.core import FaultRule
+    from prometheus_client.parser import text_string_to_metric_families
+
+    world = make_world()  # type: ignore[operator]
+    before = len(world.sandbox.calls.records())
+    metrics = Metrics(world.sandbox.clock, interval_seconds=60)
+    world.runtime = build_runtime(load_config(world.config_path), world.sandbox.clock, sleep=world.sleep,
+                                  metrics=metrics)
+    world.poller = world.runtime.poller
+    metrics.watch(world.runtime.store, world.runtime.vault)
+    key = world.new_ticket(ACCOUNT)
+    world.cycle()
+    world.approve(key)
+    world.sandbox.faults.add(FaultRule("graph", status=503, method="PATCH"))  # the reset fails once
+    world.cycle()
+    world.advance(timedelta(minutes=10))
+    world.cycle()
+    assert world.finish(key).stage is Stage.RESOLVED
+
+    server = serve_in_background(metrics.app(), "127.0.0.1:0")
+    try:
+        page = requests.get(f"http://127.0.0.1:{server.port}/metrics", timeout=10)
+        health = requests.get(f"http://127.0.0.1:{server.port}/healthz", timeout=10)
+    finally:
+        server.shutdown()
+    assert page.status_code == 200 and health.status_code == 200
+    samples = [s for family in text_string_to_metric_families(page.text) for s in family.samples]
+
+    def values(name: str) -> Counter[tuple[str, str]]:
+        found: Counter[tuple[str, str]] = Counter()
+        for sample in samples:
+            if sample.name == name:
+                found[sample.labels["service"], sample.labels["status"]] += int(sample.value)
+        return +found
+
+    received = Counter((c.service, str(c.status)) for c in world.sandbox.calls.records()[before:])
+    assert values("mailunblock_api_requests_total") == received
+    assert {"jira", "identity", "graph", "exchange"} <= {service for service, _ in received}
+    assert values("mailunblock_api_errors_total")[("graph", "503")] == 1
+    tenants = {s.labels["tenant"] for s in samples if s.name == "mailunblock_api_requests_total"}
+    assert tenants == {"", "contoso"}
+    resolved = [s for s in samples if s.name == "mailunblock_tickets" and s.labels["stage"] == "resolved"]
+    assert [(s.labels["outcome"], s.labels["tenant"], s.value) for s in resolved] == [("done", "contoso", 1.0)]
+    cycles = {s.labels["result"]: s.value for s in samples if s.name == "mailunblock_poll_cycles_total"}
+    assert cycles["ok"] >= 4
+    stage_counts = {s.labels["stage"]: s.value for s in samples
+                    if s.name == "mailunblock_stage_duration_seconds_count"}
+    assert stage_counts["awaiting_approval"] == 1 and "resolved" not in stage_counts
+    assert any(s.name == "mailunblock_last_successful_cycle_timestamp_seconds"
+               and s.value == world.now().timestamp() for s in samples)
+    assert any(s.name == "mailunblock_vault_passwords_pending" and s.value == 1 for s in samples)
