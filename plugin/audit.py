@@ -85,8 +85,8 @@ def _entries(old: TicketState, new: TicketState, entry: Any) -> Iterator[AuditEn
         yield entry("post-comment", "ok", target=name, detail=f"comment {new.posted[name]}")
     for action in _new(old.closing_started, new.closing_started):
         yield entry(action.kind, "called", target=action.slug)
-    for action in _new(new.closing, old.closing):  # no longer to do: done
-        if action in old.closing_started or action in new.closing_started:
+    for action in _new(new.closing, old.closing):  # no longer to do: done (a note is its post-comment)
+        if action.kind != "note":
             yield entry(action.kind, "ok", target=action.slug)
     if new.failure_count > old.failure_count:
         yield entry("failure", "error", target=new.failed_service,

@@ -50,6 +50,7 @@ def test_status_and_audit_tell_a_remediated_tickets_story(world: World) -> None:
     for action in ("reset-password", "revoke-sessions", "unblock"):
         assert calls.index((action, "called")) < calls.index((action, "ok")), calls
     assert ("approve", "decided") in calls
+    assert {("remove-label", "ok"), ("add-label", "ok"), ("sla-property", "ok"), ("transition", "ok")} <= set(calls)
 
     text = _cli(world, "status", key)
     assert text.startswith(f"{key}: resolved\n")
