@@ -61,6 +61,11 @@ class UtcClock:
         return datetime.now(UTC)
 
 
+# Told about every request the transport handles: (service, outcome), the outcome being the HTTP status,
+# "error" when no answer came (connection, TLS, timeout) or "not_sent" when a throttle gate held it back.
+HttpObserver = Callable[[str, str], None]
+
+
 class ThrottleGates:
     """Per service, the moment before which no request may be sent to it (thread-safe)."""
 
@@ -93,6 +98,7 @@ class HttpPolicy:
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False, compare=False)
     clock: Clock = field(default_factory=UtcClock, repr=False, compare=False)
     gates: ThrottleGates = field(default_factory=ThrottleGates, repr=False, compare=False)
+    observer: HttpObserver | None = field(default=None, repr=False, compare=False)
 
     @property
     def verify(self) -> str | bool:
@@ -160,12 +166,18 @@ class GatedAdapter(HTTPAdapter):
         gates, clock = self._policy.gates, self._policy.clock
         until = gates.closed_until(key, clock.now())
         if until is not None:
+            self._observe(key, "not_sent")
             remaining = (until - clock.now()).total_seconds()
             raise ThrottledError(
                 f"not sent: throttled until {until:%H:%M:%S} UTC ({remaining:.0f} s left)",
                 retry_after=remaining, service=key,
             )
-        response = super().send(request, *args, **kwargs)
+        try:
+            response = super().send(request, *args, **kwargs)
+        except requests.RequestException:
+            self._observe(key, "error")
+            raise
+        self._observe(key, str(response.status_code))
         now = clock.now()
         wait = throttle_wait(response.status_code, response.headers, now)
         if wait is None:
@@ -176,6 +188,11 @@ class GatedAdapter(HTTPAdapter):
         raise ThrottledError(
             f"HTTP {response.status_code}: asked to wait {wait:.0f} s", retry_after=wait, service=key, code=reason
         )
+
+
+    def _observe(self, service: str, outcome: str) -> None:
+        if self._policy.observer is not None:
+            self._policy.observer(service, outcome)
 
 
 def _origin(url: str) -> str:

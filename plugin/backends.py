@@ -1,6 +1,7 @@
 """Ticketing backends, registered under the entry point group ``mailunblock.ticketing`` (Jira is built in).
 
-A backend is a factory ``(config, clock, sleep) -> TicketingBackend``; a package adds one with
+A backend is a factory ``(config, clock, sleep, observer=None) -> TicketingBackend`` (``observer``: told about
+every HTTP request, for the metrics; only passed when metrics are served); a package adds one with
 
     [options.entry_points]
     mailunblock.ticketing =
@@ -13,9 +14,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from importlib.metadata import entry_points
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from mailunblock.connectors.http import Clock as HttpClock
+from mailunblock.connectors.http import HttpObserver
 from mailunblock.plugin.config import ConfigError
 from mailunblock.workflows.ports import TicketingBackend
 
@@ -23,7 +25,15 @@ if TYPE_CHECKING:
     from mailunblock.plugin.config import Config
 
 GROUP = "mailunblock.ticketing"
-BackendFactory = Callable[["Config", HttpClock | None, Callable[[float], None]], TicketingBackend]
+
+
+class BackendFactory(Protocol):
+    """Builds a ticketing backend from the configuration."""
+
+    def __call__(self, config: Config, clock: HttpClock | None, sleep: Callable[[float], None], /,
+                 *, observer: HttpObserver | None = None) -> TicketingBackend:
+        """The backend."""
+        ...
 
 
 def available() -> list[str]:

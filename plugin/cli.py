@@ -12,9 +12,11 @@ from typing import TYPE_CHECKING
 
 import click
 from mailunblock.plugin.config import Config, ConfigError, load_config
+from mailunblock.plugin.logs import LogFormat
 from mailunblock.plugin.report import ReportFormat
 
 if TYPE_CHECKING:
+    from mailunblock.plugin.metrics import Metrics
     from mailunblock.plugin.services import Runtime
     from mailunblock.plugin.store import StateStore
     from mailunblock.plugin.vault import PasswordVault
@@ -210,13 +212,13 @@ def sandbox(scenario: str, state_dir: Path, speed: float, revoke: tuple[str, ...
         raise click.ClickException(str(exc)) from None
 
 
-def _runtime(config_path: Path) -> Runtime:
+def _runtime(config_path: Path, metrics: Metrics | None = None) -> Runtime:
     from mailunblock.plugin.clock import SystemClock
     from mailunblock.plugin.services import build_runtime
 
     cfg = _load(config_path)
     try:
-        return build_runtime(cfg, SystemClock())
+        return build_runtime(cfg, SystemClock(), metrics=metrics)
     except (ConfigError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -250,17 +252,41 @@ def _local(config_path: Path) -> tuple[StateStore, PasswordVault]:
 @click.option("--once", is_flag=True, help="Run a single cycle and exit (for cron).")
 @click.option("--dry-run", is_flag=True,
               help="One cycle that reads everything for real but only prints the writes it would make.")
-def run(config_path: Path, once: bool, dry_run: bool) -> None:
+@click.option("--log-format", type=click.Choice([f.value for f in LogFormat]), default=None,
+              help="Log lines as text, or one JSON object each. Default: [log] format, else text.")
+@click.option("--metrics-port", type=click.IntRange(0, 65535), default=None,
+              help="Serve Prometheus /metrics and /healthz on this port. Default: [metrics] port, else off.")
+def run(config_path: Path, once: bool, dry_run: bool, log_format: str | None, metrics_port: int | None) -> None:
     """Poll Jira and remediate tickets until SIGTERM/SIGINT.
 
-    Example: mailunblock run --config mailunblock.toml --once -v
+    Example: mailunblock run --config mailunblock.toml --once -v --log-format json
 
     Exit codes: 0 stopped cleanly (or, with --once/--dry-run, a healthy cycle), 1 the cycle failed or
     the configuration is invalid, 2 bad option.
     """
+    from mailunblock.plugin.logs import use_format
     from mailunblock.plugin.poller import CycleReport, run_forever
 
-    runtime = _runtime(config_path)
+    cfg = _load(config_path)
+    use_format(LogFormat(log_format or cfg.log.format))
+    port = metrics_port if metrics_port is not None else cfg.metrics.port
+    metrics = None
+    if port is not None and not (once or dry_run):
+        from mailunblock.plugin.clock import SystemClock
+        from mailunblock.plugin.metrics import Metrics
+
+        metrics = Metrics(SystemClock(), cfg.poller.interval_seconds)
+    runtime = _runtime(config_path, metrics)
+    if metrics is not None:
+        from mailunblock.plugin.web import serve_in_background
+
+        metrics.watch(runtime.store, runtime.vault)
+        listen = f"{cfg.metrics.host}:{port}"
+        try:
+            served = serve_in_background(metrics.app(), listen)
+        except OSError as exc:
+            raise click.ClickException(f"metrics {listen}: cannot serve: {exc}") from None
+        click.echo(f"metrics on http://{cfg.metrics.host}:{served.port}/metrics (health: /healthz)")
     if dry_run:
         click.echo("DRY RUN: reading Jira, Graph and Exchange for real; no write is made, nothing is stored.")
         runtime = runtime.dry_run(click.echo)
@@ -326,20 +352,60 @@ def reveal(config_path: Path, ticket: str) -> None:
 
 @main.command()
 @_config_option
-def status(config_path: Path) -> None:
-    """List the tickets mailunblock knows, with their stage.
+@click.argument("ticket", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print the history as JSON (every ticket, or TICKET).")
+def status(config_path: Path, ticket: str | None, as_json: bool) -> None:
+    """List the tickets mailunblock knows, with their stage; with TICKET, that ticket's history.
 
-    Example: mailunblock status --config mailunblock.toml
+    Example: mailunblock status HELP-1 --config mailunblock.toml
 
-    Exit codes: 0 listed, 1 configuration or state store problem, 2 bad option.
+    Exit codes: 0 listed, 1 unknown ticket, configuration or state store problem, 2 bad option.
     """
+    from mailunblock.plugin.history import render_history, ticket_history
+
     store = _existing_store(_load(config_path))
     states = store.all_states()
+    if ticket is not None:
+        states = [s for s in states if s.issue_key == ticket.upper()]
+        if not states:
+            raise click.ClickException(f"{ticket.upper()}: mailunblock has no state for this ticket")
+    if as_json or ticket is not None:
+        stories = [ticket_history(s, store.stage_events(s.issue_key), store.audit(ticket=s.issue_key))
+                   for s in states]
+        if as_json:
+            click.echo(json.dumps(stories[0] if ticket else stories, indent=2))
+        else:
+            click.echo(render_history(stories[0]), nl=False)
+        return
     if not states:
         click.echo("no tickets yet")
     for state in states:
         since = state.history[-1].at.strftime("%Y-%m-%d %H:%M UTC") if state.history else ""
         click.echo(f"{state.issue_key:12} {state.stage!s:22} {state.tenant or '-':12} {since}")
+
+
+@main.command()
+@_config_option
+@click.option("--since", default="7d", show_default=True, help="Entries since: 30d, 12h, 2w or a date.")
+@click.option("--ticket", default=None, help="Only this ticket's entries.")
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "text"]), default="jsonl", show_default=True,
+              help="jsonl: one JSON object per line (for scripts and SIEMs); text: one line per entry.")
+def audit(config_path: Path, since: str, ticket: str | None, fmt: str) -> None:
+    """Export the append-only audit log: who approved, what was called on which account, the result.
+
+    Example: mailunblock audit --since 7d --format jsonl > audit.jsonl
+
+    Exit codes: 0 exported, 1 configuration or state store problem, 2 bad option.
+    """
+    store = _existing_store(_load(config_path))
+    entries = store.audit(since=_moment(since, datetime.now(UTC), "--since"),
+                          ticket=ticket.upper() if ticket else None)
+    for entry in entries:
+        if fmt == "jsonl":
+            click.echo(json.dumps(entry, sort_keys=True))
+        else:
+            click.echo(" ".join(str(entry[k] or "-") for k in
+                                ("at", "issue_key", "action", "target", "actor", "result", "detail")))
 
 
 def _moment(value: str, now: datetime, option: str) -> datetime:

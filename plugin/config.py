@@ -383,6 +383,19 @@ class WebConfig(_Section):
     public_url: str | None = None
 
 
+class MetricsConfig(_Section):
+    """Prometheus metrics and ``/healthz`` of ``mailunblock run`` (off unless a port is set)."""
+
+    port: int | None = Field(default=None, ge=0, le=65535)
+    host: str = "127.0.0.1"
+
+
+class LogConfig(_Section):
+    """Log output."""
+
+    format: Literal["text", "json"] = "text"  # json: one object per line (``run --log-format``)
+
+
 class SlaTargetConfig(_Section):
     """One SLA target: from one milestone to another within ``minutes``."""
 
@@ -441,6 +454,8 @@ class Config(_Section):
     store: StoreConfig = StoreConfig()
     poller: PollerConfig = PollerConfig()
     web: WebConfig = WebConfig()
+    log: LogConfig = LogConfig()
+    metrics: MetricsConfig = MetricsConfig()
     sla: SlaConfig = SlaConfig()
     _source: Path | None = PrivateAttr(default=None)
 

@@ -83,6 +83,23 @@ vaulted_passwords = Table(
 )
 
 
+# Append-only: the store inserts rows and never updates or deletes them (``mailunblock audit``).
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", _utc(), nullable=False, index=True),
+    Column("issue_key", String(64), nullable=False, index=True),
+    Column("tenant", String(128)),
+    Column("account", String(256)),
+    Column("action", String(64), nullable=False),
+    Column("target", String(256)),
+    Column("actor", String(256)),
+    Column("result", String(32), nullable=False),
+    Column("detail", Text),
+)
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")

@@ -17,6 +17,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from mailunblock.connectors.errors import ConnectorError, NotFoundError
 from mailunblock.connectors.models import Ticket
+from mailunblock.plugin.logs import ticket_scope
 from mailunblock.plugin.store import StateStore
 from mailunblock.workflows.engine import RemediationEngine
 from mailunblock.workflows.failures import MICROSOFT_SERVICES
@@ -77,9 +78,17 @@ class Poller:
         self._get_issue = get_issue
         self._engine = engine
         self._store = store
+        self.observer: Callable[[CycleReport, float], None] | None = None  # (report, seconds): the metrics
 
     def run_cycle(self) -> CycleReport:
         """Advance every ticket that needs work; never raises for a per-ticket or Jira failure."""
+        started = time.monotonic()
+        report = self._run_cycle()
+        if self.observer is not None:
+            self.observer(report, time.monotonic() - started)
+        return report
+
+    def _run_cycle(self) -> CycleReport:
         try:
             with self._store.runner_lock() as held:
                 if not held:
@@ -149,7 +158,8 @@ class Poller:
         before = state.stage if state is not None else None
         failures_before = state.failure_count if state is not None else 0
         try:
-            after = self._engine.process(issue, state)
+            with ticket_scope(issue.key, state.tenant if state else None, str(before) if before else None):
+                after = self._engine.process(issue, state)
         except ConnectorError as exc:
             report.failed[issue.key] = str(exc)
             log.warning("%s: %s (will retry next cycle)", issue.key, exc)

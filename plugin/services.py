@@ -16,11 +16,12 @@ from functools import partial
 from mailunblock.connectors.exchange import ExchangeClient
 from mailunblock.connectors.graph import GraphClient
 from mailunblock.connectors.http import Clock as HttpClock
-from mailunblock.connectors.http import HttpPolicy, UtcClock, build_session
+from mailunblock.connectors.http import HttpObserver, HttpPolicy, UtcClock, build_session
 from mailunblock.connectors.identity import TokenProvider
 from mailunblock.connectors.jira import INTO_DONE, JiraClient
 from mailunblock.plugin import backends
 from mailunblock.plugin.config import Config, ConfigError, TenantConfig
+from mailunblock.plugin.metrics import Metrics
 from mailunblock.plugin.poller import Job, Poller
 from mailunblock.plugin.sla import SlaPolicy, SlaTarget, sla_property
 from mailunblock.plugin.store import StateStore, StoreNotFoundError
@@ -47,7 +48,8 @@ Sleep = Callable[[float], None]
 
 
 def http_policy(
-    config: Config, ca_bundle: str | None, clock: HttpClock | None = None, sleep: Sleep = time.sleep
+    config: Config, ca_bundle: str | None, clock: HttpClock | None = None, sleep: Sleep = time.sleep,
+    observer: HttpObserver | None = None,
 ) -> HttpPolicy:
     """The HTTP policy (and throttle gates) of one site or tenant, with its CA bundle."""
     return HttpPolicy(
@@ -57,16 +59,18 @@ def http_policy(
         ca_bundle=ca_bundle,
         sleep=sleep,
         clock=clock or UtcClock(),
+        observer=observer,
     )
 
 
-def build_jira(config: Config, clock: HttpClock | None = None, sleep: Sleep = time.sleep) -> JiraClient:
+def build_jira(config: Config, clock: HttpClock | None = None, sleep: Sleep = time.sleep, *,
+               observer: HttpObserver | None = None) -> JiraClient:
     """The Jira connector (secrets resolved now, never stored on the config)."""
     jira = config.jira
     ca = str(config.path(jira.ca_bundle)) if jira.ca_bundle else None
     return JiraClient.connect(
         jira.url,
-        policy=http_policy(config, ca, clock, sleep),
+        policy=http_policy(config, ca, clock, sleep, observer),
         deployment=jira.deployment.value,
         email=jira.email,
         api_token=config.secret(jira.api_token) if jira.api_token else None,
@@ -84,11 +88,12 @@ def build_jira(config: Config, clock: HttpClock | None = None, sleep: Sleep = ti
 
 
 def build_tenant(
-    config: Config, tenant: TenantConfig, clock: HttpClock | None = None, sleep: Sleep = time.sleep
+    config: Config, tenant: TenantConfig, clock: HttpClock | None = None, sleep: Sleep = time.sleep,
+    observer: HttpObserver | None = None,
 ) -> TenantClients:
     """The identity, Graph and Exchange connectors of one tenant, each with its own throttle gate."""
     ca = str(config.path(tenant.ca_bundle)) if tenant.ca_bundle else None
-    policy = http_policy(config, ca, clock, sleep)
+    policy = http_policy(config, ca, clock, sleep, observer)
     tokens = TokenProvider(
         tenant_id=tenant.tenant_id,
         client_id=tenant.client_id,
@@ -241,10 +246,16 @@ def _poller(tickets: TicketingBackend, engine: RemediationEngine, store: StateSt
     return Poller(tickets.selected, tickets.get_issue, engine, store)
 
 
-def build_runtime(config: Config, clock: Clock, sleep: Sleep = time.sleep) -> Runtime:
-    """Wire connectors, store, vault and engine from the configuration (``sleep``: the HTTP retry waits)."""
-    tickets = backends.load(config.ticketing)(config, clock, sleep)
-    tenants = {t.name: build_tenant(config, t, clock, sleep) for t in config.tenants}
+def build_runtime(config: Config, clock: Clock, sleep: Sleep = time.sleep, metrics: Metrics | None = None) -> Runtime:
+    """Wire connectors, store, vault and engine from the configuration (``sleep``: the HTTP retry waits).
+
+    With ``metrics``, every HTTP request and every poll cycle is counted there.
+    """
+    factory = backends.load(config.ticketing)
+    tickets = factory(config, clock, sleep, observer=metrics.http_observer("")) if metrics else factory(
+        config, clock, sleep)
+    tenants = {t.name: build_tenant(config, t, clock, sleep, metrics.http_observer(t.name) if metrics else None)
+               for t in config.tenants}
     store = open_store(config)
     vault = open_vault(config, store, clock)
     registry = TenantRegistry(
@@ -259,4 +270,7 @@ def build_runtime(config: Config, clock: Clock, sleep: Sleep = time.sleep) -> Ru
         for name, clients in tenants.items()
     )
     engine = RemediationEngine(remediation_policy(config), tickets, registry, store, vault, clock, tickets)
-    return Runtime(config, tickets, tenants, store, vault, engine, _poller(tickets, engine, store))
+    poller = _poller(tickets, engine, store)
+    if metrics:
+        poller.observer = metrics.cycle_done
+    return Runtime(config, tickets, tenants, store, vault, engine, poller)

@@ -14,9 +14,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from mailunblock.plugin import migrations
-from mailunblock.plugin.db import create_store_engine, stage_events, tickets, vaulted_passwords
+from mailunblock.plugin.audit import audit_entries
+from mailunblock.plugin.db import audit_log, create_store_engine, stage_events, tickets, vaulted_passwords
 from mailunblock.workflows.state import TicketState
 from sqlalchemy import Engine, delete, insert, inspect, select, text, update
 from sqlalchemy.engine import Connection, make_url
@@ -109,7 +111,7 @@ class StateStore:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
     def save(self, state: TicketState) -> None:
-        """Persist a state and any stage timestamps not yet recorded, in one transaction."""
+        """Persist a state, any stage timestamps not yet recorded and its audit entries, in one transaction."""
         now = datetime.now(UTC)
         row = {
             "stage": str(state.stage),
@@ -120,10 +122,14 @@ class StateStore:
             "updated_at": now,
         }
         with self._tx() as conn:
-            exists = conn.execute(
-                select(tickets.c.issue_key).where(tickets.c.issue_key == state.issue_key)
-            ).first()
-            if exists:
+            stored = conn.execute(
+                select(tickets.c.state).where(tickets.c.issue_key == state.issue_key)
+            ).scalar_one_or_none()
+            before = TicketState.from_dict(json.loads(stored)) if stored else None
+            entries = audit_entries(before, state, now)
+            if entries:
+                conn.execute(insert(audit_log), [e.row() for e in entries])
+            if stored:
                 conn.execute(update(tickets).where(tickets.c.issue_key == state.issue_key).values(row))
             else:
                 first = state.history[0].at if state.history else now
@@ -207,10 +213,26 @@ class StateStore:
             return [(k, s, a) for k, s, a in conn.execute(query.order_by(stage_events.c.at))]
 
     def rename(self, old_key: str, new_key: str) -> None:
-        """A ticket moved to another project: its state, stage history and vaulted password follow it."""
+        """A ticket moved to another project: its state, stage history and vaulted password follow it.
+
+        The audit log is append-only: its older entries keep the old key, a new entry records the move.
+        """
         with self._tx() as conn:
             for table in (tickets, stage_events, vaulted_passwords):
                 conn.execute(update(table).where(table.c.issue_key == old_key).values(issue_key=new_key))
+            conn.execute(insert(audit_log).values(at=datetime.now(UTC), issue_key=new_key, action="move",
+                                                  target=old_key, result="ok", detail=f"was {old_key}"))
+
+    def audit(self, *, since: datetime | None = None, ticket: str | None = None) -> list[dict[str, Any]]:
+        """Audit entries (JSON-safe, oldest first), optionally since a moment and for one ticket."""
+        query = select(audit_log).order_by(audit_log.c.at, audit_log.c.id)
+        if since is not None:
+            query = query.where(audit_log.c.at >= since)
+        if ticket is not None:
+            query = query.where(audit_log.c.issue_key == ticket)
+        with self._engine.connect() as conn:
+            rows = conn.execute(query).mappings().all()
+        return [{**{k: v for k, v in row.items() if k != "id"}, "at": row["at"].isoformat()} for row in rows]
 
     def forget(self, issue_key: str) -> None:
         """Remove one ticket's state (operator command; stage events stay for reporting)."""

@@ -19,7 +19,7 @@ from pathlib import Path
 from cryptography.fernet import Fernet, InvalidToken
 from mailunblock.plugin.db import vaulted_passwords
 from mailunblock.workflows.ports import Clock
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine, func, insert, select, update
 
 
 class VaultError(Exception):
@@ -205,6 +205,17 @@ class PasswordVault:
                 "wiped; reset the password again from the Entra admin center"
             )
         return password
+
+    def pending(self) -> int:
+        """How many passwords wait in the vault: neither revealed, nor wiped, nor expired."""
+        with self._engine.connect() as conn:
+            return int(conn.execute(
+                select(func.count()).select_from(vaulted_passwords).where(
+                    vaulted_passwords.c.ciphertext.is_not(None),
+                    vaulted_passwords.c.revealed_at.is_(None),
+                    vaulted_passwords.c.expires_at > self._clock.now(),
+                )
+            ).scalar_one())
 
     def purge_expired(self) -> int:
         """Wipe every expired, unrevealed password; return how many."""

@@ -146,8 +146,14 @@ class RevealServer:
         from here while that thread sits in ``select`` makes the loop fail with EBADF.
         """
         self._server.task_dispatcher.shutdown()
-        self._server.trigger.pull_trigger(self._server.close)
+        self._server.trigger.pull_trigger(self._close_on_loop)
         self._thread.join(timeout=5)
+
+    def _close_on_loop(self) -> None:
+        """On the loop thread: close kept-alive connections too, so the loop has nothing left and ends."""
+        for channel in list(self._server.active_channels.values()):
+            channel.close()
+        self._server.close()
 
 
 def serve_in_background(app: WsgiApp, listen: str) -> RevealServer:

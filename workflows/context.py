@@ -64,7 +64,9 @@ class StepContext:
 
     def enter(self, stage: Stage) -> None:
         """Move to ``stage``, record it in the history and save (``machine.apply`` calls it)."""
-        log.info("%s: %s -> %s", self.state.issue_key, self.state.stage, stage)
+        log.info("%s: %s -> %s", self.state.issue_key, self.state.stage, stage,
+                 extra={"ticket": self.state.issue_key, "tenant": self.state.tenant, "stage": str(stage),
+                        "event": "stage-entered"})
         self.state.enter(stage, self.now())
         self.state.retry_at = None
         self.save()

@@ -15,8 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from e2e_world import World
 from mailunblock.connectors.identity import TokenProvider
+from mailunblock.plugin.cli import main
+from mailunblock.plugin.logs import JsonFormatter
 from mailunblock.sandbox.core import FaultRule
 from mailunblock.workflows.markup import wiki_literal
 from mailunblock.workflows.state import Stage
@@ -64,10 +67,13 @@ def everything_jira_holds(world: World) -> str:
 
 
 def everything_logged(caplog: pytest.LogCaptureFixture) -> str:
-    """Every log record, formatted with its arguments and traceback."""
+    """Every log record, formatted with its arguments and traceback, as text and as JSON lines."""
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
-    return "\n".join([caplog.text, *(handler.format(r) for r in caplog.records)])
+    as_json = logging.StreamHandler()
+    as_json.setFormatter(JsonFormatter())  # ``--log-format json``
+    return "\n".join([caplog.text, *(handler.format(r) for r in caplog.records),
+                      *(as_json.format(r) for r in caplog.records)])
 
 
 def everything_sent(world: World) -> str:
@@ -75,6 +81,13 @@ def everything_sent(world: World) -> str:
     return "\n".join(
         json.dumps([c.path, c.query, c.headers, c.body], default=str) for c in world.sandbox.calls
     )
+
+
+def audit_export(world: World) -> str:
+    """What ``mailunblock audit --format jsonl`` prints for the whole run."""
+    result = CliRunner().invoke(main, ["audit", "--config", str(world.config_path), "--since", "2000-01-01"])
+    assert result.exit_code == 0, result.output
+    return result.output
 
 
 def test_no_secret_reaches_jira_logs_requests_or_the_state_store(
@@ -102,6 +115,7 @@ def test_no_secret_reaches_jira_logs_requests_or_the_state_store(
         "logs": everything_logged(caplog),
         "requests": everything_sent(world),
         "state store": json.dumps([s.to_dict() for s in world.runtime.store.all_states()]),
+        "audit export": audit_export(world),
     }
     databases = sorted(world.runtime.config.data_dir.glob("mailunblock.db*"))  # with -wal / -journal
     assert databases
@@ -110,6 +124,7 @@ def test_no_secret_reaches_jira_logs_requests_or_the_state_store(
     assert any(r.levelno == logging.DEBUG for r in caplog.records)
     assert "passwordProfile" in places["requests"]
     assert "has been secured and unblocked" in places["jira"]
+    assert '"action": "reset-password"' in places["audit export"]
 
     assert issued_tokens, "the spy saw no access token"
     secrets = {"password": password, **credential_secrets(world)}

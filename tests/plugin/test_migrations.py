@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy
 from mailunblock.plugin import migrations
-from mailunblock.plugin.db import metadata, tickets
+from mailunblock.plugin.db import metadata, stage_events, tickets, vaulted_passwords
 from mailunblock.plugin.store import StateStore
 from mailunblock.workflows.state import Stage, TicketState
 from sqlalchemy import inspect
@@ -27,7 +27,7 @@ def _revision(engine: sqlalchemy.Engine) -> str | None:
 def test_a_new_store_gets_every_table_at_the_newest_revision(tmp_path: Path) -> None:
     store = StateStore.from_url(f"sqlite:///{tmp_path / 'state.db'}")
     names = set(inspect(store.engine).get_table_names())
-    assert {"tickets", "stage_events", "vaulted_passwords", "alembic_version"} <= names
+    assert {"tickets", "stage_events", "vaulted_passwords", "audit_log", "alembic_version"} <= names
     assert _revision(store.engine) == migrations.head()
 
 
@@ -35,7 +35,7 @@ def test_a_store_from_before_migrations_keeps_its_state(tmp_path: Path) -> None:
     # How every store was created until now: create_all, no alembic_version table.
     url = f"sqlite:///{tmp_path / 'state.db'}"
     old = sqlalchemy.create_engine(url)
-    metadata.create_all(old)
+    metadata.create_all(old, tables=[tickets, stage_events, vaulted_passwords])  # the baseline's tables
     state = TicketState.first_seen("HELP-1", T0)
     state.enter(Stage.AWAITING_APPROVAL, T0)
     with old.begin() as conn:
@@ -46,6 +46,7 @@ def test_a_store_from_before_migrations_keeps_its_state(tmp_path: Path) -> None:
 
     store = StateStore.from_url(url)
     assert _revision(store.engine) == migrations.head()
+    assert "audit_log" in inspect(store.engine).get_table_names()  # 0002 ran on top of the baseline
     loaded = store.load("HELP-1")
     assert loaded is not None and loaded.stage is Stage.AWAITING_APPROVAL
     StateStore.from_url(url)  # opening again is a no-op
