@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
-from mailunblock.plugin.db import vaulted_passwords
+from mailunblock.plugin.db import audit_log, vaulted_passwords
 from mailunblock.workflows.ports import Clock
 from sqlalchemy import Engine, func, insert, select, update
 
@@ -199,6 +199,10 @@ class PasswordVault:
                     wiped_reason="expired" if expired else "revealed",
                 )
             )
+            # Who saw the password, in the append-only audit log (never the password itself).
+            conn.execute(insert(audit_log).values(
+                at=now, issue_key=issue_key, action="reveal-password", actor=revealed_by,
+                result="expired" if expired else "ok", detail="wiped: expired" if expired else "shown once"))
         if password is None:
             raise VaultError(
                 f"the password for {issue_key} expired at {expires_at:%Y-%m-%d %H:%M} UTC and was "

@@ -2,7 +2,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from mailunblock.plugin.db import create_store_engine, metadata, vaulted_passwords
+from mailunblock.plugin.db import audit_log, create_store_engine, metadata, vaulted_passwords
 from mailunblock.plugin.vault import PasswordVault, VaultError, load_or_create_key
 from sqlalchemy import select
 
@@ -118,3 +118,18 @@ def test_recall_returns_the_unrevealed_password_without_consuming_it(vault) -> N
     store.store("HELP-7", "Pw-1!expiring", clock.now() + timedelta(minutes=5))
     clock.current += timedelta(minutes=10)
     assert store.recall("HELP-7") is None
+
+
+def test_a_reveal_is_in_the_audit_log_without_the_password(vault) -> None:
+    store, clock, engine = vault
+    store.store("HELP-1", "Xy7!secret-Password", clock.now() + timedelta(hours=24))
+    store.store("HELP-2", "Zz9!other-Password", clock.now() + timedelta(hours=1))
+    store.reveal("HELP-1", "alice")
+    clock.current += timedelta(hours=2)
+    with pytest.raises(VaultError):
+        store.reveal("HELP-2", "bob")
+    with engine.connect() as conn:
+        rows = [dict(r._mapping) for r in conn.execute(select(audit_log).order_by(audit_log.c.id))]
+    assert [(r["issue_key"], r["action"], r["actor"], r["result"]) for r in rows] == [
+        ("HELP-1", "reveal-password", "alice", "ok"), ("HELP-2", "reveal-password", "bob", "expired")]
+    assert "Password" not in repr(rows)
