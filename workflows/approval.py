@@ -251,13 +251,9 @@ def run(ctx: StepContext) -> Move:
     state.approval_kind = _approval_kind(chosen)
     state.approved_by = ", ".join(signer.display_name for signer in chosen.signers)
     state.approved_at = ctx.now()
-    if chosen.verdict is REJECT:
-        state.rejection_reason = chosen.reason
-        return _rejected(ctx)
-    lapsed = triage.plan_still_holds(ctx)
-    if lapsed is not None:
-        return triage.lapse(ctx, lapsed)
-    ctx.plan_checked = True
+    stop = _stopped(ctx, chosen)
+    if stop is not None:
+        return stop
     state.explicit_reset = chosen.verdict is RESET and not offers_steps
     return Advance(Stage.APPROVED) if offers_steps or state.explicit_reset else _not_listed_done(ctx)
 
@@ -271,7 +267,15 @@ def confirm_before_first_effect(ctx: StepContext) -> Advance | Finish | None:
     state = ctx.state
     if ctx.plan_checked or state.approval_kind is ApprovalKind.AUTO:
         return None
-    chosen = decision(ctx)
+    return _stopped(ctx, decision(ctx))
+
+
+def _stopped(ctx: StepContext, chosen: Attempt | None) -> Advance | Finish | None:
+    """The move that stops an approval — a rejection that stands, or a plan that no longer holds — else None.
+
+    None also records that this pass checked the plan against the ticket and the account.
+    """
+    state = ctx.state
     if chosen is not None and chosen.verdict is REJECT:
         state.approved_by = ", ".join(signer.display_name for signer in chosen.signers)
         state.rejection_reason = chosen.reason
