@@ -17,6 +17,7 @@ import pytest
 from jinja2 import Environment, meta
 from mailunblock.workflows import messages
 from mailunblock.workflows.markup import wiki_literal
+from template_values import Value
 
 TEMPLATE_DIR = Path(messages.__file__).parent / "templates"
 TEMPLATES = sorted(p.stem for p in (TEMPLATE_DIR / "en").glob("*.j2") if not p.stem.startswith("_"))
@@ -25,18 +26,6 @@ WORD = "Valeur"
 GLOBALS = frozenset(messages._environment().globals)
 
 
-class Value(str):
-    """A template value that is a word, a one-item list and an object (``window.start``)."""
-
-    __slots__ = ()
-
-    def __iter__(self) -> Iterator[str]:  # type: ignore[override]
-        return iter([str(self)])
-
-    def __getattr__(self, name: str) -> Value:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return self
 
 
 def _variables(locale: str, template: str) -> tuple[set[str], set[tuple[str, str]]]:

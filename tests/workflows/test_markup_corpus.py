@@ -19,7 +19,6 @@ import html
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ import pytest
 from jinja2 import Environment, meta
 from mailunblock.workflows import messages
 from mailunblock.workflows.markup import ELLIPSIS, MAX_VALUE_CHARS, WikiMarkup, plain_text, wiki_text
+from template_values import Value
 
 TEMPLATE_DIR = Path(messages.__file__).parent / "templates"
 TEMPLATES = sorted(p.stem for p in (TEMPLATE_DIR / "en").glob("*.j2") if not p.stem.startswith("_"))
@@ -89,18 +89,6 @@ CORPUS: list[tuple[str, str, str]] = [
 ]
 
 
-class Value(str):
-    """A template value that is a string, a one-item list (``join``, ``for``) and an object (``window.x``)."""
-
-    __slots__ = ()
-
-    def __iter__(self) -> Iterator[str]:  # type: ignore[override]
-        return iter([str(self)])
-
-    def __getattr__(self, name: str) -> Value:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return self
 
 
 # ------------------------------------------------------------------------------------------- the checker
