@@ -6,9 +6,9 @@ still loads) and every template branch can be checked against the full list of m
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -142,81 +142,64 @@ class NoteName(StrEnum):
 # --- closing actions: the ticket updates still to make after a final stage ---------------------------
 
 
+class _Action:
+    """A closing action's stable name (comment markers, the audit log): its kind, then its arguments."""
+
+    if TYPE_CHECKING:
+        kind: str
+
+    @property
+    def slug(self) -> str:
+        """For example ``note-refused``, ``add-label-mail-unblocked``, ``sla-property``."""
+        arguments = [str(getattr(self, f.name)) for f in fields(self) if f.name != "kind"]  # type: ignore[arg-type]
+        return "-".join([self.kind, *arguments])
+
+
 @dataclass(frozen=True)
-class Note:
+class Note(_Action):
     """Post one of the final notes."""
 
     note: NoteName
     kind: Literal["note"] = "note"
 
-    @property
-    def slug(self) -> str:
-        """A stable name for this action in comment markers."""
-        return f"note-{self.note}"
-
 
 @dataclass(frozen=True)
-class Link:
+class Link(_Action):
     """Link the ticket to another one."""
 
     key: str
     kind: Literal["link"] = "link"
 
-    @property
-    def slug(self) -> str:
-        """A stable name for this action in comment markers."""
-        return f"link-{self.key}"
-
 
 @dataclass(frozen=True)
-class AddLabel:
+class AddLabel(_Action):
     """Add a label to the ticket."""
 
     label: str
     kind: Literal["add-label"] = "add-label"
 
-    @property
-    def slug(self) -> str:
-        """A stable name for this action in comment markers."""
-        return f"add-label-{self.label}"
-
 
 @dataclass(frozen=True)
-class RemoveLabel:
+class RemoveLabel(_Action):
     """Remove a label from the ticket."""
 
     label: str
     kind: Literal["remove-label"] = "remove-label"
 
-    @property
-    def slug(self) -> str:
-        """A stable name for this action in comment markers."""
-        return f"remove-label-{self.label}"
-
 
 @dataclass(frozen=True)
-class Transition:
+class Transition(_Action):
     """Apply the named workflow transition."""
 
     name: str
     kind: Literal["transition"] = "transition"
 
-    @property
-    def slug(self) -> str:
-        """A stable name for this action in comment markers."""
-        return f"transition-{self.name}"
-
 
 @dataclass(frozen=True)
-class SlaProperty:
+class SlaProperty(_Action):
     """Write the ticket's SLA summary as a ticket property (Jira dashboards and JQL read it)."""
 
     kind: Literal["sla-property"] = "sla-property"
-
-    @property
-    def slug(self) -> str:
-        """A stable name for this action in comment markers."""
-        return "sla-property"
 
 
 ClosingAction = Annotated[
