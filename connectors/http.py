@@ -17,6 +17,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -87,6 +88,20 @@ class ThrottleGates:
         return until if until is not None and now < until else None
 
 
+POOL_SIZE = 64  # kept-alive connections per host: enough for every worker, so none is thrown away
+
+
+class InFlightLimits:
+    """Per service, how many requests may be in flight at once (thread-safe; a service not named: no limit)."""
+
+    def __init__(self, limits: Mapping[str, int] | None = None) -> None:
+        self._slots = {service: threading.BoundedSemaphore(n) for service, n in (limits or {}).items()}
+
+    def slot(self, service: str) -> AbstractContextManager[object]:
+        """Held while one request to ``service`` is in flight (waits for a free slot)."""
+        return self._slots.get(service) or nullcontext()
+
+
 @dataclass(frozen=True)
 class HttpPolicy:
     """Timeout, retry limits, CA bundle and throttle gates shared by the connectors of one site or tenant."""
@@ -98,6 +113,7 @@ class HttpPolicy:
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False, compare=False)
     clock: Clock = field(default_factory=UtcClock, repr=False, compare=False)
     gates: ThrottleGates = field(default_factory=ThrottleGates, repr=False, compare=False)
+    in_flight: InFlightLimits = field(default_factory=InFlightLimits, repr=False, compare=False)
     observer: HttpObserver | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -156,7 +172,7 @@ class GatedAdapter(HTTPAdapter):
     """Transport that refuses requests while their service's gate is closed, and closes it on a throttle."""
 
     def __init__(self, policy: HttpPolicy, service: str | None) -> None:
-        super().__init__()
+        super().__init__(pool_maxsize=POOL_SIZE)
         self._policy = policy
         self._service = service
 
@@ -173,7 +189,8 @@ class GatedAdapter(HTTPAdapter):
                 retry_after=remaining, service=key,
             )
         try:
-            response = super().send(request, *args, **kwargs)
+            with self._policy.in_flight.slot(key):
+                response = super().send(request, *args, **kwargs)
         except requests.RequestException:
             self._observe(key, "error")
             raise

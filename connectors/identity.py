@@ -72,6 +72,7 @@ class TokenProvider:
         else:
             self._credential = client_secret or ""
         self._lock = threading.Lock()
+        self._token_lock = threading.Lock()
         self._app: msal.ConfidentialClientApplication | None = None
 
     @property
@@ -85,7 +86,8 @@ class TokenProvider:
         ``resource`` is the API's resource identifier (``https://graph.microsoft.com``), never the URL
         the API is reached at: a proxy, gateway or emulator in front of it does not change the audience.
         """
-        return self._policy.call(lambda: self._acquire(resource), safe=True)
+        with self._token_lock:  # concurrent workers wait for the one request instead of each sending it
+            return self._policy.call(lambda: self._acquire(resource), safe=True)
 
     def authorized(self, resource: str, call: Callable[[str], T]) -> T:
         """Run ``call`` with a bearer token; if the service rejects it (401), retry once with a fresh one.

@@ -293,9 +293,6 @@ def run(config_path: Path, once: bool, dry_run: bool, log_format: str | None, me
         once = True
 
     def report(cycle: CycleReport) -> None:
-        if cycle.skipped:
-            click.echo("cycle skipped: another mailunblock is working on the same state store", err=True)
-            return
         stamp = f"cycle: {cycle.seen} ticket(s) selected"
         if cycle.error:
             click.echo(f"{stamp}; FAILED: {cycle.error} (retrying next cycle)", err=True)
@@ -305,9 +302,12 @@ def run(config_path: Path, once: bool, dry_run: bool, log_format: str | None, me
             click.echo(f"  {line}")
         for key, why in {**cycle.step_failures, **cycle.failed}.items():
             click.echo(f"  {key}: failed: {why}", err=True)
+        for key in sorted(cycle.elsewhere):
+            click.echo(f"  {key}: another mailunblock is working on it")
 
     if once:
         cycle = runtime.poller.run_cycle()
+        runtime.poller.close()
         report(cycle)
         for job in runtime.jobs():  # cron runs them once per invocation
             job.run()

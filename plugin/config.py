@@ -338,12 +338,26 @@ class PolicyConfig(_Section):
         return self
 
 
+class InFlightConfig(_Section):
+    """Requests in flight at once, per service: Jira (the site), and each tenant's identity, Graph and Exchange.
+
+    Requests past the limit wait for a free slot; a 429 still closes the service's gate (Retry-After).
+    Exchange's admin endpoint is the slowest and least documented, hence the smallest default.
+    """
+
+    jira: int = Field(default=8, ge=1, le=256)
+    identity: int = Field(default=2, ge=1, le=64)
+    graph: int = Field(default=8, ge=1, le=256)
+    exchange: int = Field(default=3, ge=1, le=64)
+
+
 class HttpConfig(_Section):
     """Shared HTTP policy for every connector."""
 
     timeout_seconds: float = Field(default=30.0, gt=0)
     max_retries: int = Field(default=4, ge=0, le=10)
     max_retry_wait_seconds: float = Field(default=120.0, gt=0)
+    in_flight: InFlightConfig = InFlightConfig()
 
 
 class StoreConfig(_Section):
@@ -353,6 +367,9 @@ class StoreConfig(_Section):
     url: str | None = None
     data_dir: Path = Path(DEFAULT_DATA_DIR)
     vault_key: Secret | None = None  # Fernet key for stored passwords; default: key file in data_dir
+    # A replica's claim on a ticket lapses this long after its last renewal (a dead replica's tickets are
+    # taken over then); the heartbeat renews every third of it.
+    lease_seconds: float = Field(default=60.0, ge=2)
 
     @field_validator("url")
     @classmethod
@@ -373,6 +390,8 @@ class PollerConfig(_Section):
     """The polling job."""
 
     interval_seconds: float = Field(default=60.0, ge=1)
+    workers: int = Field(default=16, ge=1, le=256)  # tickets advanced at once by one process
+    tickets_per_tenant: int | None = Field(default=None, ge=1)  # of those, at most this many of one tenant
 
 
 class WebConfig(_Section):

@@ -21,7 +21,7 @@ from sqlalchemy import (
     event,
 )
 from sqlalchemy.engine import Dialect, make_url
-from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 
 metadata = MetaData()
 
@@ -100,6 +100,27 @@ audit_log = Table(
 )
 
 
+# A replica works on a ticket only while it holds the ticket's claim; a claim whose lease ran out (its
+# replica died) is taken over by the next replica that asks.
+claims = Table(
+    "claims",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("owner", String(64), nullable=False),
+    Column("expires_at", _utc(), nullable=False),
+)
+
+# The one open ticket remediating an account: two tickets for one account never remediate it twice.
+account_holds = Table(
+    "account_holds",
+    metadata,
+    Column("tenant", String(128), primary_key=True),
+    Column("account_id", String(128), primary_key=True),
+    Column("issue_key", String(64), nullable=False, index=True),
+    Column("held_at", _utc(), nullable=False),
+)
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -108,12 +129,18 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None
     cursor.close()
 
 
-def create_store_engine(url: str) -> Engine:
-    """Build the SQLAlchemy engine, creating the SQLite folder if needed."""
+def create_store_engine(url: str, connections: int = 5) -> Engine:
+    """Build the SQLAlchemy engine, creating the SQLite folder if needed (``connections``: pool size)."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
         Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, future=True, pool_pre_ping=True)
+    pool: dict[str, Any]
+    if parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:"):
+        # One in-memory database for every thread (a scratch store: the dry run's worker uses it too).
+        pool = {"poolclass": StaticPool, "connect_args": {"check_same_thread": False}}
+    else:
+        pool = {"pool_size": connections, "max_overflow": connections}
+    engine = create_engine(url, future=True, pool_pre_ping=True, **pool)
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine

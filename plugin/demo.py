@@ -163,7 +163,8 @@ class Demo:
         jira: Any = sandbox.jira
         self._echo("\n" + "=" * 78 + "\nSummary (sandbox time)\n")
         self._echo(f"  {'ticket':8} {'account':30} {'outcome':18} {'resets':>6} {'unblocks':>8}  first seen → done")
-        for state in runtime.store.all_states():
+        # In ticket order: the workers finish tickets in any order.
+        for state in sorted(runtime.store.all_states(), key=lambda s: int(s.issue_key.rpartition("-")[2])):
             account = state.account_upn or "-"
             resets = unblocks = 0
             if state.tenant and state.account_upn:

@@ -98,9 +98,6 @@ class Metrics:
 
     def cycle_done(self, report: CycleReport, seconds: float) -> None:
         """Count a finished poll cycle (the poller's observer)."""
-        if report.skipped:
-            self.cycles.labels("skipped").inc()
-            return
         self.cycle_seconds.observe(seconds)
         self.cycles.labels("ok" if report.ok else "failed").inc()
         with self._lock:

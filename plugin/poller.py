@@ -8,19 +8,22 @@ from __future__ import annotations
 
 import logging
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Protocol
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from mailunblock.connectors.errors import ConnectorError, NotFoundError
 from mailunblock.connectors.models import Ticket
 from mailunblock.plugin.logs import ticket_scope
-from mailunblock.plugin.store import StateStore
-from mailunblock.workflows.engine import RemediationEngine
+from mailunblock.plugin.store import StateStore, ticket_claim
 from mailunblock.workflows.failures import MICROSOFT_SERVICES
+from mailunblock.workflows.ports import AccountBusy, ClaimLost
 from mailunblock.workflows.state import TicketState
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -39,7 +42,7 @@ class CycleReport:
     step_failures: dict[str, str] = field(default_factory=dict)  # steps that failed (retried or escalated)
     unreachable: set[str] = field(default_factory=set)  # tenants (or services) a ticket could not reach
     error: str | None = None
-    skipped: bool = False  # another mailunblock was working on the same store
+    elsewhere: set[str] = field(default_factory=set)  # tickets another mailunblock was working on
 
     @property
     def ok(self) -> bool:
@@ -53,8 +56,6 @@ class CycleReport:
 
     def summary(self) -> str:
         """One line saying whether the cycle went well, and if not, what failed."""
-        if self.skipped:
-            return "cycle skipped: another mailunblock is working on the same state store"
         problems = [self.error] if self.error else []
         tickets = sorted({*self.failed, *self.step_failures})
         if tickets:
@@ -64,45 +65,87 @@ class CycleReport:
         return f"cycle FAILED: {'; '.join(problems)}" if problems else f"cycle OK: {self.seen} ticket(s) selected"
 
 
+WorkItem = tuple[Ticket | None, TicketState | None]  # a ticket (None: left the selection) and its known state
+
+
+class Engine(Protocol):
+    """What the poller needs of the remediation engine."""
+
+    def process(self, issue: Ticket, state: TicketState | None) -> TicketState:
+        """Advance one ticket as far as it goes now; return its saved state."""
+        ...
+
+    def needs_work(self, issue: Ticket, state: TicketState | None) -> bool:
+        """Whether ``process`` would do anything now (a ticket waiting for its check time does not)."""
+        ...
+
+    def lane(self, issue: Ticket, state: TicketState | None) -> str:
+        """The tenant the ticket's work goes to ("" while it is not known)."""
+        ...
+
+
+@dataclass(frozen=True)
+class Concurrency:
+    """How much one process does at once: worker threads, and tickets in flight per tenant."""
+
+    workers: int = 1
+    per_tenant: int | None = None  # None: as many as there are workers
+    lease_renewal_seconds: float = 20.0  # the claim heartbeat (a third of the lease)
+
+
 class Poller:
-    """Reads the selected tickets and hands each to the remediation engine."""
+    """Reads the selected tickets and hands each one to a pool of workers running the remediation engine.
+
+    A ticket is worked on by one worker of one replica at a time: the worker claims it in the state store
+    (a lease, renewed by a heartbeat and by every save), reads its state afresh, advances it, releases it.
+    Tickets are dispatched round-robin over tenants, at most ``per_tenant`` of one tenant at once; the
+    per-service request limits live in the HTTP layer. Two tickets for one account are kept apart by the
+    account hold (``StateStore.hold_account``). Cycles may overlap: a ticket still in flight from an
+    earlier cycle is left to it.
+    """
 
     def __init__(
         self,
         search: Callable[[], Iterable[Ticket]],
         get_issue: Callable[[str], Ticket],
-        engine: RemediationEngine,
+        engine: Engine,
         store: StateStore,
+        concurrency: Concurrency = Concurrency(),
     ) -> None:
         self._search = search
         self._get_issue = get_issue
         self._engine = engine
         self._store = store
+        self._concurrency = concurrency
+        self._pool = ThreadPoolExecutor(max_workers=concurrency.workers, thread_name_prefix="mailunblock")
+        self._lock = threading.Lock()
+        self._in_flight: set[str] = set()
+        self._lanes: dict[str, threading.BoundedSemaphore] = {}
+        self._heartbeat: threading.Thread | None = None
+        self._closed = threading.Event()
         self.observer: Callable[[CycleReport, float], None] | None = None  # (report, seconds): the metrics
 
     def run_cycle(self) -> CycleReport:
         """Advance every ticket that needs work; never raises for a per-ticket or Jira failure."""
         started = time.monotonic()
-        report = self._run_cycle()
+        self._start_heartbeat()
+        try:
+            report = self._cycle()
+        except SQLAlchemyError as exc:
+            report = CycleReport(error=f"state store unavailable: {_first_line(exc)}")
+            log.warning("cycle failed, will retry next cycle: %s", report.error)
         if self.observer is not None:
             self.observer(report, time.monotonic() - started)
         return report
 
-    def _run_cycle(self) -> CycleReport:
-        try:
-            with self._store.runner_lock() as held:
-                if not held:
-                    log.warning("another mailunblock is working on this state store; cycle skipped")
-                    return CycleReport(skipped=True)
-                return self._cycle()
-        except SQLAlchemyError as exc:
-            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-            log.warning("cycle failed, will retry next cycle: state store unavailable: %s", reason)
-            return CycleReport(error=f"state store unavailable: {reason}")
+    def close(self) -> None:
+        """Stop the heartbeat and the workers (after their tickets) and give back every claim still held."""
+        self._closed.set()
+        self._pool.shutdown(wait=True)
+        self._store.release_all()
 
     def _cycle(self) -> CycleReport:
         report = CycleReport()
-        seen: set[str] = set()
         try:
             # Read every page before acting: our own comments bump `updated`, which would shift the
             # pages of an ORDER BY updated search while we walk them.
@@ -111,48 +154,128 @@ class Poller:
             report.error = f"Jira could not be searched: {exc}"
             log.warning("cycle failed, will retry next cycle: %s", report.error)
             return report
+        selected: dict[str, Ticket] = {}
         ids: set[str] = set()
         for issue in issues:
             # Pages can shift while we comment (a key can come back on a later page): once per cycle.
-            if issue.key in seen or (issue.id and issue.id in ids):
+            if issue.key in selected or (issue.id and issue.id in ids):
                 continue
-            seen.add(issue.key)
+            selected[issue.key] = issue
             ids.add(issue.id)
-            report.seen += 1
-            self._advance(issue, self._store.load(issue.key) or self._moved(issue), report)
+        report.seen = len(selected)
+        known = self._store.load_many(list(selected))
+        open_states = self._store.open_states()
+        by_id = {s.issue_id: s for s in open_states if s.issue_id}
+        work: list[WorkItem] = []
+        fresh: list[Ticket] = []
+        for key, issue in selected.items():
+            state = known.get(key) or self._moved(issue, by_id)
+            if state is None:
+                fresh.append(issue)
+            elif self._engine.needs_work(issue, state):
+                work.append((issue, state))
         # Tickets we were working on that left the selection (closed, label removed): let the engine
         # see them once more so it can stop cleanly and say what was and was not done.
-        for state in self._store.open_states():
-            if state.issue_key in seen:
-                continue
-            try:
-                issue = self._get_issue(state.issue_key)
-            except NotFoundError:
-                log.warning("%s no longer exists or is not visible; keeping its state", state.issue_key)
-                continue
-            except ConnectorError as exc:
-                report.failed[state.issue_key] = str(exc)
-                continue
-            if issue.key != state.issue_key:  # moved out of the selection: Jira answers under the new key
-                if issue.key in seen:
-                    continue
-                self._store.rename(state.issue_key, issue.key)
-                state.issue_key = issue.key
-            self._advance(issue, state, report)
+        left: list[WorkItem] = [(None, s) for s in open_states if s.issue_key not in selected and s.issue_id not in ids]
+        jobs: list[WorkItem] = [(issue, None) for issue in fresh]
+        jobs += work + left
+        futures = [self._pool.submit(self._work, issue, state, report) for issue, state in self._by_lane(jobs)]
+        wait(futures)
+        for future in futures:
+            future.result()  # a worker never raises; this surfaces a bug instead of hiding it
+        report.advanced.sort()
         return report
 
-    def _moved(self, issue: Ticket) -> TicketState | None:
-        """The state of a ticket we knew under another key (moved to another project): same issue id."""
-        if not issue.id:
-            return None
-        for state in self._store.open_states():
-            if state.issue_id == issue.id and state.issue_key != issue.key:
-                log.warning("%s moved to %s: its remediation continues under the new key",
-                            state.issue_key, issue.key)
-                self._store.rename(state.issue_key, issue.key)
+    def _by_lane(self, jobs: Sequence[WorkItem]) -> list[WorkItem]:
+        """The jobs interleaved round-robin over tenants, so that one tenant's burst does not starve the others."""
+        lanes: dict[str, list[WorkItem]] = {}
+        for issue, state in jobs:
+            lanes.setdefault(self._lane_name(issue, state), []).append((issue, state))
+        queues = list(lanes.values())
+        return [queue[i] for i in range(max(map(len, queues), default=0)) for queue in queues if i < len(queue)]
+
+    def _work(self, issue: Ticket | None, state: TicketState | None, report: CycleReport) -> None:
+        """One ticket, in a worker: claim it, read its state afresh, advance it, give it back."""
+        key = issue.key if issue is not None else state.issue_key if state is not None else ""
+        with self._lock:
+            if key in self._in_flight:
+                return  # an earlier cycle's worker has it
+            self._in_flight.add(key)
+        claim = ticket_claim(key)
+        lane = self._lane(issue, state)
+        try:
+            with lane:
+                if not self._store.claim(claim):
+                    log.info("%s: another mailunblock is working on it", key)
+                    with self._lock:
+                        report.elsewhere.add(key)
+                    return
+                try:
+                    self._claimed(key, issue, report)
+                finally:
+                    self._store.release(claim)
+        except SQLAlchemyError as exc:
+            with self._lock:
+                report.failed[key] = f"state store unavailable: {_first_line(exc)}"
+            log.warning("%s: state store unavailable, will retry next cycle: %s", key, _first_line(exc))
+        finally:
+            with self._lock:
+                self._in_flight.discard(key)
+
+    def _claimed(self, key: str, issue: Ticket | None, report: CycleReport) -> None:
+        state = self._store.load(key)  # afresh: another replica may have advanced it since the search
+        if issue is None:
+            if state is None or state.is_terminal:
+                return
+            try:
+                issue = self._get_issue(key)
+            except NotFoundError:
+                log.warning("%s no longer exists or is not visible; keeping its state", key)
+                return
+            except ConnectorError as exc:
+                with self._lock:
+                    report.failed[key] = str(exc)
+                return
+            if issue.key != key:  # moved out of the selection: Jira answers under the new key
+                self._store.rename(key, issue.key)
                 state.issue_key = issue.key
-                return state
-        return None
+        self._advance(issue, state, report)
+
+    def _lane_name(self, issue: Ticket | None, state: TicketState | None) -> str:
+        if issue is None:  # a ticket that left the selection: its tenant is known, or it never got one
+            return state.tenant or "" if state is not None else ""
+        return self._engine.lane(issue, state)
+
+    def _lane(self, issue: Ticket | None, state: TicketState | None) -> threading.BoundedSemaphore:
+        name = self._lane_name(issue, state)
+        limit = self._concurrency.per_tenant or self._concurrency.workers
+        with self._lock:
+            return self._lanes.setdefault(name, threading.BoundedSemaphore(limit))
+
+    def _moved(self, issue: Ticket, by_id: dict[str, TicketState]) -> TicketState | None:
+        """The state of a ticket we knew under another key (moved to another project): same issue id."""
+        state = by_id.get(issue.id) if issue.id else None
+        if state is None or state.issue_key == issue.key:
+            return None
+        log.warning("%s moved to %s: its remediation continues under the new key", state.issue_key, issue.key)
+        self._store.rename(state.issue_key, issue.key)
+        state.issue_key = issue.key
+        return state
+
+    def _start_heartbeat(self) -> None:
+        """Renew this process's claims while it runs (saves renew them too; a long Retry-After wait does not)."""
+        with self._lock:
+            if self._heartbeat is not None:
+                return
+            self._heartbeat = threading.Thread(target=self._beat, name="mailunblock-heartbeat", daemon=True)
+            self._heartbeat.start()
+
+    def _beat(self) -> None:
+        while not self._closed.wait(self._concurrency.lease_renewal_seconds):
+            try:
+                self._store.renew_claims()
+            except SQLAlchemyError as exc:  # the next beat or save tries again; a lost claim stops its saves
+                log.warning("could not renew the claims: %s", _first_line(exc))
 
     def _advance(self, issue: Ticket, state: TicketState | None, report: CycleReport) -> None:
         before = state.stage if state is not None else None
@@ -160,22 +283,37 @@ class Poller:
         try:
             with ticket_scope(issue.key, state.tenant if state else None, str(before) if before else None):
                 after = self._engine.process(issue, state)
+        except ClaimLost as exc:
+            log.warning("%s (it continues there)", exc)
+            return
+        except AccountBusy as exc:
+            log.info("%s: %s; next cycle", issue.key, exc)
+            return
         except ConnectorError as exc:
-            report.failed[issue.key] = str(exc)
+            with self._lock:
+                report.failed[issue.key] = str(exc)
             log.warning("%s: %s (will retry next cycle)", issue.key, exc)
             return
+        except SQLAlchemyError:
+            raise
         except Exception as exc:
-            report.failed[issue.key] = f"{type(exc).__name__}: {exc}"
+            with self._lock:
+                report.failed[issue.key] = f"{type(exc).__name__}: {exc}"
             log.error("%s: unexpected %s; see debug log", issue.key, type(exc).__name__)
             log.debug("details", exc_info=True)
             return
-        if after.stage != before:
-            report.advanced.append(f"{issue.key}: {after.stage}")
-        if after.failure_count > failures_before:
-            report.step_failures[issue.key] = after.failures[-1] if after.failures else after.refusal_detail
-            if after.failed_service in MICROSOFT_SERVICES and not after.is_terminal:
-                # In triage the tenant is only known once the directory answered: name the service then.
-                report.unreachable.add(after.tenant or f"{after.failed_service} (tenant not known yet)")
+        with self._lock:
+            if after.stage != before:
+                report.advanced.append(f"{issue.key}: {after.stage}")
+            if after.failure_count > failures_before:
+                report.step_failures[issue.key] = after.failures[-1] if after.failures else after.refusal_detail
+                if after.failed_service in MICROSOFT_SERVICES and not after.is_terminal:
+                    # In triage the tenant is only known once the directory answered: name the service then.
+                    report.unreachable.add(after.tenant or f"{after.failed_service} (tenant not known yet)")
+
+
+def _first_line(exc: SQLAlchemyError) -> str:
+    return str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
 
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -195,10 +333,13 @@ def run_forever(
     interval_seconds: float,
     on_cycle: Callable[[CycleReport], None],
     jobs: Sequence[Job] = (),
+    until: Callable[[], bool] = lambda: False,
 ) -> None:
-    """Run a cycle now and every ``interval_seconds`` until SIGTERM/SIGINT; a running cycle finishes first.
+    """Run a cycle now and every ``interval_seconds`` until SIGTERM/SIGINT (or ``until()``); running work finishes.
 
-    ``jobs`` run on their own schedule in the same scheduler; a failing job is logged and tried again.
+    A cycle still running when the next one is due (a slow tenant) does not hold it back: the next one
+    starts beside it and leaves the tickets still in flight to it. ``jobs`` run on their own schedule in
+    the same scheduler; a failing job is logged and tried again.
 
     The signal handler only appends to a list: a handler that takes a lock (an Event, the scheduler,
     logging) deadlocks when the signal lands while the main thread holds that lock. The main thread
@@ -212,7 +353,7 @@ def run_forever(
             lambda: on_cycle(poller.run_cycle()),
             IntervalTrigger(seconds=interval_seconds),
             id="poll",
-            max_instances=1,
+            max_instances=2,
             coalesce=True,
             misfire_grace_time=None,
             next_run_time=datetime.now(UTC),
@@ -221,10 +362,12 @@ def run_forever(
             scheduler.add_job(_logged(job), IntervalTrigger(seconds=job.every_seconds), id=job.name,
                               max_instances=1, coalesce=True, next_run_time=datetime.now(UTC))
         scheduler.start()
-        while not received:
+        while not received and not until():
             time.sleep(0.2)
-        log.warning("received %s: finishing the current cycle, then stopping", signal.Signals(received[0]).name)
+        if received:
+            log.warning("received %s: finishing the current cycle, then stopping", signal.Signals(received[0]).name)
         scheduler.shutdown(wait=True)
+        poller.close()
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)

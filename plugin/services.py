@@ -16,13 +16,13 @@ from functools import partial
 from mailunblock.connectors.exchange import ExchangeClient
 from mailunblock.connectors.graph import GraphClient
 from mailunblock.connectors.http import Clock as HttpClock
-from mailunblock.connectors.http import HttpObserver, HttpPolicy, UtcClock, build_session
+from mailunblock.connectors.http import HttpObserver, HttpPolicy, InFlightLimits, UtcClock, build_session
 from mailunblock.connectors.identity import TokenProvider
 from mailunblock.connectors.jira import INTO_DONE, JiraClient
 from mailunblock.plugin import backends
 from mailunblock.plugin.config import Config, ConfigError, TenantConfig
 from mailunblock.plugin.metrics import Metrics
-from mailunblock.plugin.poller import Job, Poller
+from mailunblock.plugin.poller import Concurrency, Job, Poller
 from mailunblock.plugin.sla import SlaPolicy, SlaTarget, sla_property
 from mailunblock.plugin.store import StateStore, StoreNotFoundError
 from mailunblock.plugin.vault import PasswordVault, load_key, load_or_create_key
@@ -51,8 +51,9 @@ def http_policy(
     config: Config, ca_bundle: str | None, clock: HttpClock | None = None, sleep: Sleep = time.sleep,
     observer: HttpObserver | None = None,
 ) -> HttpPolicy:
-    """The HTTP policy (and throttle gates) of one site or tenant, with its CA bundle."""
+    """The HTTP policy (throttle gates, in-flight limits) of one site or tenant, with its CA bundle."""
     return HttpPolicy(
+        in_flight=InFlightLimits(config.http.in_flight.model_dump()),
         timeout=config.http.timeout_seconds,
         max_retries=config.http.max_retries,
         max_retry_wait=config.http.max_retry_wait_seconds,
@@ -182,7 +183,10 @@ def open_store(config: Config, *, existing: bool = False) -> StateStore:
             "(e.g. 'postgresql+psycopg://user@host/db' or 'sqlite:////var/lib/mailunblock/state.db')"
         ) from None
     try:
-        return StateStore.open_existing(url) if existing else StateStore.from_url(url)
+        if existing:
+            return StateStore.open_existing(url)
+        return StateStore.from_url(url, lease_seconds=config.store.lease_seconds,
+                                   connections=config.poller.workers + 4)
     except StoreNotFoundError as exc:
         raise ConfigError(f"state store: {exc}") from None
     except (SQLAlchemyError, ImportError, OSError) as exc:
@@ -238,12 +242,18 @@ class Runtime:
         from mailunblock.plugin.dryrun import dry_run_engine
 
         engine, store = dry_run_engine(self, echo)
-        return replace(self, engine=engine, store=store, poller=_poller(self.tickets, engine, store),
-                       housekeeping=False)
+        return replace(self, engine=engine, store=store,
+                       poller=_poller(self.config, self.tickets, engine, store, workers=1), housekeeping=False)
 
 
-def _poller(tickets: TicketingBackend, engine: RemediationEngine, store: StateStore) -> Poller:
-    return Poller(tickets.selected, tickets.get_issue, engine, store)
+def _poller(config: Config, tickets: TicketingBackend, engine: RemediationEngine, store: StateStore, *,
+            workers: int | None = None) -> Poller:
+    concurrency = Concurrency(
+        workers=workers or config.poller.workers,
+        per_tenant=config.poller.tickets_per_tenant,
+        lease_renewal_seconds=config.store.lease_seconds / 3,
+    )
+    return Poller(tickets.selected, tickets.get_issue, engine, store, concurrency)
 
 
 def build_runtime(config: Config, clock: Clock, sleep: Sleep = time.sleep, metrics: Metrics | None = None) -> Runtime:
@@ -270,7 +280,7 @@ def build_runtime(config: Config, clock: Clock, sleep: Sleep = time.sleep, metri
         for name, clients in tenants.items()
     )
     engine = RemediationEngine(remediation_policy(config), tickets, registry, store, vault, clock, tickets)
-    poller = _poller(tickets, engine, store)
+    poller = _poller(config, tickets, engine, store)
     if metrics:
         poller.observer = metrics.cycle_done
     return Runtime(config, tickets, tenants, store, vault, engine, poller)

@@ -7,21 +7,42 @@ which is what makes a crash at any point recoverable.
 
 from __future__ import annotations
 
-import fcntl
 import json
-import zlib
+import os
+import socket
+import threading
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from mailunblock.plugin import migrations
 from mailunblock.plugin.audit import audit_entries
-from mailunblock.plugin.db import audit_log, create_store_engine, stage_events, tickets, vaulted_passwords
+from mailunblock.plugin.db import (
+    account_holds,
+    audit_log,
+    claims,
+    create_store_engine,
+    stage_events,
+    tickets,
+    vaulted_passwords,
+)
+from mailunblock.workflows.ports import AccountBusy, ClaimLost
 from mailunblock.workflows.state import TicketState
-from sqlalchemy import Engine, delete, insert, inspect, select, text, update
+from sqlalchemy import Engine, delete, insert, inspect, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, make_url
+
+DEFAULT_LEASE_SECONDS = 60.0
+UNDECIDED_HOLD = timedelta(minutes=10)  # a holder that never saved its decision (it died): taken over after this
+
+
+def ticket_claim(issue_key: str) -> str:
+    """The name of a ticket's claim."""
+    return f"ticket:{issue_key}"
 
 
 class StoreNotFoundError(Exception):
@@ -31,15 +52,19 @@ class StoreNotFoundError(Exception):
 class StateStore:
     """Durable ticket states (implements the workflow's ``StateRepository``)."""
 
-    def __init__(self, engine: Engine, *, create: bool = True) -> None:
+    def __init__(self, engine: Engine, *, create: bool = True, lease_seconds: float = DEFAULT_LEASE_SECONDS) -> None:
         self._engine = engine
+        self._lease = timedelta(seconds=lease_seconds)
+        self.owner = f"{socket.gethostname()[:30]}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+        self._held: set[str] = set()
+        self._held_lock = threading.Lock()
         if create:
             migrations.upgrade(engine)
 
     @classmethod
-    def from_url(cls, url: str) -> StateStore:
-        """Open (and create if needed) the store at a SQLAlchemy URL."""
-        return cls(create_store_engine(url))
+    def from_url(cls, url: str, *, lease_seconds: float = DEFAULT_LEASE_SECONDS, connections: int = 5) -> StateStore:
+        """Open (and create if needed) the store at a SQLAlchemy URL (``connections``: the pool's size)."""
+        return cls(create_store_engine(url, connections), lease_seconds=lease_seconds)
 
     @classmethod
     def open_existing(cls, url: str) -> StateStore:
@@ -75,40 +100,90 @@ class StateStore:
         with self._engine.begin() as conn:
             yield conn
 
-    @contextmanager
-    def runner_lock(self) -> Iterator[bool]:
-        """Hold the store's runner lock while the block runs; yields False when another process holds it.
+    def claim(self, name: str) -> bool:
+        """Take (or renew) the claim ``name`` for this process; False while another live replica holds it.
 
-        Two pollers on one store (an overlapping cron ``--once``, a second replica) would both act on the
-        same ticket. The lock dies with its holder: a PostgreSQL session advisory lock, or ``flock`` on a
-        file next to the SQLite database.
+        A claim is a lease: it lapses ``lease_seconds`` after it was last taken or renewed, and then any
+        replica may take it. ``save`` renews the claims of the ticket it writes, and refuses to write
+        (``ClaimLost``) when the claim went to someone else: no side effect follows a lost claim.
         """
-        url = self._engine.url
-        if url.get_backend_name() == "postgresql":
-            key = zlib.crc32(b"mailunblock-runner")
-            with self._engine.connect() as conn:
-                held = bool(conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar())
-                conn.commit()
-                try:
-                    yield held
-                finally:
-                    if held:
-                        conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
-                        conn.commit()
-            return
-        if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
-            yield True  # a private, in-process store
-            return
-        with Path(f"{url.database}.lock").expanduser().open("a") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                yield False
-                return
-            try:
-                yield True
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        now = datetime.now(UTC)
+        values = {"name": name, "owner": self.owner, "expires_at": now + self._lease}
+        with self._tx() as conn:
+            insert_ = (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(claims).values(values)
+            taken = conn.execute(insert_.on_conflict_do_update(
+                index_elements=[claims.c.name],
+                set_={"owner": insert_.excluded.owner, "expires_at": insert_.excluded.expires_at},
+                where=or_(claims.c.expires_at < now, claims.c.owner == self.owner),
+            )).rowcount == 1
+        if taken:
+            with self._held_lock:
+                self._held.add(name)
+        return taken
+
+    def release(self, name: str) -> None:
+        """Give the claim ``name`` back (the work on it is done for now)."""
+        with self._held_lock:
+            self._held.discard(name)
+        with self._tx() as conn:
+            conn.execute(delete(claims).where(claims.c.name == name, claims.c.owner == self.owner))
+
+    def release_all(self) -> None:
+        """Give back every claim this process still holds (a clean stop: another replica need not wait)."""
+        with self._held_lock:
+            self._held.clear()
+        with self._tx() as conn:
+            conn.execute(delete(claims).where(claims.c.owner == self.owner))
+
+    def renew_claims(self) -> int:
+        """Extend every claim this process holds (the heartbeat); return how many are still ours."""
+        with self._held_lock:
+            held = sorted(self._held)
+        if not held:
+            return 0
+        with self._tx() as conn:
+            kept = conn.execute(
+                update(claims).where(claims.c.name.in_(held), claims.c.owner == self.owner)
+                .values(expires_at=datetime.now(UTC) + self._lease)
+            ).rowcount
+        return int(kept)
+
+    def hold_account(self, tenant: str, account_id: str, issue_key: str) -> str | None:
+        """Make ``issue_key`` the one ticket remediating the account; the other holder's key if there is one.
+
+        A hold whose ticket ended, or whose ticket names another account now, is stale and taken over.
+        A holder that has not saved its decision yet is deciding right now: ``AccountBusy``.
+        """
+        now = datetime.now(UTC)
+        where = (account_holds.c.tenant == tenant, account_holds.c.account_id == account_id)
+        with self._tx() as conn:
+            insert_ = (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(account_holds)
+            fresh = conn.execute(insert_.values(
+                tenant=tenant, account_id=account_id, issue_key=issue_key, held_at=now,
+            ).on_conflict_do_nothing()).rowcount == 1
+            if fresh:
+                return None
+            holder, held_at = conn.execute(
+                select(account_holds.c.issue_key, account_holds.c.held_at).where(*where)
+            ).one()
+            if holder == issue_key:
+                return None
+            row = conn.execute(
+                select(tickets.c.terminal, tickets.c.tenant, tickets.c.account_id)
+                .where(tickets.c.issue_key == holder)
+            ).one_or_none()
+            if row is not None and not row.terminal and (row.tenant, row.account_id) == (tenant, account_id):
+                return str(holder)
+            undecided = row is None or (not row.terminal and row.account_id is None)
+            if undecided and now - held_at < UNDECIDED_HOLD:
+                raise AccountBusy(f"{holder} is deciding about this account")
+            taken = conn.execute(
+                update(account_holds).where(*where, account_holds.c.issue_key == holder)
+                .values(issue_key=issue_key, held_at=now)
+            ).rowcount == 1
+        if not taken:
+            raise AccountBusy("another ticket took this account at the same moment")
+        return None
 
     def save(self, state: TicketState) -> None:
         """Persist a state, any stage timestamps not yet recorded and its audit entries, in one transaction."""
@@ -121,7 +196,22 @@ class StateStore:
             "state": json.dumps(state.to_dict(), sort_keys=True),
             "updated_at": now,
         }
+        claim = ticket_claim(state.issue_key)
+        with self._held_lock:
+            fenced = claim in self._held
         with self._tx() as conn:
+            if fenced and not conn.execute(
+                update(claims).where(claims.c.name == claim, claims.c.owner == self.owner)
+                .values(expires_at=now + self._lease)
+            ).rowcount:
+                with self._held_lock:
+                    self._held.discard(claim)
+                raise ClaimLost(f"{state.issue_key}: another mailunblock took this ticket over")
+            stale = account_holds.c.issue_key == state.issue_key
+            if not state.is_terminal and state.tenant and state.account_id:
+                stale &= ~((account_holds.c.tenant == state.tenant)
+                           & (account_holds.c.account_id == state.account_id))
+            conn.execute(delete(account_holds).where(stale))
             stored = conn.execute(
                 select(tickets.c.state).where(tickets.c.issue_key == state.issue_key)
             ).scalar_one_or_none()
@@ -156,6 +246,16 @@ class StateStore:
             ).scalar_one_or_none()
         return TicketState.from_dict(json.loads(raw)) if raw else None
 
+    def load_many(self, issue_keys: list[str]) -> dict[str, TicketState]:
+        """The stored states of these tickets (one query per 500 keys), by key."""
+        found: dict[str, TicketState] = {}
+        with self._engine.connect() as conn:
+            for start in range(0, len(issue_keys), 500):
+                rows = conn.execute(select(tickets.c.issue_key, tickets.c.state)
+                                    .where(tickets.c.issue_key.in_(issue_keys[start:start + 500])))
+                found.update((key, TicketState.from_dict(json.loads(raw))) for key, raw in rows)
+        return found
+
     def open_states(self) -> list[TicketState]:
         """Every state whose remediation has not ended, oldest first."""
         with self._engine.connect() as conn:
@@ -169,21 +269,6 @@ class StateStore:
         with self._engine.connect() as conn:
             rows = conn.execute(select(tickets.c.state).order_by(tickets.c.first_seen)).scalars()
             return [TicketState.from_dict(json.loads(raw)) for raw in rows]
-
-    def active_ticket_for_account(self, tenant: str, account_id: str, exclude_key: str) -> str | None:
-        """Key of another open ticket already remediating this account, if any."""
-        with self._engine.connect() as conn:
-            return conn.execute(
-                select(tickets.c.issue_key)
-                .where(
-                    tickets.c.tenant == tenant,
-                    tickets.c.account_id == account_id,
-                    tickets.c.terminal == 0,
-                    tickets.c.issue_key != exclude_key,
-                )
-                .order_by(tickets.c.first_seen)
-                .limit(1)
-            ).scalar_one_or_none()
 
     def last_unblock_of_account(
         self, tenant: str, account_id: str, exclude_key: str

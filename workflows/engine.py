@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 
 from mailunblock.connectors.errors import ConnectorError
 from mailunblock.connectors.models import Person, Ticket
@@ -39,6 +40,7 @@ class RemediationEngine:
         self._clock = clock
         self._membership = membership
         self._bot: Person | None = None
+        self._bot_lock = threading.Lock()
 
     @property
     def clock(self) -> Clock:
@@ -47,9 +49,10 @@ class RemediationEngine:
 
     def _myself(self) -> Person:
         """The bot's own Jira account, read once per engine."""
-        if self._bot is None:
-            self._bot = self._tickets.myself()
-        return self._bot
+        with self._bot_lock:  # workers start together: one request, not one per worker
+            if self._bot is None:
+                self._bot = self._tickets.myself()
+            return self._bot
 
     def due(self, state: TicketState) -> bool:
         """Whether ``process`` has work to do now (a cancelled or closed ticket is always worth a call)."""
@@ -59,6 +62,26 @@ class RemediationEngine:
         if state.stage is Stage.WAITING_FOR_SEND and not state.closing:
             return state.next_check_at is None or now >= state.next_check_at
         return True
+
+    def needs_work(self, issue: Ticket, state: TicketState | None) -> bool:
+        """Whether ``process`` would do anything with this ticket now (the poller skips the others)."""
+        if state is None:
+            return True
+        if state.is_terminal:
+            return not issue.is_done and self._policy.trigger_label in issue.labels  # tagged again
+        if issue.is_done or self._policy.trigger_label not in issue.labels or state.closing:
+            return True
+        if state.tenant is not None and not self._tenants.knows(state.tenant):
+            return True
+        return self.due(state)
+
+    def lane(self, issue: Ticket, state: TicketState | None) -> str:
+        """The tenant this ticket's work goes to: known once triaged, else the domain of its first candidate."""
+        if state is not None and state.tenant:
+            return state.tenant
+        found = triage.ticket_candidates(issue, self._tenants)
+        tenant = self._tenants.for_domain(found[0].rpartition("@")[2]) if isinstance(found, tuple) and found else None
+        return tenant.name if tenant is not None else ""
 
     def process(self, issue: Ticket, state: TicketState | None) -> TicketState:
         """Advance the ticket as far as possible now; return its (saved) state."""

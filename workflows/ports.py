@@ -141,6 +141,20 @@ class RestrictedSenders(Protocol):
         ...
 
 
+class AccountBusy(Exception):
+    """Another ticket is deciding about this account right now: try this ticket again next cycle.
+
+    Raised by ``StateRepository.hold_account``; nothing has been done to the account, nothing is saved.
+    """
+
+
+class ClaimLost(Exception):
+    """The ticket's claim is no longer this process's (its lease ran out): another replica continues.
+
+    Raised by ``StateRepository.save`` instead of writing, so no side effect follows the lost claim.
+    """
+
+
 class StateRepository(Protocol):
     """Durable home of every ticket's remediation state (the plugin's store)."""
 
@@ -148,8 +162,13 @@ class StateRepository(Protocol):
         """Persist the state now (called before every side effect: record intent, then act)."""
         ...
 
-    def active_ticket_for_account(self, tenant: str, account_id: str, exclude_key: str) -> str | None:
-        """Key of another ticket whose remediation of this account is still in flight, if any."""
+    def hold_account(self, tenant: str, account_id: str, issue_key: str) -> str | None:
+        """Make ``issue_key`` the one ticket remediating this account; return the other holder's key, if any.
+
+        Atomic across threads and replicas: of two tickets for one account, one holds it and the other
+        is told who does (a duplicate). Raises ``AccountBusy`` while the holder has not decided yet.
+        The hold ends when the ticket's state ends or names another account.
+        """
         ...
 
     def last_unblock_of_account(

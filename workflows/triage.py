@@ -190,7 +190,7 @@ def _in_tenant(
     )
     if roles:
         return Refusal(RefusalReason.PRIVILEGED, f"{user.user_principal_name} ({', '.join(roles)})")
-    other = ctx.repository.active_ticket_for_account(tenant.name, user.id, exclude_key=state.issue_key)
+    other = ctx.repository.hold_account(tenant.name, user.id, state.issue_key)
     if other:
         return Refusal(RefusalReason.DUPLICATE, user.user_principal_name, related_key=other)
     earlier = ctx.repository.last_unblock_of_account(tenant.name, user.id, exclude_key=state.issue_key)

@@ -130,19 +130,19 @@ def test_sandbox_startup_problems_are_one_line_errors(tmp_path: Path) -> None:
     assert code == 1 and "has no permission or role 'Nope'" in output
 
 
-def test_run_once_skips_the_cycle_while_another_mailunblock_works_on_the_store(
+def test_run_once_leaves_a_ticket_another_mailunblock_works_on_alone(
     sandbox: tuple[Sandbox, Path],
 ) -> None:
     from mailunblock.plugin.config import load_config
-    from mailunblock.plugin.store import StateStore
+    from mailunblock.plugin.store import StateStore, ticket_claim
 
     box, config = sandbox
-    store = StateStore.from_url(load_config(config).database_url)
-    with store.runner_lock() as held:
-        assert held
-        code, output = _cli("run", "--once", "--config", str(config))
-    assert code == 0 and "cycle skipped: another mailunblock is working on the same state store" in output
+    other = StateStore.from_url(load_config(config).database_url)  # another replica, working on HELP-1
+    assert other.claim(ticket_claim("HELP-1"))
+    code, output = _cli("run", "--once", "--config", str(config))
+    assert code == 0 and "HELP-1: another mailunblock is working on it" in output
     assert box.jira.comments("HELP-1") == []
+    assert box.jira.comments("HELP-2")  # the others are worked on
 
 
 @pytest.mark.parametrize(

@@ -28,6 +28,12 @@ class ScriptedEngine:
         self.explode = explode or {}
         self.processed: list[str] = []
 
+    def needs_work(self, issue: Ticket, state: TicketState | None) -> bool:
+        return state is None or not state.is_terminal
+
+    def lane(self, issue: Ticket, state: TicketState | None) -> str:
+        return ""
+
     def process(self, issue: Ticket, state: TicketState | None) -> TicketState:
         self.processed.append(issue.key)
         if issue.key in self.explode:

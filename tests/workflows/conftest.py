@@ -363,10 +363,10 @@ class FakeRepository:
         data = self.saved.get(issue_key)
         return TicketState.from_dict(data) if data else None
 
-    def active_ticket_for_account(self, tenant: str, account_id: str, exclude_key: str) -> str | None:
+    def hold_account(self, tenant: str, account_id: str, issue_key: str) -> str | None:
         for key in self.saved:
             state = self.load(key)
-            if (state and key != exclude_key and state.tenant == tenant
+            if (state and key != issue_key and state.tenant == tenant
                     and state.account_id == account_id and not state.is_terminal):
                 return key
         return None
