@@ -115,7 +115,7 @@ class StateStore:
                 index_elements=[claims.c.name],
                 set_={"owner": insert_.excluded.owner, "expires_at": insert_.excluded.expires_at},
                 where=or_(claims.c.expires_at < now, claims.c.owner == self.owner),
-            )).rowcount == 1
+            ).returning(claims.c.name)).first() is not None  # a row back: inserted, or updated as ours
         if taken:
             with self._held_lock:
                 self._held.add(name)
@@ -160,7 +160,7 @@ class StateStore:
             insert_ = (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(account_holds)
             fresh = conn.execute(insert_.values(
                 tenant=tenant, account_id=account_id, issue_key=issue_key, held_at=now,
-            ).on_conflict_do_nothing()).rowcount == 1
+            ).on_conflict_do_nothing().returning(account_holds.c.issue_key)).first() is not None
             if fresh:
                 return None
             holder, held_at = conn.execute(
@@ -244,7 +244,11 @@ class StateStore:
             raw = conn.execute(
                 select(tickets.c.state).where(tickets.c.issue_key == issue_key)
             ).scalar_one_or_none()
-        return TicketState.from_dict(json.loads(raw)) if raw else None
+        if not raw:
+            return None
+        state = TicketState.from_dict(json.loads(raw))
+        state.issue_key = issue_key  # the row's key wins: a moved ticket's state is renamed before it is saved
+        return state
 
     def load_many(self, issue_keys: list[str]) -> dict[str, TicketState]:
         """The stored states of these tickets (one query per 500 keys), by key."""
@@ -253,7 +257,9 @@ class StateStore:
             for start in range(0, len(issue_keys), 500):
                 rows = conn.execute(select(tickets.c.issue_key, tickets.c.state)
                                     .where(tickets.c.issue_key.in_(issue_keys[start:start + 500])))
-                found.update((key, TicketState.from_dict(json.loads(raw))) for key, raw in rows)
+                for key, raw in rows:
+                    found[key] = TicketState.from_dict(json.loads(raw))
+                    found[key].issue_key = key
         return found
 
     def open_states(self) -> list[TicketState]:

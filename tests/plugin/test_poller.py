@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -10,6 +11,7 @@ from mailunblock.connectors.errors import NotFoundError, TransientError
 from mailunblock.connectors.models import Ticket
 from mailunblock.plugin.poller import Poller
 from mailunblock.plugin.store import StateStore
+from mailunblock.workflows.ports import ClaimLost
 from mailunblock.workflows.state import Stage, TicketState
 
 T0 = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
@@ -115,6 +117,9 @@ def test_a_stop_signal_during_the_first_cycle_lets_it_finish_and_stops_cleanly()
             self.cycles = 0
             self.finished = 0
 
+        def close(self) -> None:
+            pass
+
         def run_cycle(self) -> CycleReport:
             self.cycles += 1
             os.kill(os.getpid(), signal.SIGTERM)  # delivered while the cycle is still working
@@ -132,20 +137,38 @@ def test_a_stop_signal_during_the_first_cycle_lets_it_finish_and_stops_cleanly()
     assert (poller.cycles, poller.finished, len(reports)) == (1, 1, 1)
 
 
-def test_a_cycle_is_skipped_while_another_runner_works_on_the_store(store: StateStore) -> None:
+def test_a_ticket_another_replica_holds_is_left_to_it_until_its_claim_ends(store: StateStore) -> None:
+    from mailunblock.plugin.store import ticket_claim
+
+    other = StateStore.from_url(store.engine.url.render_as_string(hide_password=False))
+    assert other.claim(ticket_claim("HELP-1"))
     engine = ScriptedEngine(store)
-    poller = Poller(lambda: iter([_issue("HELP-1")]), _issue, engine, store)  # type: ignore[arg-type]
-    with store.runner_lock():
-        report = poller.run_cycle()
-    assert engine.processed == [] and report.skipped and report.error is None
-    assert poller.run_cycle().advanced == ["HELP-1: awaiting_approval"]
+    poller = Poller(lambda: iter([_issue("HELP-1"), _issue("HELP-2")]), _issue, engine, store)  # type: ignore[arg-type]
+    report = poller.run_cycle()
+    assert engine.processed == ["HELP-2"] and report.elsewhere == {"HELP-1"} and report.ok
+    other.release(ticket_claim("HELP-1"))
+    assert poller.run_cycle().advanced == ["HELP-1: awaiting_approval", "HELP-2: cancelled"]
+
+
+def test_a_dead_replicas_claim_is_taken_over_after_its_lease(tmp_path: Path) -> None:
+    from mailunblock.plugin.store import ticket_claim
+
+    url = f"sqlite:///{tmp_path / 'leases.db'}"
+    dead, alive = StateStore.from_url(url, lease_seconds=0.5), StateStore.from_url(url, lease_seconds=0.5)
+    assert dead.claim(ticket_claim("HELP-1"))  # ... and the replica is killed: nobody renews it
+    assert not alive.claim(ticket_claim("HELP-1"))
+    time.sleep(0.6)
+    assert alive.claim(ticket_claim("HELP-1"))
+    with pytest.raises(ClaimLost):  # the dead replica, had it only stalled, can no longer save (no side effect)
+        dead.save(TicketState.first_seen("HELP-1", T0))
+    alive.save(TicketState.first_seen("HELP-1", T0))
 
 
 def test_a_state_store_outage_is_a_failed_cycle_not_a_crash(store: StateStore) -> None:
     from sqlalchemy.exc import OperationalError
 
     class DownStore(StateStore):
-        def load(self, issue_key: str) -> TicketState | None:
+        def load_many(self, issue_keys: list[str]) -> dict[str, TicketState]:
             raise OperationalError("SELECT", {}, Exception("server closed the connection unexpectedly"))
 
     down = DownStore(store.engine)
@@ -239,6 +262,9 @@ def test_housekeeping_jobs_run_in_the_scheduler_beside_the_cycle() -> None:
     class IdlePoller:
         def run_cycle(self) -> CycleReport:
             return CycleReport()
+
+        def close(self) -> None:
+            pass
 
     def broken() -> None:
         raise RuntimeError("a failing job is logged, it does not stop the scheduler")

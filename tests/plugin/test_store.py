@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 from mailunblock.plugin.store import StateStore
+from mailunblock.workflows.ports import AccountBusy
 from mailunblock.workflows.state import Stage, TicketState
 
 T0 = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
@@ -17,7 +18,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> StateStore:
     url = request.getfixturevalue("postgres_url")
     store = StateStore.from_url(url)
     with store.engine.begin() as conn:
-        for table in ("tickets", "stage_events", "vaulted_passwords"):
+        for table in ("tickets", "stage_events", "vaulted_passwords", "claims", "account_holds"):
             conn.exec_driver_sql(f"DELETE FROM {table}")  # noqa: S608 - fixed table names
     return store
 
@@ -51,24 +52,50 @@ def test_stage_events_are_recorded_once_each_for_sla(store: StateStore) -> None:
     ]
 
 
-def test_open_states_and_account_in_flight(store: StateStore) -> None:
+def test_open_states(store: StateStore) -> None:
     first, second, done = _state("HELP-3"), _state("HELP-4", account="u-2"), _state("HELP-5")
     done.enter(Stage.RESOLVED, T0 + timedelta(hours=5))
     for state in (first, second, done):
         store.save(state)
     assert [s.issue_key for s in store.open_states()] == ["HELP-3", "HELP-4"]
-    assert store.active_ticket_for_account("contoso", "u-1", exclude_key="HELP-9") == "HELP-3"
-    assert store.active_ticket_for_account("contoso", "u-1", exclude_key="HELP-3") is None
-    assert store.active_ticket_for_account("fabrikam", "u-1", exclude_key="HELP-9") is None
     assert len(store.all_states()) == 3
+    assert sorted(store.load_many(["HELP-3", "HELP-5", "HELP-404"])) == ["HELP-3", "HELP-5"]
 
 
-def test_only_one_runner_works_on_a_store_at_a_time(store: StateStore) -> None:
+def test_one_ticket_holds_an_account_the_others_are_its_duplicates(store: StateStore) -> None:
+    assert store.hold_account("contoso", "u-1", "HELP-3") is None
+    with pytest.raises(AccountBusy):  # HELP-3 has not saved its decision yet: HELP-9 waits a cycle
+        store.hold_account("contoso", "u-1", "HELP-9")
+    store.save(_state("HELP-3"))  # HELP-3 remediates u-1 now
+    assert store.hold_account("contoso", "u-1", "HELP-9") == "HELP-3"
+    assert store.hold_account("contoso", "u-1", "HELP-3") is None  # its own hold
+    assert store.hold_account("fabrikam", "u-1", "HELP-9") is None  # another tenant's account
+
+
+def test_an_account_hold_ends_with_its_ticket(store: StateStore) -> None:
+    state = _state("HELP-3")
+    assert store.hold_account("contoso", "u-1", "HELP-3") is None
+    store.save(state)
+    state.enter(Stage.RESOLVED, T0 + timedelta(hours=5))
+    store.save(state)
+    assert store.hold_account("contoso", "u-1", "HELP-9") is None  # a new compromise, a new remediation
+
+
+def test_a_hold_on_an_account_the_ticket_no_longer_names_is_taken_over(store: StateStore) -> None:
+    assert store.hold_account("contoso", "u-1", "HELP-3") is None
+    store.save(_state("HELP-3", account="u-2"))  # the plan lapsed: HELP-3 is about u-2 now
+    assert store.hold_account("contoso", "u-1", "HELP-9") is None
+
+
+def test_two_replicas_never_hold_one_ticket_at_once(store: StateStore) -> None:
     other = StateStore.from_url(store.engine.url.render_as_string(hide_password=False))
-    with store.runner_lock() as first, other.runner_lock() as second:
-        assert (first, second) == (True, False)  # a second mailunblock (cron overlap, replica) waits
-    with other.runner_lock() as again:
-        assert again  # released when the holder's cycle ends
+    assert store.claim("ticket:HELP-1") and not other.claim("ticket:HELP-1")
+    assert store.claim("ticket:HELP-1")  # renewing its own claim
+    assert store.renew_claims() == 1
+    store.release("ticket:HELP-1")
+    assert other.claim("ticket:HELP-1")  # released: taken at once
+    other.release_all()
+    assert store.claim("ticket:HELP-1")
 
 
 def test_last_unblock_of_an_account_is_the_most_recent_other_ticket(store: StateStore) -> None:
