@@ -180,26 +180,27 @@ class GatedAdapter(HTTPAdapter):
         """Send ``request`` unless its service is throttled; a throttling answer raises ThrottledError."""
         key = self._service or _origin(request.url or "")
         gates, clock = self._policy.gates, self._policy.clock
-        until = gates.closed_until(key, clock.now())
-        if until is not None:
-            self._observe(key, "not_sent")
-            remaining = (until - clock.now()).total_seconds()
-            raise ThrottledError(
-                f"not sent: throttled until {until:%H:%M:%S} UTC ({remaining:.0f} s left)",
-                retry_after=remaining, service=key,
-            )
-        try:
-            with self._policy.in_flight.slot(key):
+        with self._policy.in_flight.slot(key):
+            # The gate is read once a slot is free: a 429 that arrived while this request waited holds it.
+            until = gates.closed_until(key, clock.now())
+            if until is not None:
+                self._observe(key, "not_sent")
+                remaining = (until - clock.now()).total_seconds()
+                raise ThrottledError(
+                    f"not sent: throttled until {until:%H:%M:%S} UTC ({remaining:.0f} s left)",
+                    retry_after=remaining, service=key,
+                )
+            try:
                 response = super().send(request, *args, **kwargs)
-        except requests.RequestException:
-            self._observe(key, "error")
-            raise
-        self._observe(key, str(response.status_code))
-        now = clock.now()
-        wait = throttle_wait(response.status_code, response.headers, now)
-        if wait is None:
-            return response
-        gates.close(key, now + timedelta(seconds=wait))
+            except requests.RequestException:
+                self._observe(key, "error")
+                raise
+            self._observe(key, str(response.status_code))
+            now = clock.now()
+            wait = throttle_wait(response.status_code, response.headers, now)
+            if wait is None:
+                return response
+            gates.close(key, now + timedelta(seconds=wait))  # before the slot is free for the next request
         reason = response.headers.get("RateLimit-Reason")
         response.close()
         raise ThrottledError(

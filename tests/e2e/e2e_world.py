@@ -51,6 +51,9 @@ class World:
         overrides: dict[str, Any] = {
             "jira": {"affected_account_field": AFFECTED_FIELD},
             "store": {"data_dir": str(workdir / "data")},
+            # One worker unless a test asks for more: a worker's retry wait moves the shared sandbox clock,
+            # which would move it under every other worker too.
+            "poller": {"workers": 1},
         }
         for section, values in config.items():
             overrides[section] = {**overrides.get(section, {}), **values}
