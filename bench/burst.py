@@ -2,15 +2,17 @@
 
 The sandbox (EMULATORS) runs in a child process, so the CPU time and memory printed are mailunblock's own.
 Every call gets an injected latency (default 100 ms; the Exchange admin API 500 ms) and unblocks propagate at
-once. An agent approves each plan as soon as it appears. The real poller runs until every ticket has its
-ETA comment. Printed: a table and one JSON line.
+once. An agent (in the sandbox's process) approves each plan the moment it is posted. The real poller
+(``run_forever``, as ``mailunblock run``) runs until every ticket has its ETA comment. Printed: a table and
+one JSON line.
 
-    .venv/bin/python bench/burst.py [--tickets 1000] [--tenants 10] [--small 50]
+    .venv/bin/python bench/burst.py [--tickets 1000] [--tenants 10] [--small 50] [--workers 32]
 
-``bound_s`` is a lower bound on the wall time from the calls actually made: with one request in flight at a
-time (mailunblock today) it is the sum of their injected latencies, so ``wall_to_bound`` is the overhead
-on top of waiting. ``throughput_ratio`` compares the small workload at concurrency 1 with the configured
-concurrency; mailunblock has no concurrency setting yet (the scale issue), so it is reported as 1.0.
+``bound_s`` is a lower bound on the wall time from the calls actually made, the injected latencies and the
+configured limits: no limited lane (Jira; each tenant's identity, Graph and Exchange; the worker pool) can
+finish sooner than the latency it carried divided by its concurrency. ``wall_to_bound`` is how far above
+that the run was. ``throughput_ratio``: a small workload (``--small`` tickets) run at concurrency 1 and at
+the configured concurrency, in the same invocation; the ratio of their wall times.
 """
 
 from __future__ import annotations
@@ -21,23 +23,26 @@ import multiprocessing
 import resource
 import sys
 import tempfile
+import threading
 import time
 import tomllib
 from collections import Counter
 from datetime import UTC, datetime
 from importlib.resources import files
 from multiprocessing.connection import Connection
+from multiprocessing.sharedctypes import Synchronized
 from pathlib import Path
 from typing import Any
 
-import requests
-from mailunblock.plugin.config import load_config
+from mailunblock.plugin.config import Config, load_config
+from mailunblock.plugin.metrics import Metrics
+from mailunblock.plugin.poller import run_forever
 from mailunblock.plugin.services import build_runtime
 from mailunblock.sandbox.server import Sandbox, to_toml
-from mailunblock.workflows.state import Stage
 
 EPHEMERAL = dict.fromkeys(("jira", "identity", "graph", "exchange", "control"), 0)
 SERVICES = ("jira", "identity", "graph", "exchange")
+APPROVER = "alice"
 
 
 def scenario(tickets: int, tenants: int) -> dict[str, Any]:
@@ -65,8 +70,56 @@ def scenario(tickets: int, tenants: int) -> dict[str, Any]:
     return base
 
 
+def _marker(properties: Any) -> str:
+    value = properties.get("mailunblock") if isinstance(properties, dict) else None
+    return str(value.get("marker", "")) if isinstance(value, dict) else ""
+
+
+def _agent(jira: Any, with_eta: Synchronized[int]) -> None:
+    """In the sandbox's process: approve each plan as soon as it is posted; count the ETA comments."""
+    plans: list[str] = []
+    wake = threading.Condition()
+    seen_eta: set[str] = set()
+
+    def noticed(key: str, marker: str) -> None:
+        name = marker.rpartition(":")[2]
+        if name.startswith("plan"):
+            with wake:
+                plans.append(key)
+                wake.notify()
+        elif name == "eta" and key not in seen_eta:
+            seen_eta.add(key)
+            with with_eta.get_lock():
+                with_eta.value += 1
+
+    add_comment, set_property = jira.add_comment, jira.set_comment_property
+
+    def comment_added(key: str, author: str, body: str, **kwargs: Any) -> str:
+        comment_id: str = add_comment(key, author, body, **kwargs)
+        if marker := _marker(kwargs.get("properties")):
+            noticed(key, marker)
+        return comment_id
+
+    def property_set(comment_id: str, prop_key: str, value: Any) -> Any:
+        created = set_property(comment_id, prop_key, value)
+        if prop_key == "mailunblock" and (marker := _marker({prop_key: value})):
+            noticed(marker.split(":")[1], marker)
+        return created
+
+    def approve() -> None:
+        while True:
+            with wake:
+                while not plans:
+                    wake.wait()
+                key = plans.pop(0)
+            add_comment(key, APPROVER, "/approve")
+
+    jira.add_comment, jira.set_comment_property = comment_added, property_set
+    threading.Thread(target=approve, name="agent", daemon=True).start()
+
+
 def serve(folder: str, tickets: int, tenants: int, latency: float, exchange_latency: float,
-          pipe: Connection) -> None:
+          with_eta: Synchronized[int], pipe: Connection) -> None:
     """Child process: the sandbox with the burst's tickets; sends the config path, serves until told to stop."""
     work = Path(folder)
     path = work / "burst-scenario.toml"
@@ -75,67 +128,95 @@ def serve(folder: str, tickets: int, tenants: int, latency: float, exchange_late
         jira: Any = box.jira
         for issue in list(jira.issues.values()):
             jira.set_labels(issue.key, [])
-        keys = [jira.create_issue(f"cannot send {i}", "megan.bowen@contoso.com", labels=["mail-blocked"],
-                                  affected_account=f"user{i:05d}@tenant{i % tenants:02d}.example")
-                for i in range(tickets)]
-        config = box.write_config(work / "mailunblock.toml", store={"data_dir": str(work / "data")})
+        for i in range(tickets):
+            jira.create_issue(f"cannot send {i}", "megan.bowen@contoso.com", labels=["mail-blocked"],
+                              affected_account=f"user{i:05d}@tenant{i % tenants:02d}.example")
+        _agent(jira, with_eta)
+        config = box.write_config(work / "mailunblock.toml", store={"data_dir": str(work / "data")},
+                                  jira={"page_size": 100}, poller={"interval_seconds": 1})
         box.faults.latency.update(dict.fromkeys(("jira", "identity", "graph"), latency), exchange=exchange_latency)
-        pipe.send({"config": str(config), "control": box.control_url, "keys": keys})
-        pipe.recv()  # stop
+        pipe.send({"config": str(config), "control": box.control_url})
+        pipe.recv()  # the calls are asked for, then stop
+        pipe.send([(c.service, c.method, c.path, c.query) for c in box.calls.records()])
+        pipe.recv()
 
 
-def run(tickets: int, tenants: int, latency: float, exchange_latency: float) -> dict[str, Any]:
-    """One burst; the figures of mailunblock's process."""
+def run(tickets: int, tenants: int, latency: float, exchange_latency: float, workers: int | None,
+        timeout: float) -> dict[str, Any]:
+    """One burst; the figures of mailunblock's process (``workers``: None for the configuration's)."""
+    context = multiprocessing.get_context("spawn")
     with tempfile.TemporaryDirectory(prefix="mailunblock-burst-") as tmp:
-        parent, child = multiprocessing.Pipe()
-        server = multiprocessing.get_context("spawn").Process(
-            target=serve, args=(tmp, tickets, tenants, latency, exchange_latency, child), daemon=True)
+        parent, child = context.Pipe()
+        with_eta = context.Value("i", 0)
+        server = context.Process(target=serve, daemon=True,
+                                 args=(tmp, tickets, tenants, latency, exchange_latency, with_eta, child))
         server.start()
         if not parent.poll(300):
             server.kill()
             raise RuntimeError("the sandbox did not start within 300 s")
         ready = parent.recv()
         try:
-            return _drive(ready, tickets, latency, exchange_latency)
+            config = load_config(ready["config"])
+            if workers is not None:
+                config = config.model_copy(update={"poller": config.poller.model_copy(update={"workers": workers})})
+            result = _drive(config, tickets, with_eta, timeout)
+            parent.send("calls")
+            calls = parent.recv()
         finally:
             parent.send("stop")
             server.join(timeout=30)
+    figures = _figures(calls, result, config, latency, exchange_latency)
+    return {**result, **figures}
 
 
-def _drive(ready: dict[str, Any], tickets: int, latency: float, exchange_latency: float) -> dict[str, Any]:
-    runtime = build_runtime(load_config(ready["config"]), _Clock())
-    poller = runtime.poller
-    control = ready["control"]
-    approved: set[str] = set()
+def _drive(config: Config, tickets: int, with_eta: Synchronized[int], timeout: float) -> dict[str, Any]:
+    metrics = Metrics(_Clock(), config.poller.interval_seconds)
+    runtime = build_runtime(config, _Clock(), metrics=metrics)
     cpu0, wall0 = time.process_time(), time.perf_counter()
-    cycles = 0
-    while True:
-        cycles += 1
-        poller.run_cycle()
-        states = {s.issue_key: s for s in runtime.store.all_states()}
-        for key, state in states.items():
-            if state.stage is Stage.AWAITING_APPROVAL and key not in approved:
-                requests.post(f"{control}/jira/comment", json={"key": key, "author": "alice", "body": "/approve"},
-                              timeout=30).raise_for_status()
-                approved.add(key)
-        done = sum(1 for s in states.values() if "eta" in s.posted)
-        if done == tickets or cycles > 50:
-            break
+    cycles = [0]
+
+    def finished() -> bool:
+        return bool(with_eta.value >= tickets or time.perf_counter() - wall0 > timeout)
+
+    def counted(_report: object) -> None:
+        cycles[0] += 1
+
+    run_forever(runtime.poller, config.poller.interval_seconds, counted, until=finished)
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
-    calls = requests.get(f"{control}/calls", timeout=60).json()
-    by_service = Counter(c["service"] for c in calls if c["service"] in SERVICES)
-    tokens = Counter(c["service"] for c in calls if c["service"] == "identity" and c["method"] == "POST")
-    waits = {"exchange": exchange_latency}
-    bound = sum(waits.get(c["service"], latency) for c in calls if c["service"] in SERVICES)
     runtime.store.engine.dispose()
+    sent: Counter[tuple[str, str]] = Counter()
+    for family in metrics.registry.collect():
+        if family.name == "mailunblock_api_requests":
+            for sample in family.samples:
+                if sample.name.endswith("_total"):
+                    sent[(sample.labels["service"], sample.labels["tenant"])] += int(sample.value)
     return {
-        "tickets": tickets, "with_eta": done, "cycles": cycles, "wall_s": round(wall, 2),
-        "calls_per_ticket": {**{s: round(by_service[s] / tickets, 2) for s in SERVICES},
-                             "total": round(sum(by_service.values()) / tickets, 2)},
-        "token_requests_per_tenant": round(tokens["identity"] / max(1, len(runtime.tenants)), 2),
+        "tickets": tickets, "with_eta": with_eta.value, "cycles": cycles[0], "wall_s": round(wall, 2),
         "cpu_ms_per_ticket": round(cpu * 1000 / tickets, 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "bound_s": round(bound, 2), "wall_to_bound": round(wall / bound, 2) if bound else None,
+        "workers": config.poller.workers, "_sent": sent,
+    }
+
+
+def _figures(calls: list[tuple[str, str, str, dict[str, str]]], result: dict[str, Any], config: Config,
+             latency: float, exchange_latency: float) -> dict[str, Any]:
+    """Calls per ticket (from the sandbox's log) and the lower bound (from our per-tenant request counts)."""
+    tickets = result["tickets"]
+    by_service = Counter(service for service, *_ in calls if service in SERVICES)
+    tokens = sum(1 for service, method, *_ in calls if service == "identity" and method == "POST")
+    waits = {"exchange": exchange_latency}
+    limits = config.http.in_flight.model_dump()
+    sent: Counter[tuple[str, str]] = result.pop("_sent")
+    lanes = {f"{service}/{tenant or 'site'}": count * waits.get(service, latency) / limits[service]
+             for (service, tenant), count in sent.items() if service in limits}
+    lanes["workers"] = sum(n * waits.get(s, latency) for (s, _), n in sent.items()) / config.poller.workers
+    bound = max(lanes.values(), default=0.0)
+    return {
+        "calls_per_ticket": {**{s: round(by_service[s] / tickets, 2) for s in SERVICES},
+                             "total": round(sum(by_service.values()) / tickets, 2)},
+        "token_requests_per_tenant": round(tokens / max(1, len(config.tenants)), 2),
+        "bound_s": round(bound, 2), "bound_lane": max(lanes, key=lambda k: lanes[k]) if lanes else "",
+        "wall_to_bound": round(result["wall_s"] / bound, 2) if bound else None,
     }
 
 
@@ -147,21 +228,29 @@ class _Clock:
 
 
 def main() -> None:
-    """Run the burst and print its figures."""
+    """Run the burst and the throughput comparison; print the figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tickets", type=int, default=1000)
     parser.add_argument("--tenants", type=int, default=10)
-    parser.add_argument("--small", type=int, default=50, help="tickets of the throughput comparison run")
+    parser.add_argument("--small", type=int, default=50, help="tickets of the throughput comparison (0: skip)")
+    parser.add_argument("--workers", type=int, default=32, help="the configured concurrency (poller.workers)")
     parser.add_argument("--latency", type=float, default=0.1, help="seconds per call (Jira, identity, Graph)")
     parser.add_argument("--exchange-latency", type=float, default=0.5, help="seconds per Exchange admin call")
+    parser.add_argument("--timeout", type=float, default=600, help="give up after this many seconds per run")
     args = parser.parse_args()
-    result = run(args.tickets, args.tenants, args.latency, args.exchange_latency)
-    result["throughput_ratio"] = 1.0  # no concurrency setting yet: concurrency 1 is the configured one
-    print(f"mailunblock burst — {args.tickets} tickets over {args.tenants} tenants, "
+    result = run(args.tickets, args.tenants, args.latency, args.exchange_latency, args.workers, args.timeout)
+    if args.small:
+        serial = run(args.small, args.tenants, args.latency, args.exchange_latency, 1, args.timeout)
+        parallel = run(args.small, args.tenants, args.latency, args.exchange_latency, args.workers, args.timeout)
+        result["throughput_ratio"] = round(serial["wall_s"] / parallel["wall_s"], 2)
+        result["small"] = {"tickets": args.small, "serial_wall_s": serial["wall_s"],
+                           "parallel_wall_s": parallel["wall_s"]}
+    print(f"mailunblock burst — {args.tickets} tickets over {args.tenants} tenants, {args.workers} workers, "
           f"{args.latency * 1000:.0f} ms per call ({args.exchange_latency * 1000:.0f} ms Exchange), EMULATORS")
-    for name in ("wall_s", "bound_s", "wall_to_bound", "cpu_ms_per_ticket", "peak_rss_mb",
-                 "token_requests_per_tenant", "cycles", "with_eta"):
-        print(f"  {name:26} {result[name]}")
+    for name in ("wall_s", "bound_s", "bound_lane", "wall_to_bound", "throughput_ratio", "cpu_ms_per_ticket",
+                 "peak_rss_mb", "token_requests_per_tenant", "cycles", "with_eta"):
+        if name in result:
+            print(f"  {name:26} {result[name]}")
     print("  calls_per_ticket           " + ", ".join(f"{k} {v}" for k, v in result["calls_per_ticket"].items()))
     print(json.dumps(result, sort_keys=True))
     sys.exit(0 if result["with_eta"] == args.tickets else 1)

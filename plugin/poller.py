@@ -11,7 +11,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
@@ -126,17 +126,67 @@ class Poller:
         self.observer: Callable[[CycleReport, float], None] | None = None  # (report, seconds): the metrics
 
     def run_cycle(self) -> CycleReport:
-        """Advance every ticket that needs work; never raises for a per-ticket or Jira failure."""
+        """One cycle, waiting until each of its tickets is through; never raises for a ticket or Jira failure.
+
+        (A worker's ``BaseException`` — an interpreter exit, a test's simulated crash — is raised here.)
+        """
+        done = threading.Event()
+        reports: list[CycleReport] = []
+        escaped: list[BaseException] = []
+
+        def finished(report: CycleReport) -> None:
+            reports.append(report)
+            done.set()
+
+        self.start_cycle(finished, escaped.append)
+        done.wait()
+        if escaped:
+            raise escaped[0]
+        return reports[0]
+
+    def start_cycle(
+        self, on_done: Callable[[CycleReport], None], on_escape: Callable[[BaseException], None] | None = None,
+    ) -> None:
+        """Search, hand the tickets to the workers and return; ``on_done(report)`` once they are all through.
+
+        Tickets still in flight from an earlier cycle are left to it, so cycles overlap safely: a ticket whose
+        approval arrived is taken up by the next cycle even while a slow tenant's tickets of this one run.
+        """
         started = time.monotonic()
         self._start_heartbeat()
+
+        def finish(report: CycleReport) -> None:
+            report.advanced.sort()
+            if self.observer is not None:
+                self.observer(report, time.monotonic() - started)
+            on_done(report)
+
         try:
-            report = self._cycle()
+            report, items = self._dispatchable()
         except SQLAlchemyError as exc:
             report = CycleReport(error=f"state store unavailable: {_first_line(exc)}")
             log.warning("cycle failed, will retry next cycle: %s", report.error)
-        if self.observer is not None:
-            self.observer(report, time.monotonic() - started)
-        return report
+            finish(report)
+            return
+        if not items:
+            finish(report)
+            return
+        remaining = [len(items)]
+
+        def one_done(future: Future[None]) -> None:
+            error = future.exception()
+            if error is not None:  # _work catches every Exception: this is a bug or the process ending
+                log.error("a worker stopped: %s", type(error).__name__)
+                if on_escape is not None:
+                    on_escape(error)
+            with self._lock:
+                remaining[0] -= 1
+                last = remaining[0] == 0
+            if last:
+                finish(report)
+
+        for issue, state in items:
+            self._pool.submit(self._work, issue, state, report).add_done_callback(one_done)
 
     def close(self) -> None:
         """Stop the heartbeat and the workers (after their tickets) and give back every claim still held."""
@@ -144,7 +194,8 @@ class Poller:
         self._pool.shutdown(wait=True)
         self._store.release_all()
 
-    def _cycle(self) -> CycleReport:
+    def _dispatchable(self) -> tuple[CycleReport, list[WorkItem]]:
+        """The cycle's report so far and the tickets to hand to workers now, interleaved over tenants."""
         report = CycleReport()
         try:
             # Read every page before acting: our own comments bump `updated`, which would shift the
@@ -153,7 +204,7 @@ class Poller:
         except ConnectorError as exc:
             report.error = f"Jira could not be searched: {exc}"
             log.warning("cycle failed, will retry next cycle: %s", report.error)
-            return report
+            return report, []
         selected: dict[str, Ticket] = {}
         ids: set[str] = set()
         for issue in issues:
@@ -167,24 +218,23 @@ class Poller:
         open_states = self._store.open_states()
         by_id = {s.issue_id: s for s in open_states if s.issue_id}
         work: list[WorkItem] = []
-        fresh: list[Ticket] = []
+        fresh: list[WorkItem] = []
         for key, issue in selected.items():
             state = known.get(key) or self._moved(issue, by_id)
             if state is None:
-                fresh.append(issue)
+                fresh.append((issue, None))
             elif self._engine.needs_work(issue, state):
                 work.append((issue, state))
         # Tickets we were working on that left the selection (closed, label removed): let the engine
         # see them once more so it can stop cleanly and say what was and was not done.
         left: list[WorkItem] = [(None, s) for s in open_states if s.issue_key not in selected and s.issue_id not in ids]
-        jobs: list[WorkItem] = [(issue, None) for issue in fresh]
-        jobs += work + left
-        futures = [self._pool.submit(self._work, issue, state, report) for issue, state in self._by_lane(jobs)]
-        wait(futures)
-        for future in futures:
-            future.result()  # a worker never raises; this surfaces a bug instead of hiding it
-        report.advanced.sort()
-        return report
+        items: list[WorkItem] = []
+        with self._lock:
+            for item in fresh + work + left:
+                if _key_of(*item) not in self._in_flight:  # else an earlier cycle's worker has it, or will
+                    self._in_flight.add(_key_of(*item))
+                    items.append(item)
+        return report, self._by_lane(items)
 
     def _by_lane(self, jobs: Sequence[WorkItem]) -> list[WorkItem]:
         """The jobs interleaved round-robin over tenants, so that one tenant's burst does not starve the others."""
@@ -196,11 +246,7 @@ class Poller:
 
     def _work(self, issue: Ticket | None, state: TicketState | None, report: CycleReport) -> None:
         """One ticket, in a worker: claim it, read its state afresh, advance it, give it back."""
-        key = issue.key if issue is not None else state.issue_key if state is not None else ""
-        with self._lock:
-            if key in self._in_flight:
-                return  # an earlier cycle's worker has it
-            self._in_flight.add(key)
+        key = _key_of(issue, state)
         claim = ticket_claim(key)
         lane = self._lane(issue, state)
         try:
@@ -312,6 +358,10 @@ class Poller:
                     report.unreachable.add(after.tenant or f"{after.failed_service} (tenant not known yet)")
 
 
+def _key_of(issue: Ticket | None, state: TicketState | None) -> str:
+    return issue.key if issue is not None else state.issue_key if state is not None else ""
+
+
 def _first_line(exc: SQLAlchemyError) -> str:
     return str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
 
@@ -350,10 +400,10 @@ def run_forever(
     scheduler = BackgroundScheduler(timezone="UTC")
     try:
         scheduler.add_job(
-            lambda: on_cycle(poller.run_cycle()),
+            lambda: poller.start_cycle(on_cycle),
             IntervalTrigger(seconds=interval_seconds),
             id="poll",
-            max_instances=2,
+            max_instances=1,
             coalesce=True,
             misfire_grace_time=None,
             next_run_time=datetime.now(UTC),

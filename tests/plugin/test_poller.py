@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -120,11 +120,11 @@ def test_a_stop_signal_during_the_first_cycle_lets_it_finish_and_stops_cleanly()
         def close(self) -> None:
             pass
 
-        def run_cycle(self) -> CycleReport:
+        def start_cycle(self, on_done: Callable[[CycleReport], None]) -> None:
             self.cycles += 1
             os.kill(os.getpid(), signal.SIGTERM)  # delivered while the cycle is still working
             self.finished += 1
-            return CycleReport()
+            on_done(CycleReport())
 
     poller = SignalledPoller()
     reports: list[CycleReport] = []
@@ -260,8 +260,8 @@ def test_housekeeping_jobs_run_in_the_scheduler_beside_the_cycle() -> None:
         os.kill(os.getpid(), signal.SIGTERM)  # stop once the job has run
 
     class IdlePoller:
-        def run_cycle(self) -> CycleReport:
-            return CycleReport()
+        def start_cycle(self, on_done: Callable[[CycleReport], None]) -> None:
+            on_done(CycleReport())
 
         def close(self) -> None:
             pass
