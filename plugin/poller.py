@@ -367,6 +367,8 @@ def _first_line(exc: SQLAlchemyError) -> str:
 
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_quiet_scheduler_log = logging.getLogger("mailunblock.scheduler")
+_quiet_scheduler_log.setLevel(logging.ERROR)
 
 
 @dataclass(frozen=True)
@@ -397,7 +399,8 @@ def run_forever(
     """
     received: list[int] = []
     previous = {s: signal.signal(s, lambda signum, _frame: received.append(signum)) for s in STOP_SIGNALS}
-    scheduler = BackgroundScheduler(timezone="UTC")
+    # A search that takes longer than the interval skips a tick: expected under load, not worth a warning.
+    scheduler = BackgroundScheduler(timezone="UTC", logger=_quiet_scheduler_log)
     try:
         scheduler.add_job(
             lambda: poller.start_cycle(on_cycle),

@@ -1,15 +1,17 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from mailunblock.connectors.errors import NotFoundError, TransientError
 from mailunblock.connectors.models import Ticket
-from mailunblock.plugin.poller import Poller
+from mailunblock.plugin.poller import CycleReport, Poller
 from mailunblock.plugin.store import StateStore
 from mailunblock.workflows.ports import ClaimLost
 from mailunblock.workflows.state import Stage, TicketState
@@ -277,3 +279,69 @@ def test_housekeeping_jobs_run_in_the_scheduler_beside_the_cycle() -> None:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     assert ran.is_set()
+
+
+class ConcurrentEngine(ScriptedEngine):
+    """Records how many tickets of each tenant (the key's project) it works on at once; can hold one back."""
+
+    def __init__(self, store: StateStore, hold: str | None = None) -> None:
+        super().__init__(store)
+        self.lock = threading.Lock()
+        self.running: dict[str, int] = {}
+        self.peak: dict[str, int] = {}
+        self.peak_total = 0
+        self.hold, self.release = hold, threading.Event()
+        self.started: list[str] = []
+
+    def lane(self, issue: Ticket, state: TicketState | None) -> str:
+        return issue.key.partition("-")[0]
+
+    def process(self, issue: Ticket, state: TicketState | None) -> TicketState:
+        lane = self.lane(issue, state)
+        with self.lock:
+            self.started.append(issue.key)
+            self.running[lane] = self.running.get(lane, 0) + 1
+            self.peak[lane] = max(self.peak.get(lane, 0), self.running[lane])
+            self.peak_total = max(self.peak_total, sum(self.running.values()))
+        try:
+            if issue.key == self.hold:
+                self.release.wait(10)
+            else:
+                time.sleep(0.05)
+            return super().process(issue, state)
+        finally:
+            with self.lock:
+                self.running[lane] -= 1
+
+
+def test_tickets_of_one_tenant_are_limited_while_tenants_go_in_parallel(store: StateStore) -> None:
+    from mailunblock.plugin.poller import Concurrency
+
+    engine = ConcurrentEngine(store)
+    issues = [replace(_issue(f"{tenant}-{n}"), id=f"{tenant}{n}")
+              for n in range(1, 5) for tenant in ("CONTOSO", "FABRIKAM", "NWIND")]
+    poller = Poller(lambda: iter(issues), _issue, engine, store,  # type: ignore[arg-type]
+                    Concurrency(workers=6, per_tenant=2))
+    report = poller.run_cycle()
+    poller.close()
+    assert report.ok and len(report.advanced) == 12
+    assert max(engine.peak.values()) == 2  # never more than per_tenant of one tenant
+    assert engine.peak_total > 2  # several tenants at once
+
+
+def test_an_overlapping_cycle_leaves_a_ticket_in_flight_to_its_worker(store: StateStore) -> None:
+    from mailunblock.plugin.poller import Concurrency
+
+    engine = ConcurrentEngine(store, hold="HELP-1")
+    poller = Poller(lambda: iter([_issue("HELP-1"), _issue("HELP-2")]), _issue, engine, store,  # type: ignore[arg-type]
+                    Concurrency(workers=4))
+    slow: list[CycleReport] = []
+    poller.start_cycle(slow.append)  # HELP-1 is still being worked on when the next cycle starts
+    while "HELP-2" not in engine.processed or "HELP-1" not in engine.started:
+        time.sleep(0.01)
+    overlapping = poller.run_cycle()
+    # It returned while HELP-1 is still held (it did not wait for it) and did not start it a second time.
+    assert overlapping.ok and engine.started.count("HELP-1") == 1 and not slow
+    engine.release.set()
+    poller.close()
+    assert slow and slow[0].advanced == ["HELP-1: awaiting_approval", "HELP-2: awaiting_approval"]
