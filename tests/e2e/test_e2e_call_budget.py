@@ -18,7 +18,8 @@ BUDGET = {"jira": 6.5, "identity": 1.0, "graph": 10.0, "exchange": 3.0, "total":
 
 def test_calls_per_ticket_stay_within_budget() -> None:
     done = subprocess.run(
-        [sys.executable, str(BURST), "--tickets", "8", "--tenants", "2", "--latency", "0", "--exchange-latency", "0"],
+        [sys.executable, str(BURST), "--tickets", "8", "--tenants", "2", "--small", "0", "--latency", "0",
+         "--exchange-latency", "0"],
         capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
