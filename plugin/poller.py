@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -215,8 +215,8 @@ class Poller:
             ids.add(issue.id)
         report.seen = len(selected)
         known = self._store.load_many(list(selected))
-        open_states = self._store.open_states()
-        by_id = {s.issue_id: s for s in open_states if s.issue_id}
+        open_states = self._store.open_views()
+        by_id = {s.issue_id: s for s in open_states.values() if s.issue_id}
         work: list[WorkItem] = []
         fresh: list[WorkItem] = []
         for key, issue in selected.items():
@@ -227,7 +227,8 @@ class Poller:
                 work.append((issue, state))
         # Tickets we were working on that left the selection (closed, label removed): let the engine
         # see them once more so it can stop cleanly and say what was and was not done.
-        left: list[WorkItem] = [(None, s) for s in open_states if s.issue_key not in selected and s.issue_id not in ids]
+        left: list[WorkItem] = [(None, s) for key, s in open_states.items()
+                                if key not in selected and s.issue_id not in ids]
         items: list[WorkItem] = []
         with self._lock:
             for item in fresh + work + left:
@@ -305,8 +306,7 @@ class Poller:
             return None
         log.warning("%s moved to %s: its remediation continues under the new key", state.issue_key, issue.key)
         self._store.rename(state.issue_key, issue.key)
-        state.issue_key = issue.key
-        return state
+        return replace(state, issue_key=issue.key)  # the store's view stays as it was read
 
     def _start_heartbeat(self) -> None:
         """Renew this process's claims while it runs (saves renew them too; a long Retry-After wait does not)."""

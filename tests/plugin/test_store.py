@@ -120,3 +120,14 @@ def test_a_killed_process_on_this_host_leaves_no_claim_to_wait_for(store: StateS
     assert store.claim("ticket:HELP-1"), "a restart on the same host need not wait for the lease"
     other = StateStore.from_url(url)  # alive (this process): its claim is respected until the lease ends
     assert not other.claim("ticket:HELP-1")
+
+
+def test_views_follow_what_another_replica_saved(store: StateStore) -> None:
+    other = StateStore.from_url(store.engine.url.render_as_string(hide_password=False))
+    state = _state("HELP-3")
+    store.save(state)
+    assert store.load_many(["HELP-3"])["HELP-3"].stage is Stage.NEW
+    state.enter(Stage.AWAITING_APPROVAL, T0 + timedelta(minutes=1))
+    other.save(state)  # the view is parsed again because the row changed, not served from the last read
+    assert store.load_many(["HELP-3"])["HELP-3"].stage is Stage.AWAITING_APPROVAL
+    assert store.open_views()["HELP-3"].stage is Stage.AWAITING_APPROVAL
