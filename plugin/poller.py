@@ -102,6 +102,7 @@ class Poller:
 
     def _cycle(self) -> CycleReport:
         report = CycleReport()
+        self._engine.begin_cycle()
         seen: set[str] = set()
         try:
             # Read every page before acting: our own comments bump `updated`, which would shift the

@@ -27,6 +27,10 @@ class ScriptedEngine:
         self.store = store
         self.explode = explode or {}
         self.processed: list[str] = []
+        self.cycles = 0
+
+    def begin_cycle(self) -> None:
+        self.cycles += 1
 
     def process(self, issue: Ticket, state: TicketState | None) -> TicketState:
         self.processed.append(issue.key)
@@ -245,3 +249,11 @@ def test_housekeeping_jobs_run_in_the_scheduler_beside_the_cycle() -> None:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     assert ran.is_set()
+
+
+def test_each_cycle_begins_a_cycle_of_shared_reads_before_the_first_ticket(store: StateStore) -> None:
+    engine = ScriptedEngine(store)
+    poller = Poller(lambda: iter([_issue("HELP-1")]), _issue, engine, store)  # type: ignore[arg-type]
+    poller.run_cycle()
+    poller.run_cycle()
+    assert engine.cycles == 2
