@@ -68,9 +68,6 @@ BASE_FIELDS = (
     "issuelinks",
 )
 LIGHT_FIELDS = ("updated", "status", "labels")  # enough to tell whether a selected ticket changed
-# Pages of the light search: the fewer the fields, the more issues Jira returns per page (Cloud caps pages
-# of more than id/key at 100; a page that comes back shorter is simply followed by the next).
-LIGHT_PAGE_SIZE = 100
 
 
 @dataclass(frozen=True)
@@ -205,12 +202,10 @@ class JiraClient:
         """Every ticket matching ``jql``, with comments and status changes, page by page."""
         return (self._issue(raw) for raw in self._search_pages(jql, self._fields, expand=True))
 
-    def _search_pages(
-        self, jql: str, fields: Sequence[str], *, expand: bool, page_size: int | None = None
-    ) -> Iterator[dict[str, Any]]:
+    def _search_pages(self, jql: str, fields: Sequence[str], *, expand: bool) -> Iterator[dict[str, Any]]:
         """Raw issues matching ``jql`` with ``fields`` (and the changelog when ``expand``), every page."""
         changelog = {"expand": "changelog"} if expand else {}
-        size = page_size or self._page_size
+        size = self._page_size
         if self._deployment is Deployment.CLOUD:
             token: str | None = None
             while True:
@@ -361,8 +356,7 @@ class JiraClient:
         """
         if not self._selection:
             raise ValueError("no selection (JQL) configured for this Jira client")
-        pages = self._search_pages(self._selection, LIGHT_FIELDS, expand=False,
-                                   page_size=max(self._page_size, LIGHT_PAGE_SIZE))
+        pages = self._search_pages(self._selection, LIGHT_FIELDS, expand=False)
         light = [raw for raw in pages if raw.get("id")]
         with self._lock:
             known = dict(self._last_read)
