@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 import pytest
@@ -116,3 +117,35 @@ def test_a_new_cycle_reads_membership_again(world):
     state = engine.process(replace(other, comments=comments), world.repository.load(other.key))
     assert state.stage is Stage.AWAITING_APPROVAL and state.approved_by is None
     assert world.tickets.group_reads == 2
+
+
+def test_workers_of_one_cycle_triaging_one_tenant_at_once_share_one_read_of_its_list(world, monkeypatch):
+    issues = []
+    for n in range(4):
+        name = f"user{n}"
+        world.directory.users[f"u-{name}"] = replace(
+            world.user(), id=f"u-{name}", user_principal_name=f"{name}@contoso.com", mail=f"{name}@contoso.com",
+            proxy_addresses=(f"SMTP:{name}@contoso.com",), display_name=name)
+        world.restricted.block(f"{name}@contoso.com")
+        issues.append(replace(world.tickets.issue(), key=f"HELP-{200 + n}", id=f"{300 + n}",
+                              affected_account=f"{name}@contoso.com"))
+    whole_list = world.restricted.list_blocked
+    world.restricted.reads = 0
+    arrived = threading.Barrier(4)
+
+    def slow_list() -> list:
+        time.sleep(0.05)  # the others ask while this read is under way
+        return whole_list()
+
+    monkeypatch.setattr(world.restricted, "list_blocked", slow_list)
+    engine = world.engine()
+    engine.begin_cycle()
+
+    def triage(issue):
+        arrived.wait(10)
+        return engine.process(issue, None)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        states = list(pool.map(triage, issues))
+    assert [s.listed_at_triage for s in states] == [(f"user{n}@contoso.com",) for n in range(4)]
+    assert world.restricted.reads == 1
