@@ -74,6 +74,7 @@ class TokenProvider:
         self._lock = threading.Lock()
         self._token_lock = threading.Lock()
         self._app: msal.ConfidentialClientApplication | None = None
+        self._resource_locks: dict[str, threading.Lock] = {}
 
     @property
     def tenant_id(self) -> str:
@@ -129,10 +130,18 @@ class TokenProvider:
             role_template_ids=frozenset(str(w) for w in wids) if isinstance(wids, list) else None,
         )
 
+    def _resource_lock(self, scope: str) -> threading.Lock:
+        with self._lock:
+            return self._resource_locks.setdefault(scope, threading.Lock())
+
     def _acquire(self, resource: str) -> str:
         scope = f"{resource.rstrip('/')}/.default"
+        app = self._application()
         try:
-            result = self._application().acquire_token_for_client(scopes=[scope])
+            # One caller at a time per resource: MSAL's cache answers the others once the first has the
+            # token, so workers starting together make one token request, not one each.
+            with self._resource_lock(scope):
+                result = app.acquire_token_for_client(scopes=[scope])
         except requests.RequestException as exc:
             raise error_for_exception(exc, service=SERVICE) from None
         except MsalServiceError:  # MSAL raises it for 5xx token responses

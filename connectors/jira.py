@@ -10,6 +10,7 @@ retried. See the README's design notes for why the ``jira`` package is not used.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -66,6 +67,7 @@ BASE_FIELDS = (
     "summary", "description", "status", "labels", "reporter", "created", "updated", "comment",
     "issuelinks",
 )
+LIGHT_FIELDS = ("updated", "status", "labels")  # enough to tell whether a selected ticket changed
 
 
 @dataclass(frozen=True)
@@ -171,6 +173,8 @@ class JiraClient:
         self._page_size = page_size
         self._fields = [*BASE_FIELDS, *([affected_account_field] if affected_account_field else [])]
         self._session = session
+        self._lock = threading.Lock()
+        self._last_read: dict[str, Ticket] = {}  # issue id -> the selected ticket as last read in full
 
     @classmethod
     def connect(
@@ -196,29 +200,34 @@ class JiraClient:
 
     def search(self, jql: str) -> Iterator[Ticket]:
         """Every ticket matching ``jql``, with comments and status changes, page by page."""
+        return (self._issue(raw) for raw in self._search_pages(jql, self._fields, expand=True))
+
+    def _search_pages(self, jql: str, fields: Sequence[str], *, expand: bool) -> Iterator[dict[str, Any]]:
+        """Raw issues matching ``jql`` with ``fields`` (and the changelog when ``expand``), every page."""
+        changelog = {"expand": "changelog"} if expand else {}
+        size = self._page_size
         if self._deployment is Deployment.CLOUD:
             token: str | None = None
             while True:
                 body: dict[str, Any] = {
-                    "jql": jql, "fields": self._fields, "expand": "changelog",
-                    "maxResults": self._page_size,
+                    "jql": jql, "fields": list(fields), **changelog, "maxResults": size,
                 }
                 if token:
                     body["nextPageToken"] = token
                 page = self._call("POST", SEARCH_JQL, json=body, safe=True)
-                yield from (self._issue(raw) for raw in page.get("issues", []))
+                yield from page.get("issues", [])
                 token = page.get("nextPageToken")
                 if page.get("isLast", True) or not token:
                     return
         start = 0
         while True:
             params = {
-                "jql": jql, "fields": ",".join(self._fields), "expand": "changelog",
-                "startAt": str(start), "maxResults": str(self._page_size),
+                "jql": jql, "fields": ",".join(fields), **changelog,
+                "startAt": str(start), "maxResults": str(size),
             }
             page = self._call("GET", SEARCH, params=params)
             issues = page.get("issues", [])
-            yield from (self._issue(raw) for raw in issues)
+            yield from issues
             start += len(issues)
             if not issues or start >= int(page.get("total", 0)):
                 return
@@ -337,10 +346,30 @@ class JiraClient:
                 return found
 
     def selected(self) -> Iterable[Ticket]:
-        """The tickets that need work: the configured selection (JQL)."""
+        """The tickets that need work: the configured selection (JQL), each as it is now, every page.
+
+        Steady cycles cost what changed, not what waits: the selection is searched for a few light fields
+        (``updated``, status, labels) and only tickets that are new or changed since their last full read
+        are read in full (comments, changelog), a page of them at a time (``id in (…)`` through the same
+        search). Any change to a ticket — a comment, a status, a field — moves its ``updated``, so a
+        ticket whose ``updated`` did not move is the one read before.
+        """
         if not self._selection:
             raise ValueError("no selection (JQL) configured for this Jira client")
-        return self.search(self._selection)
+        pages = self._search_pages(self._selection, LIGHT_FIELDS, expand=False)
+        light = [raw for raw in pages if raw.get("id")]
+        with self._lock:
+            known = dict(self._last_read)
+        changed = [str(raw["id"]) for raw in light if not _unchanged(known.get(str(raw["id"])), raw)]
+        for start in range(0, len(changed), self._page_size):
+            ids = ", ".join(changed[start:start + self._page_size])
+            known.update((t.id, t) for t in self.search(f"id in ({ids})"))
+        # A ticket that left the selection between the two searches is not in the answer: the poller
+        # re-reads tickets it knows but did not see.
+        tickets = [known[str(raw["id"])] for raw in light if str(raw["id"]) in known]
+        with self._lock:
+            self._last_read = {t.id: t for t in tickets}
+        return tickets
 
     # --- the Membership protocol: who belongs where (the workflow decides who approves) ---------
 
@@ -494,6 +523,15 @@ class JiraClient:
             if self._affected_field else None,
             status_changes=_status_changes(raw.get("changelog") or {}),
         )
+
+
+def _unchanged(known: Ticket | None, raw: dict[str, Any]) -> bool:
+    """Whether a light search result is the ticket read before (same key, ``updated`` not moved)."""
+    return (
+        known is not None
+        and known.key == raw.get("key")
+        and known.updated == _instant((raw.get("fields") or {}).get("updated"))
+    )
 
 
 def _seg(value: str) -> str:

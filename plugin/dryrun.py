@@ -132,6 +132,10 @@ class DryRunRestricted:
         """Real read."""
         return self._inner.blocked_entries(addresses)
 
+    def list_blocked(self) -> list[BlockedSender]:
+        """Real read."""
+        return self._inner.list_blocked()
+
     def unblock(self, address: str, reason: str) -> tuple[str, ...]:
         """Print the unblock (no warnings: nothing was sent)."""
         self._echo(f"  tenant {self._tenant}: would remove {address} from the Restricted users list")

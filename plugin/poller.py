@@ -71,6 +71,10 @@ WorkItem = tuple[Ticket | None, TicketState | None]  # a ticket (None: left the 
 class Engine(Protocol):
     """What the poller needs of the remediation engine."""
 
+    def begin_cycle(self) -> None:
+        """A new cycle: reads its tickets share are made again, once each."""
+        ...
+
     def process(self, issue: Ticket, state: TicketState | None) -> TicketState:
         """Advance one ticket as far as it goes now; return its saved state."""
         ...
@@ -197,6 +201,7 @@ class Poller:
     def _dispatchable(self) -> tuple[CycleReport, list[WorkItem]]:
         """The cycle's report so far and the tickets to hand to workers now, interleaved over tenants."""
         report = CycleReport()
+        self._engine.begin_cycle()  # the reads this cycle's tickets share (a tenant's list, approvers) afresh
         try:
             # Read every page before acting: our own comments bump `updated`, which would shift the
             # pages of an ORDER BY updated search while we walk them.

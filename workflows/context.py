@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from mailunblock.connectors.models import Person, Ticket
+from mailunblock.connectors.models import BlockedSender, DirectoryUser, Person, Ticket
 from mailunblock.workflows import approvers, messages
+from mailunblock.workflows.cycle import CycleCache
 from mailunblock.workflows.policy import RemediationPolicy
 from mailunblock.workflows.ports import Clock, Membership, PasswordVault, StateRepository, Tickets
 from mailunblock.workflows.state import Stage, TicketState
@@ -37,15 +38,28 @@ class StepContext:
     bot: Person | None = None  # the account mailunblock itself writes as: it never decides anything
     # Set once this pass has checked that the approved plan still matches the ticket and the account.
     plan_checked: bool = False
-    _approvers: dict[str, bool] = field(default_factory=dict)
+    # The account as the directory answered in this pass (the pre-reset re-check): the reset and the
+    # revocation record their before-values from it instead of reading the account again.
+    account_read: DirectoryUser | None = None
     posted_now: set[str] = field(default_factory=set)  # ids of comments posted in this pass
-
+    # Reads shared by every ticket of the poll cycle (a pass of its own when no cycle was begun).
+    cycle: CycleCache = field(default_factory=CycleCache)
 
     def is_approver(self, user: Person) -> bool:
-        """Approver membership, read at most once per user in this pass (at the cycle that decides)."""
-        if user.ref not in self._approvers:
-            self._approvers[user.ref] = approvers.is_approver(self.policy, self.membership, user)
-        return self._approvers[user.ref]
+        """Approver membership, read at most once per user in this cycle (at the cycle that decides)."""
+        return self.cycle.get(("approver", user.ref),
+                              lambda: approvers.is_approver(self.policy, self.membership, user))
+
+    def listed_entries(self, tenant: TenantServices, addresses: Sequence[str]) -> list[BlockedSender]:
+        """Entries of the tenant's Restricted users list for any of ``addresses`` (case-insensitive).
+
+        The list is read once per cycle and tenant, whatever the number of tickets: it holds only
+        restricted accounts, and matching every SMTP address of the account here does not depend on how
+        Exchange compares ``-SenderAddress`` (one exact address per call, no aliases).
+        """
+        entries = self.cycle.get(("restricted", tenant.name), lambda: tuple(tenant.restricted.list_blocked()))
+        wanted = {a.lower() for a in addresses}
+        return [e for e in entries if e.sender_address.lower() in wanted]
 
     def now(self) -> datetime:
         """Current time from the injected clock."""

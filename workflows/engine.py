@@ -9,6 +9,7 @@ from mailunblock.connectors.errors import ConnectorError
 from mailunblock.connectors.models import Person, Ticket
 from mailunblock.workflows import closing, failures, machine, notify, triage
 from mailunblock.workflows.context import StepContext
+from mailunblock.workflows.cycle import CycleCache
 from mailunblock.workflows.moves import Finish
 from mailunblock.workflows.policy import RemediationPolicy
 from mailunblock.workflows.ports import Clock, Membership, PasswordVault, StateRepository, Tickets
@@ -41,6 +42,15 @@ class RemediationEngine:
         self._membership = membership
         self._bot: Person | None = None
         self._bot_lock = threading.Lock()
+        self._cycle: CycleCache | None = None
+
+    def begin_cycle(self) -> None:
+        """Start a poll cycle: the reads its tickets share are made again, once each.
+
+        Shared: each tenant's Restricted users list, approver membership, reporters' Jira profiles.
+        Without a cycle begun, each ``process`` reads afresh.
+        """
+        self._cycle = CycleCache()
 
     @property
     def clock(self) -> Clock:
@@ -91,7 +101,7 @@ class RemediationEngine:
         state.ticket_created_at = state.ticket_created_at or issue.created
         ctx = StepContext(
             self._policy, self._tickets, self._tenants, self._repository, self._vault, self._clock,
-            issue, state, self._membership,
+            issue, state, self._membership, cycle=self._cycle or CycleCache(),
         )
         if state.is_terminal:
             if not issue.is_done and self._policy.trigger_label in issue.labels:

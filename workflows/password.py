@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import secrets
 
+from mailunblock.connectors.models import DirectoryUser
 from mailunblock.workflows import approval
 from mailunblock.workflows.context import StepContext, moved_since
 from mailunblock.workflows.moves import Move, Next
@@ -41,6 +42,14 @@ def _reset_already_happened(ctx: StepContext) -> bool:
     return moved_since(state.password_changed_before, changed)
 
 
+def _account_before(ctx: StepContext, account_id: str) -> DirectoryUser:
+    """The account as read just before the first side effect: the pre-reset re-check's read, else a new one."""
+    read = ctx.account_read
+    if read is not None and read.id == account_id:
+        return read
+    return ctx.tenant.directory.get_user(account_id)
+
+
 def run(ctx: StepContext) -> Move:
     """APPROVED: reset the password exactly once per approval, even across crashes."""
     state = ctx.state
@@ -60,7 +69,11 @@ def run(ctx: StepContext) -> Move:
         password = generate_password(ctx.policy.password_length)
         now = ctx.now()
         state.password_expires_at = now + ctx.policy.password_ttl
-        state.password_changed_before = directory.get_user(account_id).last_password_change
+        # One read gives both before-values: the reset does not move the sessions' valid-from time
+        # (only revokeSignInSessions does), so it still stands when the revocation's intent is recorded.
+        before = _account_before(ctx, account_id)
+        state.password_changed_before = before.last_password_change
+        state.sessions_valid_before = before.sign_in_sessions_valid_from
         ctx.vault.store(state.issue_key, password, state.password_expires_at)
         state.password_intent_at = now
         ctx.save()

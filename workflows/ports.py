@@ -133,6 +133,10 @@ class RestrictedSenders(Protocol):
         """Entries of the list matching any of ``addresses`` (case-insensitive)."""
         ...
 
+    def list_blocked(self) -> list[BlockedSender]:
+        """The whole list (read once per cycle; see ``StepContext.listed_entries``)."""
+        ...
+
     def unblock(self, address: str, reason: str) -> tuple[str, ...]:
         """Remove one address from the list; return Exchange's warnings (the removal is then unconfirmed).
 

@@ -13,7 +13,7 @@ from mailunblock.workflows.vocabulary import Activity, EscalationReason, Failure
 def check(ctx: StepContext) -> Move:
     """MAILBOX_CHECKED: record which addresses of the account are on the list."""
     state = ctx.state
-    entries = ctx.tenant.restricted.blocked_entries(state.account_addresses)
+    entries = ctx.listed_entries(ctx.tenant, state.account_addresses)  # this cycle's read
     state.listed_addresses = tuple(dict.fromkeys(e.sender_address.lower() for e in entries))
     return Next()
 

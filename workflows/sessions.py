@@ -21,7 +21,9 @@ def run(ctx: StepContext) -> Move:
     account_id = require(state.account_id, "the account (set by triage)")
     directory = ctx.tenant.directory
     if state.sessions_intent_at is None:
-        state.sessions_valid_before = directory.get_user(account_id).sign_in_sessions_valid_from
+        if state.password_intent_at is None or state.sessions_valid_before is None:
+            # No reset recorded the value with its own before-read (or Graph had none): read it now.
+            state.sessions_valid_before = directory.get_user(account_id).sign_in_sessions_valid_from
         state.sessions_intent_at = ctx.now()
         ctx.save()
         directory.revoke_sessions(account_id)

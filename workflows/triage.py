@@ -198,11 +198,12 @@ def _in_tenant(
         when = messages.day(earlier[1], ctx.policy.locale, ctx.policy.time_zone)
         return Refusal(RefusalReason.BLOCKED_AGAIN, f"{user.user_principal_name} ({when})", related_key=earlier[0])
     if recheck:
+        ctx.account_read = user  # the reset's and the revocation's before-values come from this read
         return Candidate(tenant, user, address, found, state.listed_at_triage, state.has_mailbox, roles)
     has_mailbox = _has_mailbox(tenant, user)
     if has_mailbox is False:
         return Refusal(RefusalReason.NO_MAILBOX, user.user_principal_name)
-    entries = tenant.restricted.blocked_entries(_smtp(user))
+    entries = ctx.listed_entries(tenant, _smtp(user))
     listed = tuple(dict.fromkeys(e.sender_address.lower() for e in entries))
     return Candidate(tenant, user, address, found, listed, has_mailbox, roles)
 
@@ -245,7 +246,8 @@ def _reporter_profile(ctx: StepContext, reporter: Person | None) -> tuple[str | 
     if reporter.locale:
         return reporter.locale, reporter.time_zone
     try:
-        locale, zone = ctx.tickets.user_locale(reporter)
+        # Several tickets of one reporter (a wave) share one read per cycle.
+        locale, zone = ctx.cycle.get(("profile", reporter.ref), lambda: ctx.tickets.user_locale(reporter))
     except ConnectorError as error:
         log.info("%s: reporter's Jira profile not readable (%s); using other language hints",
                  ctx.state.issue_key, error)

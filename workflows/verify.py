@@ -25,7 +25,7 @@ def run(ctx: StepContext) -> Move:
         return None
     unblocked_at = require(state.unblocked_at, "the unblock time (set by the unblock step)")
     eta_end = require(state.eta_end, "the announced window (set by the unblock step)")
-    entries = ctx.tenant.restricted.blocked_entries(state.account_addresses)
+    entries = ctx.listed_entries(ctx.tenant, state.account_addresses)
     deadline = unblocked_at + policy.escalate_after
     again = blocked_again(entries, unblocked_at)
     if again:

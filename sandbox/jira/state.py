@@ -215,6 +215,14 @@ class Issue:
     changelog: list[History] = field(default_factory=list)
     approvals: list[Approval] = field(default_factory=list)
 
+    def touch(self, at: datetime) -> None:
+        """Record a change at ``at``: in Jira every change moves ``updated``, each to its own instant.
+
+        A frozen emulator clock gives several changes one time; each still moves ``updated`` (by a
+        millisecond), as in Jira, where clients rely on an unchanged ``updated`` meaning no change.
+        """
+        self.updated = max(at, self.updated + timedelta(milliseconds=1))
+
 
 @dataclass(frozen=True)
 class Notification:
@@ -594,7 +602,7 @@ class JiraState:
             )
             self._next_comment_id += 1
             issue.comments.append(comment)
-            issue.updated = now
+            issue.touch(now)
             self._notify(issue, comment)
             return comment.id
 
@@ -609,7 +617,7 @@ class JiraState:
             comment.visibility = visibility
             comment.update_author = self.user(author).account_id
             comment.updated = self.clock.now()
-            issue.updated = comment.updated
+            issue.touch(comment.updated)
             return comment
 
     def find_comment(self, issue: Issue, comment_id: str) -> Comment:
@@ -689,7 +697,7 @@ class JiraState:
             comment = self.find_comment(issue, comment_id)
             self._before_write(issue)
             issue.comments.remove(comment)
-            issue.updated = self.clock.now()
+            issue.touch(self.clock.now())
 
     def set_status(self, key: str, status: str, actor: str | None = None) -> None:
         """Force a status (no workflow check); changelog entry authored by ``actor`` if given."""
@@ -722,7 +730,7 @@ class JiraState:
             first, second = self.find_issue(inward), self.find_issue(outward)
             for issue in (first, second):
                 self._before_write(issue)
-                issue.updated = self.clock.now()
+                issue.touch(self.clock.now())
             link = Link(str(self._next_link_id), link_type, first.id, second.id)
             self._next_link_id += 1
             self.links.append(link)
@@ -801,7 +809,7 @@ class JiraState:
                 approval.final_decision = "approved"
             if approval.final_decision != "pending":
                 approval.completed = now
-            issue.updated = now
+            issue.touch(now)
             return copy.deepcopy(approval)
 
     def approvals(self, key: str) -> list[Approval]:
@@ -1076,7 +1084,7 @@ class JiraState:
         author = self.user(actor).account_id if actor else None
         issue.changelog.append(History(str(self._next_history_id), author, now, items))
         self._next_history_id += 1
-        issue.updated = now
+        issue.touch(now)
 
     def _notify(self, issue: Issue, comment: Comment) -> None:
         reporter = self.users[issue.reporter]

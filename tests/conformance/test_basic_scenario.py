@@ -251,3 +251,44 @@ def test_every_comment_is_posted_once(run: Run) -> None:
         names = [marker_of(c) for c in comments(run.fakes, key) if marker_of(c)]
         assert len(names) == len(set(names)), f"{key}: {names}"
     assert list(iter_bot_comments(run.fakes, "HELP-8")) == []
+
+
+def _search_fields(call: dict[str, Any]) -> list[str]:
+    """The fields a Jira search asked for (Cloud: the JSON body; Data Center: the query string)."""
+    if call["method"] == "POST":
+        return list((call.get("body") or {}).get("fields") or [])
+    raw = (call.get("query") or {}).get("fields") or ""
+    raw = raw[0] if isinstance(raw, list) else raw
+    return [f for f in str(raw).split(",") if f]
+
+
+def _cycles(run: Run) -> list[list[dict[str, Any]]]:
+    """The call log cut at each search of the selection (one per poll cycle)."""
+    cycles: list[list[dict[str, Any]]] = []
+    for call in run.calls:
+        search = call["service"] == "jira" and call["path"].endswith(("/search/jql", "/search"))
+        if search and not str((call.get("meta") or {}).get("jql", "")).startswith("id in"):
+            cycles.append([])
+        if cycles:
+            cycles[-1].append(call)
+    return cycles
+
+
+def test_each_cycle_reads_each_tenant_s_restricted_users_list_once(run: Run) -> None:
+    cycles = _cycles(run)
+    assert len(cycles) == 13
+    for calls in cycles:
+        reads = [c["path"] for c in calls if c["service"] == "exchange"
+                 and str((c.get("meta") or {}).get("cmdlet", "")).lower() == "get-blockedsenderaddress"]
+        assert len(reads) == len(set(reads)), reads  # the path names the tenant
+
+
+def test_a_steady_cycle_reads_in_full_only_the_tickets_that_changed(run: Run) -> None:
+    full_reads = []
+    for calls in _cycles(run):
+        searches = [c for c in calls if c["service"] == "jira" and c["path"].endswith(("/search/jql", "/search"))]
+        assert "comment" not in _search_fields(searches[0])  # the selection: light fields only
+        full_reads.append([str((c.get("meta") or {}).get("jql")) for c in searches[1:]])
+    assert all(jql.startswith("id in (") for reads in full_reads for jql in reads)
+    # While the tickets wait for the 3-4 h window nothing changes on them: those cycles read nothing in full.
+    assert sum(1 for reads in full_reads if not reads) >= 4, full_reads

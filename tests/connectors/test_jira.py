@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -12,7 +13,7 @@ from mailunblock.connectors.errors import (
     ThrottledError,
     TransientError,
 )
-from mailunblock.connectors.jira import JiraClient
+from mailunblock.connectors.jira import LIGHT_FIELDS, JiraClient, jira_session
 from mailunblock.connectors.models import Person
 from mailunblock.sandbox.core import FaultRule
 from mailunblock.workflows.approvers import is_approver
@@ -162,3 +163,37 @@ def test_jsm_approvals_with_approvers_decisions_and_dates(env: Any) -> None:
     assert client.approvals("HELP-2") == []
     with pytest.raises(NotFoundError):
         client.approvals("HELP-999")
+
+
+@pytest.mark.vcr
+def test_a_steady_selection_reads_in_full_only_the_tickets_that_changed(env: Any) -> None:
+    policy = env.policy()
+    session = jira_session(policy, email=env.jira_email, api_token=env.jira_token)
+    searches: list[dict[str, Any]] = []
+
+    def keep_search(response: Any, *_args: Any, **_kwargs: Any) -> None:
+        if response.request.path_url.endswith("/search/jql"):
+            searches.append(json.loads(response.request.body))
+
+    session.hooks["response"].append(keep_search)
+    client = JiraClient(env.jira_url, session, policy=policy, selection=JQL, page_size=2,
+                        affected_account_field="customfield_10050")
+
+    def full_reads() -> list[str]:
+        return [s["jql"] for s in searches if "comment" in s["fields"]]
+
+    first = list(client.selected())
+    assert [t.key for t in first] == ["HELP-1", "HELP-2", "HELP-3", "HELP-4", "HELP-5"]
+    assert first[2].affected_account == "lidia.holloway@contoso.com" and first[0].comments is not None
+    assert len(full_reads()) == 3  # new tickets: read in full by id, a page (2) at a time
+    searches.clear()
+
+    assert list(client.selected()) == first  # nothing changed: the light search alone
+    assert [s["fields"] for s in searches] == [list(LIGHT_FIELDS)] * 3  # five tickets, pages of two
+    searches.clear()
+
+    client.post_comment("HELP-2", "checked the bounce", internal=True, marker="mailunblock:HELP-2:test")
+    now = {t.key: t for t in client.selected()}
+    assert full_reads() == [f"id in ({first[1].id})"]  # only the ticket that changed
+    assert now["HELP-2"].comments[-1].body == "checked the bounce"
+    assert now["HELP-1"] is first[0]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 
@@ -66,3 +68,18 @@ def test_a_bad_credential_is_not_retried_in_a_loop(sandbox: Sandbox) -> None:
         graph.get_user(ADELE)
     assert "wrong-secret" not in str(caught.value)
     assert _token_requests(sandbox) == 1
+
+
+def test_workers_asking_at_once_share_one_token_request_per_resource(sandbox: Sandbox) -> None:
+    tokens, graph, exchange = _clients(sandbox)
+    sandbox.faults.latency.update(identity=0.2)  # widen the window in which every worker finds no token
+    barrier = threading.Barrier(8)
+
+    def ask(resource: str) -> str:
+        barrier.wait(10)
+        return tokens.token(resource)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        got = list(pool.map(ask, [graph.resource, exchange.resource] * 4))
+    assert len(set(got)) == 2
+    assert _token_requests(sandbox) == 2  # one per resource, not one per worker

@@ -3,6 +3,13 @@
 Runs ``bench/burst.py``'s burst with no injected latency on a handful of tickets and counts the calls in
 the sandbox's log. The budget is today's count: a change that makes more calls per ticket fails here and
 must say why (the scale issue's target is 10 in all).
+
+Per ticket: Jira 4 comments (acknowledgement, plan, closing note, ETA) plus its share of the searches and
+of the per-cycle reads (approver membership, the reporter's profile); Graph 8 (triage: account, roles,
+mailbox; before the reset: account and roles again, whose read also gives both before-values; the reset,
+the revocation, the inbox rules); Exchange 1 unblock plus each tenant's list once per cycle; identity one
+token per tenant and resource. Over 8 tickets and 2 tenants the shared reads weigh more than at the
+benchmark's 1000 over 10.
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ import sys
 from pathlib import Path
 
 BURST = Path(__file__).resolve().parents[2] / "bench" / "burst.py"
-BUDGET = {"jira": 6.5, "identity": 1.0, "graph": 10.0, "exchange": 3.0, "total": 20.5}
+BUDGET = {"jira": 5.0, "identity": 0.75, "graph": 8.0, "exchange": 1.5, "total": 15.25}
 
 
 def test_calls_per_ticket_stay_within_budget() -> None:

@@ -31,6 +31,10 @@ class ScriptedEngine:
         self.store = store
         self.explode = explode or {}
         self.processed: list[str] = []
+        self.cycles = 0
+
+    def begin_cycle(self) -> None:
+        self.cycles += 1
 
     def needs_work(self, issue: Ticket, state: TicketState | None) -> bool:
         return state is None or not state.is_terminal
@@ -345,3 +349,11 @@ def test_an_overlapping_cycle_leaves_a_ticket_in_flight_to_its_worker(store: Sta
     engine.release.set()
     poller.close()
     assert slow and slow[0].advanced == ["HELP-1: awaiting_approval", "HELP-2: awaiting_approval"]
+
+
+def test_each_cycle_begins_a_cycle_of_shared_reads_before_the_first_ticket(store: StateStore) -> None:
+    engine = ScriptedEngine(store)
+    poller = Poller(lambda: iter([_issue("HELP-1")]), _issue, engine, store)  # type: ignore[arg-type]
+    poller.run_cycle()
+    poller.run_cycle()
+    assert engine.cycles == 2

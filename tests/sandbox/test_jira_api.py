@@ -530,3 +530,20 @@ def test_delete_comment(jira: JiraHarness) -> None:
     assert jira.delete(f"/rest/api/2/issue/HELP-1/comment/{comment_id}").status_code == 204
     assert jira.state.comments("HELP-1") == []
     assert jira.delete(f"/rest/api/2/issue/HELP-1/comment/{comment_id}").status_code == 404
+
+
+def test_every_change_moves_updated_even_while_the_clock_stands_still(jira: JiraHarness) -> None:
+    def updated() -> str:
+        fields = jira.get("/rest/api/2/issue/HELP-1", query_string={"fields": "updated"}).get_json()["fields"]
+        return str(fields["updated"])
+
+    seen = [updated()]
+    comment = jira.post("/rest/api/2/issue/HELP-1/comment", json={"body": "first"})
+    assert comment.status_code == 201
+    seen.append(updated())
+    jira.post("/rest/api/2/issue/HELP-1/comment", json={"body": "second"})
+    seen.append(updated())
+    jira.put("/rest/api/2/issue/HELP-1", json={"update": {"labels": [{"add": "touched"}]}})
+    seen.append(updated())
+    assert seen == sorted(set(seen)) and len(seen) == 4  # each change later than the one before
+    assert all(JIRA_TIME.match(value) for value in seen)

@@ -113,6 +113,8 @@ class FakeTickets:
         self.native: list[Approval] = []  # JSM approvals on the request
         self.service_desk = True
         self.approval_reads = 0
+        self.group_reads = 0  # groups_of calls (approver membership)
+        self.profile_reads = 0  # user_locale calls
         self.profiles: dict[str, tuple[str | None, str | None]] = {}  # user ref -> Jira locale, zone
         self.properties: dict[str, Any] = {}  # issue property key -> value
 
@@ -189,6 +191,7 @@ class FakeTickets:
         return BOT
 
     def groups_of(self, user: JiraUser) -> set[str]:
+        self.group_reads += 1
         self._maybe_fail("groups_of")
         return {"helpdesk"} if user.ref in self.approvers else set()
 
@@ -196,6 +199,7 @@ class FakeTickets:
         return False
 
     def user_locale(self, user: JiraUser) -> tuple[str | None, str | None]:
+        self.profile_reads += 1
         self._maybe_fail("user_locale")
         return self.profiles.get(user.ref, (None, None))
 
@@ -253,12 +257,14 @@ class FakeDirectory:
         self.fail: dict[str, list[ConnectorError]] = {}
         self.fail_after: dict[str, list[ConnectorError]] = {}
         self.no_mailbox: set[str] = set()  # user ids Exchange hosts no mailbox for
+        self.user_reads = 0  # get_user calls
 
     def _maybe_fail(self, method: str) -> None:
         if self.fail.get(method):
             raise self.fail[method].pop(0)
 
     def get_user(self, user_id_or_upn: str) -> DirectoryUser:
+        self.user_reads += 1
         self._maybe_fail("get_user")
         for user in self.users.values():
             if user_id_or_upn.lower() in (user.id, user.user_principal_name.lower()):
@@ -317,6 +323,7 @@ class FakeRestricted:
         self.sticky = False  # unblock accepted but the entry stays
         self.fail: dict[str, list[ConnectorError]] = {}
         self.warnings: list[tuple[str, ...]] = []  # @adminapi.warnings of the next unblock answers
+        self.reads = 0  # reads of the list, whole or by address
 
     def block(self, address: str, at: datetime | None = None) -> None:
         at = at or self.clock.now() - timedelta(hours=1)
@@ -327,8 +334,15 @@ class FakeRestricted:
     def blocked_entries(self, addresses: Sequence[str]) -> list[BlockedSender]:
         if self.fail.get("blocked_entries"):
             raise self.fail["blocked_entries"].pop(0)
+        self.reads += 1
         wanted = {a.lower() for a in addresses}
         return [e for a, e in self.entries.items() if a.lower() in wanted]
+
+    def list_blocked(self) -> list[BlockedSender]:
+        self.reads += 1
+        if self.fail.get("blocked_entries"):
+            raise self.fail["blocked_entries"].pop(0)
+        return list(self.entries.values())
 
     def unblock(self, address: str, reason: str) -> tuple[str, ...]:
         if self.limit_reached:

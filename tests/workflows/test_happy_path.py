@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from mailunblock.connectors.models import InboxRule
+from mailunblock.workflows.policy import RemediationPolicy
 from mailunblock.workflows.state import Stage, TicketState
 
 
@@ -162,3 +163,21 @@ def test_an_unreadable_jira_profile_falls_back_to_the_other_hints(make_world):
     world.tickets.fail["user_locale"] = [PermissionDeniedError("Browse users needed", service="jira")]
     state = world.cycle()
     assert state.locale == "en" and state.stage.value == "awaiting_approval"
+
+
+def test_the_pre_reset_check_read_gives_both_before_values(world):
+    valid_from = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
+    world.directory.users["u-alice"] = world.user(sign_in_sessions_valid_from=valid_from)
+    world.cycle()
+    state = world.approve()
+    assert state.stage is Stage.WAITING_FOR_SEND
+    assert (state.password_changed_before, state.sessions_valid_before) == (
+        world.user().last_password_change, valid_from)
+    assert world.directory.user_reads == 0  # no read of its own before the reset or the revocation
+
+
+def test_an_auto_approved_reset_reads_the_account_once_for_both_before_values(make_world):
+    world = make_world(policy=RemediationPolicy(auto_approve=True))
+    world.directory.users["u-alice"] = world.user(sign_in_sessions_valid_from=datetime(2026, 1, 5, tzinfo=UTC))
+    assert world.cycle().stage is Stage.WAITING_FOR_SEND
+    assert world.directory.user_reads == 1

@@ -183,12 +183,17 @@ def test_approval_lapses_when_the_account_facts_change(world):
     _nothing_written(world)
 
 
-def test_a_crash_after_approval_then_a_reject_means_no_reset(world):
+def test_a_crash_after_approval_then_a_reject_means_no_reset(world, monkeypatch):
     world.cycle()
     world.tickets.add_comment(world.bob, "/approve")
-    world.directory.fail["get_user"] = [ConnectionResetError()]  # type: ignore[list-item]
+
+    def dies(*_args: object) -> None:
+        raise ConnectionResetError
+
+    monkeypatch.setattr(world.vault, "store", dies)
     with contextlib.suppress(ConnectionResetError):
-        world.cycle()  # approved, then dies before the reset's first read
+        world.cycle()  # approved, then dies before the reset's intent is recorded
+    monkeypatch.undo()
     assert world.state().stage is Stage.APPROVED
     world.tickets.add_comment(world.carol, "/reject wrong person")
     state = world.cycle()
