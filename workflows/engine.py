@@ -189,6 +189,10 @@ class RemediationEngine:
         ctx.save()
         log.warning("%s: %s failed (%s), retry at %s: %s",
                     state.issue_key, activity, kind, state.retry_at.isoformat(), error)
+        if kind is FailureKind.THROTTLED:
+            # The service asked everyone to wait (a burst throttles a whole tenant): the ticket resumes at
+            # its deadline without a note on each ticket; one that stays throttled escalates as stuck.
+            return
         try:
             notify.failure(ctx, f"failure-{state.stage}-{kind}", activity, str(error), kind,
                            state.retry_at)

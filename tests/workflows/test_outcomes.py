@@ -142,6 +142,18 @@ def test_closed_before_anything_was_done(world):
     assert "(x) The Restricted users list was not checked." in world.tickets.notes()[-1]
 
 
+def test_a_throttled_step_waits_for_its_deadline_without_a_note(world):
+    world.cycle()
+    world.directory.fail["revoke_sessions"] = [ThrottledError("HTTP 429", retry_after=600, service="graph")]
+    state = world.approve()
+    assert state.stage is Stage.PASSWORD_RESET
+    assert timedelta(seconds=600) <= state.retry_at - world.clock.now() <= timedelta(seconds=660)
+    assert not any(m.startswith("failure-") for m in world.tickets.markers())  # no note on each ticket
+    world.clock.current = state.retry_at
+    assert world.cycle().stage is Stage.WAITING_FOR_SEND
+    assert len(world.directory.resets) == 1
+
+
 def test_transient_failure_keeps_the_stage_and_notes_once(world):
     world.cycle()
     world.directory.fail["revoke_sessions"] = [
