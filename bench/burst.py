@@ -133,7 +133,7 @@ def serve(folder: str, tickets: int, tenants: int, latency: float, exchange_late
                               affected_account=f"user{i:05d}@tenant{i % tenants:02d}.example")
         _agent(jira, with_eta)
         config = box.write_config(work / "mailunblock.toml", store={"data_dir": str(work / "data")},
-                                  jira={"page_size": 100}, poller={"interval_seconds": 1})
+                                  jira={"page_size": 100}, poller={"interval_seconds": 5})
         box.faults.latency.update(dict.fromkeys(("jira", "identity", "graph"), latency), exchange=exchange_latency)
         pipe.send({"config": str(config), "control": box.control_url})
         pipe.recv()  # the calls are asked for, then stop
