@@ -5,7 +5,12 @@ Every call gets an injected latency (default 100 ms; the Exchange admin API 500 
 once. An agent approves each plan as soon as it appears. The real poller runs until every ticket has its
 ETA comment. Printed: a table and one JSON line.
 
-    .venv/bin/python bench/burst.py [--tickets 1000] [--tenants 10] [--small 50]
+    .venv/bin/python bench/burst.py [--tickets 1000] [--tenants 10] [--small 50] [--profile FILE]
+
+``saves_per_ticket`` counts the state saves the workflow asked for; ``commits_per_ticket`` the store
+transactions that reached the database (each a synchronous SQLite commit): a save that changes nothing is
+not written. ``--profile FILE`` writes a cProfile (CPU time) of the measured process (the poller and this driver) and
+prints its top functions.
 
 ``bound_s`` is a lower bound on the wall time from the calls actually made: with one request in flight at a
 time (mailunblock today) it is the sum of their injected latencies, so ``wall_to_bound`` is the overhead
@@ -16,8 +21,10 @@ concurrency; mailunblock has no concurrency setting yet (the scale issue), so it
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
 import multiprocessing
+import pstats
 import resource
 import sys
 import tempfile
@@ -32,9 +39,11 @@ from typing import Any
 
 import requests
 from mailunblock.plugin.config import load_config
+from mailunblock.plugin.db import tickets as ticket_rows
 from mailunblock.plugin.services import build_runtime
 from mailunblock.sandbox.server import Sandbox, to_toml
-from mailunblock.workflows.state import Stage
+from mailunblock.workflows.state import Stage, TicketState
+from sqlalchemy import event, func, select
 
 EPHEMERAL = dict.fromkeys(("jira", "identity", "graph", "exchange", "control"), 0)
 SERVICES = ("jira", "identity", "graph", "exchange")
@@ -84,7 +93,8 @@ def serve(folder: str, tickets: int, tenants: int, latency: float, exchange_late
         pipe.recv()  # stop
 
 
-def run(tickets: int, tenants: int, latency: float, exchange_latency: float) -> dict[str, Any]:
+def run(tickets: int, tenants: int, latency: float, exchange_latency: float,
+        profile: Path | None = None) -> dict[str, Any]:
     """One burst; the figures of mailunblock's process."""
     with tempfile.TemporaryDirectory(prefix="mailunblock-burst-") as tmp:
         parent, child = multiprocessing.Pipe()
@@ -96,32 +106,70 @@ def run(tickets: int, tenants: int, latency: float, exchange_latency: float) -> 
             raise RuntimeError("the sandbox did not start within 300 s")
         ready = parent.recv()
         try:
-            return _drive(ready, tickets, latency, exchange_latency)
+            return _drive(ready, tickets, latency, exchange_latency, profile)
         finally:
             parent.send("stop")
             server.join(timeout=30)
 
 
-def _drive(ready: dict[str, Any], tickets: int, latency: float, exchange_latency: float) -> dict[str, Any]:
+class _SaveCounter:
+    """Counts the saves the workflow asks for and the store transactions committed."""
+
+    def __init__(self, runtime: Any) -> None:
+        self.saves = self.commits = 0
+        store = runtime.store
+        save = store.save
+
+        def counted(state: TicketState) -> None:
+            self.saves += 1
+            save(state)
+
+        store.save = counted
+        event.listen(store.engine, "commit", self._committed)
+
+    def _committed(self, _conn: Any) -> None:
+        self.commits += 1
+
+
+def _progress(runtime: Any) -> list[tuple[str, str, bool]]:
+    """(key, stage, has its ETA comment) of every ticket, without rebuilding states (SQLite's JSON)."""
+    eta = func.json_extract(ticket_rows.c.state, "$.posted.eta").is_not(None)
+    with runtime.store.engine.connect() as conn:
+        return [(k, s, bool(e)) for k, s, e in conn.execute(select(ticket_rows.c.issue_key, ticket_rows.c.stage,
+                                                                          eta))]
+
+
+def _drive(ready: dict[str, Any], tickets: int, latency: float, exchange_latency: float,
+           profile: Path | None) -> dict[str, Any]:
     runtime = build_runtime(load_config(ready["config"]), _Clock())
     poller = runtime.poller
     control = ready["control"]
+    counter = _SaveCounter(runtime)
     approved: set[str] = set()
+    profiler = cProfile.Profile(time.process_time) if profile else None  # CPU time, not waits
     cpu0, wall0 = time.process_time(), time.perf_counter()
+    if profiler:
+        profiler.enable()
     cycles = 0
     while True:
         cycles += 1
         poller.run_cycle()
-        states = {s.issue_key: s for s in runtime.store.all_states()}
-        for key, state in states.items():
-            if state.stage is Stage.AWAITING_APPROVAL and key not in approved:
+        progress = _progress(runtime)
+        for key, stage, _ in progress:
+            if stage == Stage.AWAITING_APPROVAL and key not in approved:
                 requests.post(f"{control}/jira/comment", json={"key": key, "author": "alice", "body": "/approve"},
                               timeout=30).raise_for_status()
                 approved.add(key)
-        done = sum(1 for s in states.values() if "eta" in s.posted)
+        done = sum(1 for _, _, eta in progress if eta)
         if done == tickets or cycles > 50:
             break
+    if profiler:
+        profiler.disable()
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    if profiler and profile:
+        profiler.dump_stats(profile)
+        pstats.Stats(profiler, stream=sys.stderr).sort_stats("tottime").print_stats(40)
+        pstats.Stats(profiler, stream=sys.stderr).sort_stats("cumulative").print_stats(60)
     calls = requests.get(f"{control}/calls", timeout=60).json()
     by_service = Counter(c["service"] for c in calls if c["service"] in SERVICES)
     tokens = Counter(c["service"] for c in calls if c["service"] == "identity" and c["method"] == "POST")
@@ -135,6 +183,8 @@ def _drive(ready: dict[str, Any], tickets: int, latency: float, exchange_latency
         "token_requests_per_tenant": round(tokens["identity"] / max(1, len(runtime.tenants)), 2),
         "cpu_ms_per_ticket": round(cpu * 1000 / tickets, 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "saves_per_ticket": round(counter.saves / tickets, 2),
+        "commits_per_ticket": round(counter.commits / tickets, 2),
         "bound_s": round(bound, 2), "wall_to_bound": round(wall / bound, 2) if bound else None,
     }
 
@@ -154,13 +204,14 @@ def main() -> None:
     parser.add_argument("--small", type=int, default=50, help="tickets of the throughput comparison run")
     parser.add_argument("--latency", type=float, default=0.1, help="seconds per call (Jira, identity, Graph)")
     parser.add_argument("--exchange-latency", type=float, default=0.5, help="seconds per Exchange admin call")
+    parser.add_argument("--profile", type=Path, help="write a cProfile of the measured process to this file")
     args = parser.parse_args()
-    result = run(args.tickets, args.tenants, args.latency, args.exchange_latency)
+    result = run(args.tickets, args.tenants, args.latency, args.exchange_latency, args.profile)
     result["throughput_ratio"] = 1.0  # no concurrency setting yet: concurrency 1 is the configured one
     print(f"mailunblock burst — {args.tickets} tickets over {args.tenants} tenants, "
           f"{args.latency * 1000:.0f} ms per call ({args.exchange_latency * 1000:.0f} ms Exchange), EMULATORS")
-    for name in ("wall_s", "bound_s", "wall_to_bound", "cpu_ms_per_ticket", "peak_rss_mb",
-                 "token_requests_per_tenant", "cycles", "with_eta"):
+    for name in ("wall_s", "bound_s", "wall_to_bound", "cpu_ms_per_ticket", "peak_rss_mb", "saves_per_ticket",
+                 "commits_per_ticket", "token_requests_per_tenant", "cycles", "with_eta"):
         print(f"  {name:26} {result[name]}")
     print("  calls_per_ticket           " + ", ".join(f"{k} {v}" for k, v in result["calls_per_ticket"].items()))
     print(json.dumps(result, sort_keys=True))

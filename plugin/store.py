@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import fcntl
 import json
+import threading
 import zlib
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,7 +22,7 @@ from typing import Any
 from mailunblock.plugin import migrations
 from mailunblock.plugin.audit import audit_entries
 from mailunblock.plugin.db import audit_log, create_store_engine, stage_events, tickets, vaulted_passwords
-from mailunblock.workflows.state import TicketState
+from mailunblock.workflows.state import StageEvent, TicketState
 from sqlalchemy import Engine, delete, insert, inspect, select, text, update
 from sqlalchemy.engine import Connection, make_url
 
@@ -28,11 +31,30 @@ class StoreNotFoundError(Exception):
     """There is no state store where the configuration points (the message says where and what to check)."""
 
 
+# How many tickets' last stored states a store keeps in memory: the tickets being worked on. A ticket
+# not among them costs one read of its row at its next save.
+_KNOWN_STATES = 512
+
+
+@dataclass(frozen=True)
+class _Known:
+    """A ticket's state as the store last read or wrote it: its stored document and a private copy."""
+
+    document: str
+    state: TicketState
+
+
 class StateStore:
-    """Durable ticket states (implements the workflow's ``StateRepository``)."""
+    """Durable ticket states (implements the workflow's ``StateRepository``).
+
+    Safe to share between threads; several stores (processes, replicas) may share one database as long
+    as one of them at a time works on a given ticket.
+    """
 
     def __init__(self, engine: Engine, *, create: bool = True) -> None:
         self._engine = engine
+        self._known: OrderedDict[str, _Known] = OrderedDict()
+        self._known_lock = threading.Lock()
         if create:
             migrations.upgrade(engine)
 
@@ -111,48 +133,101 @@ class StateStore:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
     def save(self, state: TicketState) -> None:
-        """Persist a state, any stage timestamps not yet recorded and its audit entries, in one transaction."""
+        """Persist a state, any stage timestamps not yet recorded and its audit entries, in one transaction.
+
+        A state equal to the one this store last read or wrote for the ticket is not written again. The
+        previous state, which tells the audit entries and the new stage entries, is that remembered copy
+        when there is one, else the stored row.
+        """
+        document = json.dumps(state.to_dict(), sort_keys=True)
+        last = self._last_known(state.issue_key)
+        if last is not None and last.document == document:
+            return
         now = datetime.now(UTC)
         row = {
             "stage": str(state.stage),
             "tenant": state.tenant,
             "account_id": state.account_id,
+            "issue_id": state.issue_id,
             "terminal": int(state.is_terminal),
-            "state": json.dumps(state.to_dict(), sort_keys=True),
+            "state": document,
             "updated_at": now,
         }
         with self._tx() as conn:
-            stored = conn.execute(
-                select(tickets.c.state).where(tickets.c.issue_key == state.issue_key)
-            ).scalar_one_or_none()
-            before = TicketState.from_dict(json.loads(stored)) if stored else None
+            before = last.state if last is not None else self._stored(conn, state.issue_key)
             entries = audit_entries(before, state, now)
             if entries:
                 conn.execute(insert(audit_log), [e.row() for e in entries])
-            if stored:
+            if before is not None:
                 conn.execute(update(tickets).where(tickets.c.issue_key == state.issue_key).values(row))
             else:
                 first = state.history[0].at if state.history else now
                 conn.execute(insert(tickets).values(issue_key=state.issue_key, first_seen=first, **row))
-            recorded = conn.execute(
-                select(stage_events.c.stage, stage_events.c.at).where(
-                    stage_events.c.issue_key == state.issue_key
-                )
-            ).all()
-            seen = {(stage, at) for stage, at in recorded}
             fresh = [
                 {"issue_key": state.issue_key, "tenant": state.tenant, "stage": str(e.stage), "at": e.at}
-                for e in state.history
-                if (str(e.stage), e.at) not in seen
+                for e in self._unrecorded_events(conn, before, state)
             ]
             if fresh:
                 conn.execute(insert(stage_events), fresh)
+        self._remember(state.issue_key, document, state)
+
+    @staticmethod
+    def _stored(conn: Connection, issue_key: str) -> TicketState | None:
+        raw = conn.execute(select(tickets.c.state).where(tickets.c.issue_key == issue_key)).scalar_one_or_none()
+        return TicketState.from_dict(json.loads(raw)) if raw else None
+
+    @staticmethod
+    def _unrecorded_events(conn: Connection, before: TicketState | None, state: TicketState) -> list[StageEvent]:
+        """The stage entries of ``state`` that ``stage_events`` does not hold yet."""
+        if before is not None and state.history[: len(before.history)] == before.history:
+            return state.history[len(before.history):]  # saved with ``before``: only the newer ones are not
+        recorded = conn.execute(
+            select(stage_events.c.stage, stage_events.c.at).where(stage_events.c.issue_key == state.issue_key)
+        ).all()
+        seen = {(stage, at) for stage, at in recorded}
+        return [e for e in state.history if (str(e.stage), e.at) not in seen]
+
+    def _last_known(self, issue_key: str) -> _Known | None:
+        with self._known_lock:
+            known = self._known.get(issue_key)
+            if known is not None:
+                self._known.move_to_end(issue_key)
+            return known
+
+    def _remember(self, issue_key: str, document: str, state: TicketState) -> None:
+        """Keep a private copy of the state as it is stored (the next save compares with it)."""
+        known = _Known(document, state.copy())
+        with self._known_lock:
+            self._known[issue_key] = known
+            self._known.move_to_end(issue_key)
+            while len(self._known) > _KNOWN_STATES:
+                self._known.popitem(last=False)
+
+    def _forget_known(self, *issue_keys: str) -> None:
+        with self._known_lock:
+            for key in issue_keys:
+                self._known.pop(key, None)
 
     def load(self, issue_key: str) -> TicketState | None:
         """The stored state of one ticket, if any."""
         with self._engine.connect() as conn:
             raw = conn.execute(
                 select(tickets.c.state).where(tickets.c.issue_key == issue_key)
+            ).scalar_one_or_none()
+        if not raw:
+            return None
+        state = TicketState.from_dict(json.loads(raw))
+        self._remember(issue_key, raw, state)
+        return state
+
+    def open_state_by_issue_id(self, issue_id: str) -> TicketState | None:
+        """The open state of the ticket Jira knows by ``issue_id`` (a ticket moved to another project keeps it)."""
+        with self._engine.connect() as conn:
+            raw = conn.execute(
+                select(tickets.c.state)
+                .where(tickets.c.issue_id == issue_id, tickets.c.terminal == 0)
+                .order_by(tickets.c.first_seen)
+                .limit(1)
             ).scalar_one_or_none()
         return TicketState.from_dict(json.loads(raw)) if raw else None
 
@@ -217,6 +292,7 @@ class StateStore:
 
         The audit log is append-only: its older entries keep the old key, a new entry records the move.
         """
+        self._forget_known(old_key, new_key)
         with self._tx() as conn:
             for table in (tickets, stage_events, vaulted_passwords):
                 conn.execute(update(table).where(table.c.issue_key == old_key).values(issue_key=new_key))
@@ -236,5 +312,6 @@ class StateStore:
 
     def forget(self, issue_key: str) -> None:
         """Remove one ticket's state (operator command; stage events stay for reporting)."""
+        self._forget_known(issue_key)
         with self._tx() as conn:
             conn.execute(delete(tickets).where(tickets.c.issue_key == issue_key))

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from copy import copy
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from enum import StrEnum
 from functools import cache
@@ -167,6 +168,12 @@ class TicketState:
     def entered_at(self, stage: Stage) -> datetime | None:
         """When the ticket last entered ``stage``, if ever."""
         return next((e.at for e in reversed(self.history) if e.stage == stage), None)
+
+    def copy(self) -> TicketState:
+        """An independent copy: its lists and dicts are new, every other field is immutable."""
+        containers: dict[str, Any] = {f.name: copy(value) for f in fields(self)
+                                      if isinstance(value := getattr(self, f.name), list | dict)}
+        return replace(self, **containers)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe representation (ISO datetimes, lists for tuples), tagged with the schema version."""
