@@ -13,6 +13,7 @@ next ticket's call, a note about the failure — raises :class:`ThrottledError` 
 from __future__ import annotations
 
 import logging
+import os
 import random
 import threading
 import time
@@ -34,6 +35,7 @@ from mailunblock.connectors.errors import (
     TransientError,
 )
 from requests.adapters import HTTPAdapter
+from requests.utils import get_environ_proxies
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
 log = logging.getLogger(__name__)
@@ -201,23 +203,41 @@ def _origin(url: str) -> str:
 
 
 class PolicySession(requests.Session):
-    """A ``requests.Session`` applying the policy's timeout, CA bundle and throttle gate to every request."""
+    """A ``requests.Session`` applying the policy's timeout, CA bundle and throttle gate to every request.
+
+    The environment is read once per origin, not on every request as ``requests`` does (it walks all of
+    ``os.environ`` twice per call): the proxy variables (``HTTPS_PROXY``, ``NO_PROXY``...) and, when no CA
+    bundle is configured, ``REQUESTS_CA_BUNDLE`` / ``CURL_CA_BUNDLE``. ``~/.netrc`` is never consulted: a
+    connector's credentials come from the configuration only.
+    """
 
     def __init__(self, policy: HttpPolicy, service: str | None = None) -> None:
         super().__init__()
         self.policy = policy
-        self.verify = policy.verify
+        self.trust_env = False
+        self.verify = policy.ca_bundle or os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") \
+            or True
+        self._proxies: dict[str, dict[str, str]] = {}  # origin -> the environment's proxies for it
         policy.guard(self, service)
 
     def request(
         self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any
     ) -> requests.Response:
-        """Send a request with the policy's timeout and, explicitly, its CA bundle."""
+        """Send a request with the policy's timeout, explicitly its CA bundle, and the environment's proxies."""
         if kwargs.get("timeout") is None:
             kwargs["timeout"] = self.policy.timeout
         if kwargs.get("verify") is None:
             kwargs["verify"] = self.verify
+        if kwargs.get("proxies") is None:
+            kwargs["proxies"] = self._environment_proxies(url if isinstance(url, str) else url.decode())
         return super().request(method, url, *args, **kwargs)
+
+    def _environment_proxies(self, url: str) -> dict[str, str]:
+        origin = _origin(url)
+        proxies = self._proxies.get(origin)
+        if proxies is None:
+            proxies = self._proxies[origin] = get_environ_proxies(url)
+        return dict(proxies)
 
 
 def build_session(policy: HttpPolicy, service: str | None = None) -> requests.Session:
