@@ -127,6 +127,8 @@ def test_without_a_configured_bundle_the_environment_applies(monkeypatch: pytest
 
 
 def test_the_environment_proxies_apply_and_no_proxy_is_honoured(monkeypatch: pytest.MonkeyPatch) -> None:
+    for lower in ("https_proxy", "no_proxy"):
+        monkeypatch.delenv(lower, raising=False)
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")
     monkeypatch.setenv("NO_PROXY", "direct.invalid")
     session = build_session(HttpPolicy())
