@@ -23,13 +23,18 @@ from mailunblock.plugin import migrations
 from mailunblock.plugin.audit import audit_entries
 from mailunblock.plugin.db import audit_log, create_store_engine, stage_events, tickets, vaulted_passwords
 from mailunblock.workflows.state import StageEvent, TicketState
-from sqlalchemy import Engine, delete, insert, inspect, select, text, update
+from sqlalchemy import Engine, bindparam, delete, insert, inspect, select, text, update
 from sqlalchemy.engine import Connection, make_url
 
 
 class StoreNotFoundError(Exception):
     """There is no state store where the configuration points (the message says where and what to check)."""
 
+
+# Built once: a save runs every statement with new values only (SET names the columns of the values given).
+_UPDATE_TICKET = update(tickets).where(tickets.c.issue_key == bindparam("key"))
+_INSERT_AUDIT = insert(audit_log)
+_INSERT_STAGE_EVENTS = insert(stage_events)
 
 # How many tickets' last stored states a store keeps in memory: the tickets being worked on. A ticket
 # not among them costs one read of its row at its next save.
@@ -157,9 +162,9 @@ class StateStore:
             before = last.state if last is not None else self._stored(conn, state.issue_key)
             entries = audit_entries(before, state, now)
             if entries:
-                conn.execute(insert(audit_log), [e.row() for e in entries])
+                conn.execute(_INSERT_AUDIT, [e.row() for e in entries])
             if before is not None:
-                conn.execute(update(tickets).where(tickets.c.issue_key == state.issue_key).values(row))
+                conn.execute(_UPDATE_TICKET, {"key": state.issue_key, **row})
             else:
                 first = state.history[0].at if state.history else now
                 conn.execute(insert(tickets).values(issue_key=state.issue_key, first_seen=first, **row))
@@ -168,7 +173,7 @@ class StateStore:
                 for e in self._unrecorded_events(conn, before, state)
             ]
             if fresh:
-                conn.execute(insert(stage_events), fresh)
+                conn.execute(_INSERT_STAGE_EVENTS, fresh)
         self._remember(state.issue_key, document, state)
 
     @staticmethod

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from copy import copy
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from functools import cache
@@ -171,9 +171,11 @@ class TicketState:
 
     def copy(self) -> TicketState:
         """An independent copy: its lists and dicts are new, every other field is immutable."""
-        containers: dict[str, Any] = {f.name: copy(value) for f in fields(self)
-                                      if isinstance(value := getattr(self, f.name), list | dict)}
-        return replace(self, **containers)
+        twin = copy(self)
+        for name, value in list(vars(twin).items()):
+            if isinstance(value, list | dict):
+                setattr(twin, name, copy(value))
+        return twin
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe representation (ISO datetimes, lists for tuples), tagged with the schema version."""
