@@ -41,7 +41,6 @@ import requests
 from mailunblock.plugin.config import load_config
 from mailunblock.plugin.db import tickets as ticket_rows
 from mailunblock.plugin.services import build_runtime
-from mailunblock.sandbox.server import Sandbox, to_toml
 from mailunblock.workflows.state import Stage, TicketState
 from sqlalchemy import event, func, select
 
@@ -77,6 +76,8 @@ def scenario(tickets: int, tenants: int) -> dict[str, Any]:
 def serve(folder: str, tickets: int, tenants: int, latency: float, exchange_latency: float,
           pipe: Connection) -> None:
     """Child process: the sandbox with the burst's tickets; sends the config path, serves until told to stop."""
+    from mailunblock.sandbox.server import Sandbox, to_toml  # only here: the measured process never loads it
+
     work = Path(folder)
     path = work / "burst-scenario.toml"
     path.write_text(to_toml(scenario(tickets, tenants)), encoding="utf-8")
