@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import ssl
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -37,6 +38,7 @@ from mailunblock.connectors.errors import (
 from requests.adapters import HTTPAdapter
 from requests.utils import get_environ_proxies
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
+from urllib3.util.ssl_ import create_urllib3_context
 
 log = logging.getLogger(__name__)
 
@@ -155,12 +157,43 @@ def _log_retry(state: RetryCallState) -> None:
 
 
 class GatedAdapter(HTTPAdapter):
-    """Transport that refuses requests while their service's gate is closed, and closes it on a throttle."""
+    """Transport that refuses requests while their service's gate is closed, and closes it on a throttle.
+
+    It also reads a CA bundle file once into one TLS context, instead of once per connection as
+    ``requests`` and ``urllib3`` do (a server that closes every connection pays it on every request).
+    """
 
     def __init__(self, policy: HttpPolicy, service: str | None) -> None:
         super().__init__()
         self._policy = policy
         self._service = service
+        self._tls_contexts: dict[str, ssl.SSLContext] = {}  # CA bundle file -> a context trusting it
+        self._tls_lock = threading.Lock()
+
+    def build_connection_pool_key_attributes(
+        self, request: requests.PreparedRequest, verify: bool | str, cert: Any = None
+    ) -> tuple[Any, Any]:
+        """The pool for a CA bundle file uses one context that already trusts it (read once)."""
+        host_params, pool_kwargs = super().build_connection_pool_key_attributes(request, verify, cert)
+        bundle = pool_kwargs.pop("ca_certs", None)
+        if bundle is not None:
+            pool_kwargs["ssl_context"] = self._tls_context(bundle)
+        return host_params, pool_kwargs
+
+    def cert_verify(self, conn: Any, url: str, verify: bool | str, cert: Any) -> None:
+        """As ``requests`` does, but a CA bundle file is not read again: the pool's context trusts it."""
+        super().cert_verify(conn, url, verify, cert)  # type: ignore[no-untyped-call]  # untyped in types-requests
+        if isinstance(verify, str) and getattr(conn, "ca_certs", None) == verify:
+            conn.ca_certs = None  # certificates are still required (cert_reqs), against the context's CAs
+
+    def _tls_context(self, bundle: str) -> ssl.SSLContext:
+        with self._tls_lock:
+            context = self._tls_contexts.get(bundle)
+            if context is None:
+                context = create_urllib3_context()  # urllib3's defaults: TLS 1.2+, certificates required
+                context.load_verify_locations(cafile=bundle)
+                self._tls_contexts[bundle] = context
+            return context
 
     def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
         """Send ``request`` unless its service is throttled; a throttling answer raises ThrottledError."""
