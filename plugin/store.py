@@ -36,9 +36,9 @@ _UPDATE_TICKET = update(tickets).where(tickets.c.issue_key == bindparam("key"))
 _INSERT_AUDIT = insert(audit_log)
 _INSERT_STAGE_EVENTS = insert(stage_events)
 
-# How many tickets' last stored states a store keeps in memory: the tickets being worked on. A ticket
-# not among them costs one read of its row at its next save.
-_KNOWN_STATES = 512
+# How many tickets' last stored states a store keeps in memory (a few KB each): the tickets being worked
+# on. A ticket not among them costs one read of its row at its next save, nothing more.
+_KNOWN_STATES = 2048
 
 
 @dataclass(frozen=True)
