@@ -36,9 +36,10 @@ _UPDATE_TICKET = update(tickets).where(tickets.c.issue_key == bindparam("key"))
 _INSERT_AUDIT = insert(audit_log)
 _INSERT_STAGE_EVENTS = insert(stage_events)
 
-# How many tickets' last stored states a store keeps in memory (a few KB each): the tickets being worked
-# on. A ticket not among them costs one read of its row at its next save, nothing more.
-_KNOWN_STATES = 2048
+# How many tickets' last stored states a store keeps in memory (a few KB each): enough for the tickets
+# being worked on at once, not for every ticket (memory must not grow with the backlog). A ticket not
+# among them costs one read of its row at its next save, nothing more.
+_KNOWN_STATES = 256
 
 
 @dataclass(frozen=True)
