@@ -8,6 +8,10 @@ one JSON line.
 
     .venv/bin/python bench/burst.py [--tickets 1000] [--tenants 10] [--small 50] [--workers 32]
 
+``saves_per_ticket`` counts the state saves the workflow asked for; ``commits_per_ticket`` the store
+transactions that reached the database (each a synchronous SQLite commit; claims and releases included): a
+save that changes nothing is not written.
+
 ``bound_s`` is a lower bound on the wall time from the calls actually made, the injected latencies and the
 configured limits: no limited lane (Jira; each tenant's identity, Graph and Exchange; the worker pool) can
 finish sooner than the latency it carried divided by its concurrency. ``wall_to_bound`` is how far above
@@ -38,7 +42,8 @@ from mailunblock.plugin.config import Config, load_config
 from mailunblock.plugin.metrics import Metrics
 from mailunblock.plugin.poller import run_forever
 from mailunblock.plugin.services import build_runtime
-from mailunblock.sandbox.server import Sandbox, to_toml
+from mailunblock.workflows.state import TicketState
+from sqlalchemy import event
 
 EPHEMERAL = dict.fromkeys(("jira", "identity", "graph", "exchange", "control"), 0)
 SERVICES = ("jira", "identity", "graph", "exchange")
@@ -121,6 +126,8 @@ def _agent(jira: Any, with_eta: Synchronized[int]) -> None:
 def serve(folder: str, tickets: int, tenants: int, latency: float, exchange_latency: float,
           with_eta: Synchronized[int], pipe: Connection) -> None:
     """Child process: the sandbox with the burst's tickets; sends the config path, serves until told to stop."""
+    from mailunblock.sandbox.server import Sandbox, to_toml  # only here: the measured process never loads it
+
     work = Path(folder)
     path = work / "burst-scenario.toml"
     path.write_text(to_toml(scenario(tickets, tenants)), encoding="utf-8")
@@ -169,9 +176,29 @@ def run(tickets: int, tenants: int, latency: float, exchange_latency: float, wor
     return {**result, **figures}
 
 
+class _SaveCounter:
+    """Counts the saves the workflow asks for and the store transactions committed."""
+
+    def __init__(self, runtime: Any) -> None:
+        self.saves = self.commits = 0
+        store = runtime.store
+        save = store.save
+
+        def counted(state: TicketState) -> None:
+            self.saves += 1
+            save(state)
+
+        store.save = counted
+        event.listen(store.engine, "commit", self._committed)
+
+    def _committed(self, _conn: Any) -> None:
+        self.commits += 1
+
+
 def _drive(config: Config, tickets: int, with_eta: Synchronized[int], timeout: float) -> dict[str, Any]:
     metrics = Metrics(_Clock(), config.poller.interval_seconds)
     runtime = build_runtime(config, _Clock(), metrics=metrics)
+    counter = _SaveCounter(runtime)
     cpu0, wall0 = time.process_time(), time.perf_counter()
     cycles = [0]
 
@@ -195,6 +222,8 @@ def _drive(config: Config, tickets: int, with_eta: Synchronized[int], timeout: f
         "cpu_ms_per_ticket": round(cpu * 1000 / tickets, 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "workers": config.poller.workers, "_sent": sent,
+        "saves_per_ticket": round(counter.saves / tickets, 2),
+        "commits_per_ticket": round(counter.commits / tickets, 2),
     }
 
 
@@ -248,7 +277,8 @@ def main() -> None:
     print(f"mailunblock burst — {args.tickets} tickets over {args.tenants} tenants, {args.workers} workers, "
           f"{args.latency * 1000:.0f} ms per call ({args.exchange_latency * 1000:.0f} ms Exchange), EMULATORS")
     for name in ("wall_s", "bound_s", "bound_lane", "wall_to_bound", "throughput_ratio", "cpu_ms_per_ticket",
-                 "peak_rss_mb", "token_requests_per_tenant", "cycles", "with_eta"):
+                 "peak_rss_mb", "saves_per_ticket", "commits_per_ticket", "token_requests_per_tenant", "cycles",
+                 "with_eta"):
         if name in result:
             print(f"  {name:26} {result[name]}")
     print("  calls_per_ticket           " + ", ".join(f"{k} {v}" for k, v in result["calls_per_ticket"].items()))

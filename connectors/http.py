@@ -13,7 +13,9 @@ next ticket's call, a note about the failure — raises :class:`ThrottledError` 
 from __future__ import annotations
 
 import logging
+import os
 import random
+import ssl
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -35,7 +37,9 @@ from mailunblock.connectors.errors import (
     TransientError,
 )
 from requests.adapters import HTTPAdapter
+from requests.utils import get_environ_proxies
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
+from urllib3.util.ssl_ import create_urllib3_context
 
 log = logging.getLogger(__name__)
 
@@ -169,12 +173,43 @@ def _log_retry(state: RetryCallState) -> None:
 
 
 class GatedAdapter(HTTPAdapter):
-    """Transport that refuses requests while their service's gate is closed, and closes it on a throttle."""
+    """Transport that refuses requests while their service's gate is closed, and closes it on a throttle.
+
+    It also reads a CA bundle file once into one TLS context, instead of once per connection as
+    ``requests`` and ``urllib3`` do (a server that closes every connection pays it on every request).
+    """
 
     def __init__(self, policy: HttpPolicy, service: str | None) -> None:
         super().__init__(pool_maxsize=POOL_SIZE)
         self._policy = policy
         self._service = service
+        self._tls_contexts: dict[str, ssl.SSLContext] = {}  # CA bundle file -> a context trusting it
+        self._tls_lock = threading.Lock()
+
+    def build_connection_pool_key_attributes(
+        self, request: requests.PreparedRequest, verify: bool | str, cert: Any = None
+    ) -> tuple[Any, Any]:
+        """The pool for a CA bundle file uses one context that already trusts it (read once)."""
+        host_params, pool_kwargs = super().build_connection_pool_key_attributes(request, verify, cert)
+        bundle = pool_kwargs.pop("ca_certs", None)
+        if bundle is not None:
+            pool_kwargs["ssl_context"] = self._tls_context(bundle)
+        return host_params, pool_kwargs
+
+    def cert_verify(self, conn: Any, url: str, verify: bool | str, cert: Any) -> None:
+        """As ``requests`` does, but a CA bundle file is not read again: the pool's context trusts it."""
+        super().cert_verify(conn, url, verify, cert)  # type: ignore[no-untyped-call]  # untyped in types-requests
+        if isinstance(verify, str) and getattr(conn, "ca_certs", None) == verify:
+            conn.ca_certs = None  # certificates are still required (cert_reqs), against the context's CAs
+
+    def _tls_context(self, bundle: str) -> ssl.SSLContext:
+        with self._tls_lock:
+            context = self._tls_contexts.get(bundle)
+            if context is None:
+                context = create_urllib3_context()  # urllib3's defaults: TLS 1.2+, certificates required
+                context.load_verify_locations(cafile=bundle)
+                self._tls_contexts[bundle] = context
+            return context
 
     def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
         """Send ``request`` unless its service is throttled; a throttling answer raises ThrottledError."""
@@ -219,23 +254,41 @@ def _origin(url: str) -> str:
 
 
 class PolicySession(requests.Session):
-    """A ``requests.Session`` applying the policy's timeout, CA bundle and throttle gate to every request."""
+    """A ``requests.Session`` applying the policy's timeout, CA bundle and throttle gate to every request.
+
+    The environment is read once per origin, not on every request as ``requests`` does (it walks all of
+    ``os.environ`` twice per call): the proxy variables (``HTTPS_PROXY``, ``NO_PROXY``...) and, when no CA
+    bundle is configured, ``REQUESTS_CA_BUNDLE`` / ``CURL_CA_BUNDLE``. ``~/.netrc`` is never consulted: a
+    connector's credentials come from the configuration only.
+    """
 
     def __init__(self, policy: HttpPolicy, service: str | None = None) -> None:
         super().__init__()
         self.policy = policy
-        self.verify = policy.verify
+        self.trust_env = False
+        self.verify = policy.ca_bundle or os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") \
+            or True
+        self._proxies: dict[str, dict[str, str]] = {}  # origin -> the environment's proxies for it
         policy.guard(self, service)
 
     def request(
         self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any
     ) -> requests.Response:
-        """Send a request with the policy's timeout and, explicitly, its CA bundle."""
+        """Send a request with the policy's timeout, explicitly its CA bundle, and the environment's proxies."""
         if kwargs.get("timeout") is None:
             kwargs["timeout"] = self.policy.timeout
         if kwargs.get("verify") is None:
             kwargs["verify"] = self.verify
+        if kwargs.get("proxies") is None:
+            kwargs["proxies"] = self._environment_proxies(url if isinstance(url, str) else url.decode())
         return super().request(method, url, *args, **kwargs)
+
+    def _environment_proxies(self, url: str) -> dict[str, str]:
+        origin = _origin(url)
+        proxies = self._proxies.get(origin)
+        if proxies is None:
+            proxies = self._proxies[origin] = get_environ_proxies(url)
+        return dict(proxies)
 
 
 def build_session(policy: HttpPolicy, service: str | None = None) -> requests.Session:

@@ -55,6 +55,7 @@ tickets = Table(
     Column("tenant", String(128), index=True),
     Column("account_id", String(128), index=True),
     Column("terminal", Integer, nullable=False, default=0, index=True),
+    Column("issue_id", String(64), index=True),  # Jira's issue id: finds a ticket moved to another project
     Column("state", Text, nullable=False),
     Column("first_seen", _utc(), nullable=False),
     Column("updated_at", _utc(), nullable=False),

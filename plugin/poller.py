@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -220,19 +220,17 @@ class Poller:
             ids.add(issue.id)
         report.seen = len(selected)
         known = self._store.load_many(list(selected))
-        open_states = self._store.open_views()
-        by_id = {s.issue_id: s for s in open_states.values() if s.issue_id}
         work: list[WorkItem] = []
         fresh: list[WorkItem] = []
         for key, issue in selected.items():
-            state = known.get(key) or self._moved(issue, by_id)
+            state = known.get(key) or self._moved(issue)
             if state is None:
                 fresh.append((issue, None))
             elif self._engine.needs_work(issue, state):
                 work.append((issue, state))
         # Tickets we were working on that left the selection (closed, label removed): let the engine
         # see them once more so it can stop cleanly and say what was and was not done.
-        left: list[WorkItem] = [(None, s) for key, s in open_states.items()
+        left: list[WorkItem] = [(None, s) for key, s in self._store.open_views().items()
                                 if key not in selected and s.issue_id not in ids]
         items: list[WorkItem] = []
         with self._lock:
@@ -304,14 +302,15 @@ class Poller:
         with self._lock:
             return self._lanes.setdefault(name, threading.BoundedSemaphore(limit))
 
-    def _moved(self, issue: Ticket, by_id: dict[str, TicketState]) -> TicketState | None:
+    def _moved(self, issue: Ticket) -> TicketState | None:
         """The state of a ticket we knew under another key (moved to another project): same issue id."""
-        state = by_id.get(issue.id) if issue.id else None
+        state = self._store.open_state_by_issue_id(issue.id) if issue.id else None
         if state is None or state.issue_key == issue.key:
             return None
         log.warning("%s moved to %s: its remediation continues under the new key", state.issue_key, issue.key)
         self._store.rename(state.issue_key, issue.key)
-        return replace(state, issue_key=issue.key)  # the store's view stays as it was read
+        state.issue_key = issue.key
+        return state
 
     def _start_heartbeat(self) -> None:
         """Renew this process's claims while it runs (saves renew them too; a long Retry-After wait does not)."""

@@ -12,8 +12,10 @@ import os
 import socket
 import threading
 import uuid
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -30,8 +32,8 @@ from mailunblock.plugin.db import (
     vaulted_passwords,
 )
 from mailunblock.workflows.ports import AccountBusy, ClaimLost
-from mailunblock.workflows.state import TicketState
-from sqlalchemy import Engine, delete, insert, inspect, or_, select, update
+from mailunblock.workflows.state import StageEvent, TicketState
+from sqlalchemy import Engine, bindparam, delete, insert, inspect, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, make_url
@@ -78,8 +80,31 @@ class StoreNotFoundError(Exception):
     """There is no state store where the configuration points (the message says where and what to check)."""
 
 
+# Built once: a save runs every statement with new values only (SET names the columns of the values given).
+_UPDATE_TICKET = update(tickets).where(tickets.c.issue_key == bindparam("key"))
+_INSERT_AUDIT = insert(audit_log)
+_INSERT_STAGE_EVENTS = insert(stage_events)
+
+# How many tickets' last stored states a store keeps in memory (a few KB each): enough for the tickets
+# being worked on at once, not for every ticket (memory must not grow with the backlog). A ticket not
+# among them costs one read of its row at its next save, nothing more.
+_KNOWN_STATES = 256
+
+
+@dataclass(frozen=True)
+class _Known:
+    """A ticket's state as the store last read or wrote it: its stored document and a private copy."""
+
+    document: str
+    state: TicketState
+
+
 class StateStore:
-    """Durable ticket states (implements the workflow's ``StateRepository``)."""
+    """Durable ticket states (implements the workflow's ``StateRepository``).
+
+    Safe to share between threads; several stores (processes, replicas) may share one database as long
+    as one of them at a time works on a given ticket.
+    """
 
     def __init__(self, engine: Engine, *, create: bool = True, lease_seconds: float = DEFAULT_LEASE_SECONDS) -> None:
         self._engine = engine
@@ -89,6 +114,8 @@ class StateStore:
         self._held_lock = threading.Lock()
         self._parsed: dict[str, tuple[datetime, TicketState]] = {}  # key -> (row's updated_at, parsed state)
         self._views_lock = threading.Lock()
+        self._known: OrderedDict[str, _Known] = OrderedDict()
+        self._known_lock = threading.Lock()
         if create:
             migrations.upgrade(engine)
 
@@ -222,57 +249,103 @@ class StateStore:
         return None
 
     def save(self, state: TicketState) -> None:
-        """Persist a state, any stage timestamps not yet recorded and its audit entries, in one transaction."""
+        """Persist a state, any stage timestamps not yet recorded and its audit entries, in one transaction.
+
+        A state equal to the one this store last read or wrote for the ticket is not written again. The
+        previous state, which tells the audit entries and the new stage entries, is that remembered copy
+        when there is one, else the stored row.
+        """
+        document = json.dumps(state.to_dict(), sort_keys=True)
+        last = self._last_known(state.issue_key)
+        claim = ticket_claim(state.issue_key)
+        with self._held_lock:
+            fenced = claim in self._held
         now = datetime.now(UTC)
+        if last is not None and last.document == document:
+            if fenced:  # nothing to write, but the side effect that follows still needs the claim
+                with self._tx() as conn:
+                    self._fence(conn, claim, state.issue_key, now)
+            return
         row = {
             "stage": str(state.stage),
             "tenant": state.tenant,
             "account_id": state.account_id,
+            "issue_id": state.issue_id,
             "terminal": int(state.is_terminal),
-            "state": json.dumps(state.to_dict(), sort_keys=True),
+            "state": document,
             "updated_at": now,
         }
-        claim = ticket_claim(state.issue_key)
-        with self._held_lock:
-            fenced = claim in self._held
         with self._tx() as conn:
-            if fenced and not conn.execute(
-                update(claims).where(claims.c.name == claim, claims.c.owner == self.owner)
-                .values(expires_at=now + self._lease)
-            ).rowcount:
-                with self._held_lock:
-                    self._held.discard(claim)
-                raise ClaimLost(f"{state.issue_key}: another mailunblock took this ticket over")
+            if fenced:
+                self._fence(conn, claim, state.issue_key, now)
             stale = account_holds.c.issue_key == state.issue_key
             if not state.is_terminal and state.tenant and state.account_id:
                 stale &= ~((account_holds.c.tenant == state.tenant)
                            & (account_holds.c.account_id == state.account_id))
             conn.execute(delete(account_holds).where(stale))
-            stored = conn.execute(
-                select(tickets.c.state).where(tickets.c.issue_key == state.issue_key)
-            ).scalar_one_or_none()
-            before = TicketState.from_dict(json.loads(stored)) if stored else None
+            before = last.state if last is not None else self._stored(conn, state.issue_key)
             entries = audit_entries(before, state, now)
             if entries:
-                conn.execute(insert(audit_log), [e.row() for e in entries])
-            if stored:
-                conn.execute(update(tickets).where(tickets.c.issue_key == state.issue_key).values(row))
+                conn.execute(_INSERT_AUDIT, [e.row() for e in entries])
+            if before is not None:
+                conn.execute(_UPDATE_TICKET, {"key": state.issue_key, **row})
             else:
                 first = state.history[0].at if state.history else now
                 conn.execute(insert(tickets).values(issue_key=state.issue_key, first_seen=first, **row))
-            recorded = conn.execute(
-                select(stage_events.c.stage, stage_events.c.at).where(
-                    stage_events.c.issue_key == state.issue_key
-                )
-            ).all()
-            seen = {(stage, at) for stage, at in recorded}
             fresh = [
                 {"issue_key": state.issue_key, "tenant": state.tenant, "stage": str(e.stage), "at": e.at}
-                for e in state.history
-                if (str(e.stage), e.at) not in seen
+                for e in self._unrecorded_events(conn, before, state)
             ]
             if fresh:
-                conn.execute(insert(stage_events), fresh)
+                conn.execute(_INSERT_STAGE_EVENTS, fresh)
+        self._remember(state.issue_key, document, state)
+
+    def _fence(self, conn: Connection, claim: str, issue_key: str, now: datetime) -> None:
+        """Renew the ticket's claim in this transaction; ``ClaimLost`` (nothing written) when it is not ours."""
+        if not conn.execute(
+            update(claims).where(claims.c.name == claim, claims.c.owner == self.owner)
+            .values(expires_at=now + self._lease)
+        ).rowcount:
+            with self._held_lock:
+                self._held.discard(claim)
+            raise ClaimLost(f"{issue_key}: another mailunblock took this ticket over")
+
+    @staticmethod
+    def _stored(conn: Connection, issue_key: str) -> TicketState | None:
+        raw = conn.execute(select(tickets.c.state).where(tickets.c.issue_key == issue_key)).scalar_one_or_none()
+        return TicketState.from_dict(json.loads(raw)) if raw else None
+
+    @staticmethod
+    def _unrecorded_events(conn: Connection, before: TicketState | None, state: TicketState) -> list[StageEvent]:
+        """The stage entries of ``state`` that ``stage_events`` does not hold yet."""
+        if before is not None and state.history[: len(before.history)] == before.history:
+            return state.history[len(before.history):]  # saved with ``before``: only the newer ones are not
+        recorded = conn.execute(
+            select(stage_events.c.stage, stage_events.c.at).where(stage_events.c.issue_key == state.issue_key)
+        ).all()
+        seen = {(stage, at) for stage, at in recorded}
+        return [e for e in state.history if (str(e.stage), e.at) not in seen]
+
+    def _last_known(self, issue_key: str) -> _Known | None:
+        with self._known_lock:
+            known = self._known.get(issue_key)
+            if known is not None:
+                self._known.move_to_end(issue_key)
+            return known
+
+    def _remember(self, issue_key: str, document: str, state: TicketState) -> None:
+        """Keep a private copy of the state as it is stored (the next save compares with it)."""
+        known = _Known(document, state.copy())
+        with self._known_lock:
+            self._known[issue_key] = known
+            self._known.move_to_end(issue_key)
+            while len(self._known) > _KNOWN_STATES:
+                self._known.popitem(last=False)
+
+    def _forget_known(self, *issue_keys: str) -> None:
+        with self._known_lock:
+            for key in issue_keys:
+                self._known.pop(key, None)
 
     def load(self, issue_key: str) -> TicketState | None:
         """The stored state of one ticket, if any."""
@@ -284,6 +357,22 @@ class StateStore:
             return None
         state = TicketState.from_dict(json.loads(raw))
         state.issue_key = issue_key  # the row's key wins: a moved ticket's state is renamed before it is saved
+        self._remember(issue_key, raw, state)
+        return state
+
+    def open_state_by_issue_id(self, issue_id: str) -> TicketState | None:
+        """The open state of the ticket Jira knows by ``issue_id`` (a ticket moved to another project keeps it)."""
+        with self._engine.connect() as conn:
+            row = conn.execute(
+                select(tickets.c.issue_key, tickets.c.state)
+                .where(tickets.c.issue_id == issue_id, tickets.c.terminal == 0)
+                .order_by(tickets.c.first_seen)
+                .limit(1)
+            ).one_or_none()
+        if row is None:
+            return None
+        state = TicketState.from_dict(json.loads(row.state))
+        state.issue_key = row.issue_key
         return state
 
     def load_many(self, issue_keys: list[str]) -> dict[str, TicketState]:
@@ -371,6 +460,7 @@ class StateStore:
 
         The audit log is append-only: its older entries keep the old key, a new entry records the move.
         """
+        self._forget_known(old_key, new_key)
         with self._tx() as conn:
             for table in (tickets, stage_events, vaulted_passwords, account_holds):
                 conn.execute(update(table).where(table.c.issue_key == old_key).values(issue_key=new_key))
@@ -390,5 +480,6 @@ class StateStore:
 
     def forget(self, issue_key: str) -> None:
         """Remove one ticket's state (operator command; stage events stay for reporting)."""
+        self._forget_known(issue_key)
         with self._tx() as conn:
             conn.execute(delete(tickets).where(tickets.c.issue_key == issue_key))

@@ -13,7 +13,7 @@ from mailunblock.workflows import approvers, messages
 from mailunblock.workflows.cycle import CycleCache
 from mailunblock.workflows.policy import RemediationPolicy
 from mailunblock.workflows.ports import Clock, Membership, PasswordVault, StateRepository, Tickets
-from mailunblock.workflows.state import Stage, TicketState
+from mailunblock.workflows.state import TERMINAL_STAGES, Stage, TicketState
 from mailunblock.workflows.tenants import TenantRegistry, TenantServices
 from mailunblock.workflows.vocabulary import ClosingAction, SlaProperty
 
@@ -44,6 +44,8 @@ class StepContext:
     posted_now: set[str] = field(default_factory=set)  # ids of comments posted in this pass
     # Reads shared by every ticket of the poll cycle (a pass of its own when no cycle was begun).
     cycle: CycleCache = field(default_factory=CycleCache)
+    _held_back: bool = False  # a change ``save_later`` left for the next save
+
 
     def is_approver(self, user: Person) -> bool:
         """Approver membership, read at most once per user in this cycle (at the cycle that decides)."""
@@ -66,8 +68,23 @@ class StepContext:
         return self.clock.now()
 
     def save(self) -> None:
-        """Persist the state (before every side effect, and after it to confirm it)."""
+        """Persist the state now: before every side effect (its intent), with anything held back."""
         self.repository.save(self.state)
+        self._held_back = False
+
+    def save_later(self) -> None:
+        """Have a change no side effect waits for (a confirmation, a stage reached) written by the next save.
+
+        That is the intent save of the next side effect, else ``flush`` at the end of the pass. A crash in
+        between leaves the last intent as the stored state, exactly as a crash right after the side effect
+        would: recovery settles it the same way (the comment marker, Microsoft's timestamps, the list).
+        """
+        self._held_back = True
+
+    def flush(self) -> None:
+        """Write what ``save_later`` held back (the engine calls it when a pass ends)."""
+        if self._held_back:
+            self.save()
 
     @property
     def tenant(self) -> TenantServices:
@@ -77,13 +94,21 @@ class StepContext:
         return self.tenants.get(self.state.tenant)
 
     def enter(self, stage: Stage) -> None:
-        """Move to ``stage``, record it in the history and save (``machine.apply`` calls it)."""
+        """Move to ``stage`` and record it in the history (``machine.apply`` calls it).
+
+        A final stage is saved at once: its closing updates (labels, transitions) must never be made on a
+        ticket whose stored state still looks in progress. Any other stage is written by the next save,
+        which the next step's first side effect makes before it acts.
+        """
         log.info("%s: %s -> %s", self.state.issue_key, self.state.stage, stage,
                  extra={"ticket": self.state.issue_key, "tenant": self.state.tenant, "stage": str(stage),
                         "event": "stage-entered"})
         self.state.enter(stage, self.now())
         self.state.retry_at = None
-        self.save()
+        if stage in TERMINAL_STAGES:
+            self.save()
+        else:
+            self.save_later()
 
     def finish(self, stage: Stage, actions: Sequence[ClosingAction]) -> None:
         """Enter a final stage with the ticket updates still to make (see ``closing``); ``machine.apply`` calls it."""
@@ -119,7 +144,7 @@ class StepContext:
         self.posted_now.add(comment_id)
         self.state.posted[name] = comment_id
         self.state.pending = tuple(p for p in self.state.pending if p != name)
-        self.save()
+        self.save_later()  # until then the marker is still pending: after a crash it is looked up, not re-posted
         return comment_id
 
 

@@ -103,10 +103,17 @@ class RemediationEngine:
             self._policy, self._tickets, self._tenants, self._repository, self._vault, self._clock,
             issue, state, self._membership, cycle=self._cycle or CycleCache(),
         )
+        self._advance(ctx)
+        ctx.flush()  # the confirmations the pass held back (``StepContext.save_later``)
+        return state
+
+    def _advance(self, ctx: StepContext) -> None:
+        """One pass over the ticket; what it holds back for the next save is the caller's to flush."""
+        state, issue = ctx.state, ctx.issue
         if state.is_terminal:
             if not issue.is_done and self._policy.trigger_label in issue.labels:
                 self._tagged_again(ctx)
-            return state
+            return
         if not state.closing:
             self._stop_if_abandoned(ctx)
         if (state.stage not in TERMINAL_STAGES and state.tenant is not None
@@ -115,7 +122,7 @@ class RemediationEngine:
             state.refusal, state.refusal_detail = EscalationReason.TENANT_UNKNOWN, state.tenant
             machine.apply(ctx, Finish(Stage.ESCALATED, closing.escalated(self._policy)), by_engine=True)
         if not self.due(state):
-            return state
+            return
         stage = state.stage
         try:
             if not state.closing:
@@ -134,7 +141,6 @@ class RemediationEngine:
             if state.failures:
                 state.failures, state.failing_since = (), None
                 ctx.save()
-        return state
 
     def _tagged_again(self, ctx: StepContext) -> None:
         """A finished ticket re-tagged or re-opened: say once that it will not start over; untag it."""

@@ -35,6 +35,7 @@ def _environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=False,
+        auto_reload=False,  # templates are package data: no need to stat them before every comment
     )
     environment.filters["join"] = wiki_join
     environment.globals["unknown"] = _unknown  # a template's last branch: never a generic fallback

@@ -88,12 +88,12 @@ def unblock(ctx: StepContext) -> Move:
         if not done:
             return None
         state.unblocked_addresses = (*state.unblocked_addresses, address)
-        ctx.save()
+        ctx.save_later()  # a confirmation: the next address's intent or the summary's carries it
     unblocked_at = require(state.unblocked_at, "the unblock time (set with the first intent)")
     state.eta_start = unblocked_at + policy.eta_min
     state.eta_end = unblocked_at + policy.eta_max
     state.next_check_at = state.eta_start
-    ctx.save()
+    ctx.save_later()  # no side effect waits for it: the summary's intent to post carries it
     notify.summary(ctx)
     notify.eta(ctx)
     return Next()

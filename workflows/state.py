@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from copy import copy
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -167,6 +168,14 @@ class TicketState:
     def entered_at(self, stage: Stage) -> datetime | None:
         """When the ticket last entered ``stage``, if ever."""
         return next((e.at for e in reversed(self.history) if e.stage == stage), None)
+
+    def copy(self) -> TicketState:
+        """An independent copy: its lists and dicts are new, every other field is immutable."""
+        twin = copy(self)
+        for name, value in list(vars(twin).items()):
+            if isinstance(value, list | dict):
+                setattr(twin, name, copy(value))
+        return twin
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe representation (ISO datetimes, lists for tuples), tagged with the schema version."""

@@ -126,6 +126,21 @@ def test_without_a_configured_bundle_the_environment_applies(monkeypatch: pytest
     assert adapter.sent[0]["timeout"] == 3
 
 
+def test_the_environment_proxies_apply_and_no_proxy_is_honoured(monkeypatch: pytest.MonkeyPatch) -> None:
+    for lower in ("https_proxy", "no_proxy"):
+        monkeypatch.delenv(lower, raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")
+    monkeypatch.setenv("NO_PROXY", "direct.invalid")
+    session = build_session(HttpPolicy())
+    adapter = RecordingAdapter()
+    session.mount("https://", adapter)
+    session.get("https://service.invalid/x")
+    session.get("https://service.invalid/y")
+    session.get("https://direct.invalid/x")
+    assert [sent["proxies"].get("https") for sent in adapter.sent] == [
+        "http://proxy.invalid:3128", "http://proxy.invalid:3128", None]
+
+
 @pytest.mark.parametrize(
     ("status", "kind"),
     [

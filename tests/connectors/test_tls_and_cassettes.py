@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+import ssl
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import certifi
 import pytest
+import requests
 import yaml
 from mailunblock.connectors.errors import PermanentError
 from mailunblock.connectors.exchange import ExchangeClient
@@ -79,6 +81,27 @@ def test_without_the_configured_ca_tls_fails_as_a_permanent_error(live: Any) -> 
     policy = HttpPolicy(timeout=10, max_retries=0)
     with pytest.raises(PermanentError, match="TLS"):
         JiraClient.connect(live.jira_url, policy=policy, email="x@y.z", api_token="t").myself()
+
+
+def test_a_configured_bundle_is_read_once_however_many_connections(
+    live: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sandbox closes every connection; the bundle is still read once, and still required."""
+    loads: list[Any] = []
+    load = ssl.SSLContext.load_verify_locations
+
+    def counted(context: ssl.SSLContext, *args: Any, **kwargs: Any) -> None:
+        loads.append(kwargs.get("cafile", args[0] if args else None))
+        load(context, *args, **kwargs)
+
+    monkeypatch.setattr(ssl.SSLContext, "load_verify_locations", counted)
+    session = build_session(HttpPolicy(ca_bundle=str(live.ca_path), timeout=10, max_retries=0))
+    for _ in range(3):
+        assert session.get(f"{live.jira_url}/status").status_code < 500
+    assert loads == [str(live.ca_path)]
+    strangers = build_session(HttpPolicy(ca_bundle=certifi.where(), timeout=10, max_retries=0))
+    with pytest.raises(requests.exceptions.SSLError):
+        strangers.get(f"{live.jira_url}/status")
 
 
 def _cassette_files() -> list[Path]:

@@ -136,13 +136,13 @@ def clean_run_saves(shared_world: World) -> int:
     with pytest.MonkeyPatch.context() as patch:
         run = remediate(shared_world, patch, never, False)
     assert problems_of(shared_world, run) == []
-    assert run.saves > 20
+    assert run.saves > 10  # at least one before each side effect: comments, reset, revocation, unblock, closing
     return run.saves
 
 
 def sessions_revoked(_count: int, state: TicketState) -> bool:
-    """The save recording that the sessions were revoked."""
-    return state.stage is Stage.SESSIONS_REVOKED
+    """The first save recording that the sessions were revoked."""
+    return state.sessions_revoked_at is not None
 
 
 def unblock_intended(_count: int, state: TicketState) -> bool:

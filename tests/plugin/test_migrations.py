@@ -31,15 +31,30 @@ def test_a_new_store_gets_every_table_at_the_newest_revision(tmp_path: Path) -> 
     assert _revision(store.engine) == migrations.head()
 
 
+def _baseline_tickets() -> sqlalchemy.Table:
+    """The ``tickets`` table as stores created it before migrations existed (no column added since)."""
+    return sqlalchemy.Table(
+        "tickets", sqlalchemy.MetaData(),
+        *(sqlalchemy.Column(c.name, c.type, primary_key=c.primary_key, nullable=c.nullable, index=c.index)
+          for c in tickets.columns if c.name in BASELINE_TICKET_COLUMNS))
+
+
+BASELINE_TICKET_COLUMNS = ("issue_key", "stage", "tenant", "account_id", "terminal", "state", "first_seen",
+                           "updated_at")
+
+
 def test_a_store_from_before_migrations_keeps_its_state(tmp_path: Path) -> None:
     # How every store was created until now: create_all, no alembic_version table.
     url = f"sqlite:///{tmp_path / 'state.db'}"
     old = sqlalchemy.create_engine(url)
-    metadata.create_all(old, tables=[tickets, stage_events, vaulted_passwords])  # the baseline's tables
+    metadata.create_all(old, tables=[stage_events, vaulted_passwords])  # the baseline's tables
+    baseline = _baseline_tickets()
+    baseline.create(old)
     state = TicketState.first_seen("HELP-1", T0)
+    state.issue_id = "10001"
     state.enter(Stage.AWAITING_APPROVAL, T0)
     with old.begin() as conn:
-        conn.execute(tickets.insert().values(
+        conn.execute(baseline.insert().values(
             issue_key="HELP-1", stage=str(state.stage), tenant=None, account_id=None, terminal=0,
             state=json.dumps(state.to_dict()), first_seen=T0, updated_at=T0))
     old.dispose()
@@ -49,6 +64,8 @@ def test_a_store_from_before_migrations_keeps_its_state(tmp_path: Path) -> None:
     assert "audit_log" in inspect(store.engine).get_table_names()  # 0002 ran on top of the baseline
     loaded = store.load("HELP-1")
     assert loaded is not None and loaded.stage is Stage.AWAITING_APPROVAL
+    moved = store.open_state_by_issue_id("10001")  # 0004 filled the issue id in from the stored state
+    assert moved is not None and moved.issue_key == "HELP-1"
     StateStore.from_url(url)  # opening again is a no-op
     assert _revision(store.engine) == migrations.head()
 

@@ -7,6 +7,7 @@ import pytest
 from mailunblock.plugin.store import StateStore
 from mailunblock.workflows.ports import AccountBusy
 from mailunblock.workflows.state import Stage, TicketState
+from sqlalchemy import event
 
 T0 = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
 
@@ -131,3 +132,61 @@ def test_views_follow_what_another_replica_saved(store: StateStore) -> None:
     other.save(state)  # the view is parsed again because the row changed, not served from the last read
     assert store.load_many(["HELP-3"])["HELP-3"].stage is Stage.AWAITING_APPROVAL
     assert store.open_views()["HELP-3"].stage is Stage.AWAITING_APPROVAL
+
+
+def _writes(store: StateStore) -> list[str]:
+    """Every INSERT or UPDATE the store sends from now on."""
+    sent: list[str] = []
+
+    def record(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        if statement.lstrip().upper().startswith(("INSERT", "UPDATE")):
+            sent.append(statement)
+
+    event.listen(store.engine, "before_cursor_execute", record)
+    return sent
+
+
+def test_a_save_that_changes_nothing_writes_nothing(store: StateStore) -> None:
+    state = _state("HELP-20")
+    store.save(state)
+    writes = _writes(store)
+    store.save(state)
+    assert writes == []
+    state.posted["ack"] = "c-1"  # changed in place: the store's copy is its own
+    store.save(state)
+    assert len(writes) >= 1
+    loaded = store.load("HELP-20")
+    assert loaded is not None and loaded.posted == {"ack": "c-1"}
+    del writes[:]
+    store.save(loaded)  # as loaded: nothing to write
+    assert writes == []
+
+
+def test_audit_entries_are_the_same_whether_the_previous_state_is_remembered_or_read(
+    store: StateStore,
+) -> None:
+    state = _state("HELP-21")
+    store.save(state)
+    state.posted["ack"] = "c-1"
+    store.save(state)  # previous state from memory
+    fresh = StateStore(store.engine, create=False)
+    state.posted["plan"] = "c-2"
+    state.enter(Stage.AWAITING_APPROVAL, T0 + timedelta(minutes=1))
+    fresh.save(state)  # previous state read from the row
+    entries = [(e["action"], e["target"]) for e in store.audit(ticket="HELP-21")]
+    assert entries == [("enter-stage", "new"), ("post-comment", "ack"), ("post-comment", "plan"),
+                       ("enter-stage", "awaiting_approval")]
+    events = [(s, at) for _, s, at in store.stage_events("HELP-21")]
+    assert events == [("new", T0), ("awaiting_approval", T0 + timedelta(minutes=1))]
+
+
+def test_a_moved_ticket_is_found_by_its_issue_id_while_open(store: StateStore) -> None:
+    open_one, done = _state("HELP-30"), _state("HELP-31")
+    open_one.issue_id, done.issue_id = "10030", "10031"
+    done.enter(Stage.RESOLVED, T0 + timedelta(hours=5))
+    for state in (open_one, done):
+        store.save(state)
+    found = store.open_state_by_issue_id("10030")
+    assert found is not None and found.issue_key == "HELP-30"
+    assert store.open_state_by_issue_id("10031") is None  # finished: nothing to continue
+    assert store.open_state_by_issue_id("10099") is None

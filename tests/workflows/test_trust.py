@@ -194,7 +194,7 @@ def test_a_crash_after_approval_then_a_reject_means_no_reset(world, monkeypatch)
     with contextlib.suppress(ConnectionResetError):
         world.cycle()  # approved, then dies before the reset's intent is recorded
     monkeypatch.undo()
-    assert world.state().stage is Stage.APPROVED
+    assert world.state().password_intent_at is None and not world.directory.resets
     world.tickets.add_comment(world.carol, "/reject wrong person")
     state = world.cycle()
     assert state.stage is Stage.REJECTED
