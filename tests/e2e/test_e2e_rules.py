@@ -423,8 +423,8 @@ def test_throttling_beyond_the_http_retries_waits_for_retry_after(make_world: Ca
     assert state.retry_at is not None
     # Retry-After, plus a little spread so throttled tickets do not all come back at the same second.
     assert world.now() + timedelta(seconds=120) <= state.retry_at <= world.now() + timedelta(seconds=132)
-    failure = world.bot_comments(key)[-1]
-    assert is_internal(failure) and "mailunblock retries automatically" in failure.body
+    # No note: the service asked everyone to wait (a burst throttles a whole tenant), not this ticket.
+    assert not [m for m in world.markers(key) if m.startswith("failure-")]
 
     served = len(world.sandbox.calls.records("graph"))
     world.advance(timedelta(seconds=60))
