@@ -275,8 +275,9 @@ class GraphClient:
         """Send ``requests_`` as one JSON batch; their answers in order, or None when Graph serves no $batch.
 
         A throttling sub-response closes Graph's gate exactly as a throttled single call does. ``safe``
-        (reads only): it raises that ThrottledError, and the whole batch is retried like any read.
-        Otherwise (a side effect inside) the batch is sent once and the caller reads each answer.
+        (reads only): it raises that ThrottledError (or a sub-response's 5xx its TransientError), and the
+        whole batch is retried like any read. Otherwise (a side effect inside) the batch is sent once and
+        the caller reads each answer.
         """
         if not self._batching:
             return None
@@ -287,7 +288,7 @@ class GraphClient:
             headers = {"Authorization": f"Bearer {token}"}
             response = send(self._session, "POST", url, service=SERVICE, headers=headers, json=body)
             if response.status_code in _BATCH_UNSUPPORTED:
-                log.info("Graph at %s serves no JSON batching (HTTP %d): single calls from now on",
+                log.warning("Graph at %s serves no JSON batching (HTTP %d): single calls from now on",
                          self._base, response.status_code)
                 self._batching = False
                 return None
@@ -297,7 +298,11 @@ class GraphClient:
             throttled = [a.error for a in answers if isinstance(a, _Throttled)]
             if safe and throttled:
                 raise max(throttled, key=lambda e: e.retry_after)
-            return [a.answer if isinstance(a, _Throttled) else a for a in answers]
+            plain = [a.answer if isinstance(a, _Throttled) else a for a in answers]
+            failing = next((a for a in plain if a.status >= 500), None)
+            if safe and failing is not None:
+                raise _answer_error(failing)  # transient: the reads are retried together, as one read would be
+            return plain
 
         call = partial(self._tokens.authorized, self._resource, attempt)
         return self._policy.call(call, safe=True) if safe else call()

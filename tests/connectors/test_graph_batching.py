@@ -147,3 +147,13 @@ def test_a_graph_without_batching_is_asked_once_then_called_singly(env: Any, sta
     assert client.revoke_sessions_then_inbox_rules(ADELE) is None
     assert wire.sent == 3  # the refused batch, the lookup, the revocation: $batch is not asked again
     assert wire.outcomes[str(status)] == 1
+
+
+@pytest.mark.vcr
+def test_a_server_error_inside_a_batch_of_reads_retries_the_batch(env: Any) -> None:
+    client, wire, _ = graph(env)
+    env.fault(FaultRule(service="graph", status=503, path_contains="transitiveMemberOf"))
+    facts = client.account_facts(BEN_ADMIN)
+    roles = facts.roles_of(facts.users[0])
+    assert roles is not None and [r.display_name for r in roles] == ["Global Administrator"]
+    assert len(env.sleeps) == 1 and wire.sent == 2
