@@ -231,17 +231,28 @@ class GatedAdapter(HTTPAdapter):
                 self._observe(key, "error")
                 raise
             self._observe(key, str(response.status_code))
-            now = clock.now()
-            wait = throttle_wait(response.status_code, response.headers, now)
-            if wait is None:
+            # The gate closes before the slot is free for the next request.
+            throttled = self._throttled(key, response.status_code, response.headers)
+            if throttled is None:
                 return response
-            gates.close(key, now + timedelta(seconds=wait))  # before the slot is free for the next request
-        reason = response.headers.get("RateLimit-Reason")
         response.close()
-        raise ThrottledError(
-            f"HTTP {response.status_code}: asked to wait {wait:.0f} s", retry_after=wait, service=key, code=reason
-        )
+        raise throttled
 
+    def throttled(self, url: str, status: int, headers: Mapping[str, str]) -> ThrottledError | None:
+        """Close the gate for a throttling answer carried inside another one, as if sent for ``url``.
+
+        A JSON batch's sub-response is one: the same error as the transport's is returned, else None.
+        """
+        return self._throttled(self._service or _origin(url), status, headers)
+
+    def _throttled(self, key: str, status: int, headers: Mapping[str, str]) -> ThrottledError | None:
+        now = self._policy.clock.now()
+        wait = throttle_wait(status, headers, now)
+        if wait is None:
+            return None
+        self._policy.gates.close(key, now + timedelta(seconds=wait))
+        return ThrottledError(f"HTTP {status}: asked to wait {wait:.0f} s", retry_after=wait, service=key,
+                              code=headers.get("RateLimit-Reason"))
 
     def _observe(self, service: str, outcome: str) -> None:
         if self._policy.observer is not None:
@@ -289,6 +300,17 @@ class PolicySession(requests.Session):
         if proxies is None:
             proxies = self._proxies[origin] = get_environ_proxies(url)
         return dict(proxies)
+
+
+def throttled_within(
+    session: requests.Session, url: str, status: int, headers: Mapping[str, str]
+) -> ThrottledError | None:
+    """Treat a throttling answer carried inside a response like one the transport received for ``url``.
+
+    For a JSON batch's sub-responses: the service's gate closes and the same error is returned, else None.
+    """
+    adapter = session.get_adapter(url)
+    return adapter.throttled(url, status, headers) if isinstance(adapter, GatedAdapter) else None
 
 
 def build_session(policy: HttpPolicy, service: str | None = None) -> requests.Session:

@@ -179,6 +179,29 @@ class InboxRule:
 
 
 @dataclass(frozen=True)
+class AccountFacts:
+    """What the directory answered about the accounts carrying one address, in as few calls as it could.
+
+    ``users`` are every account carrying the address. ``roles`` and ``mailbox`` were read together with
+    them and are about the account ``subject_id`` only (None: not read that way — ask for them).
+    ``mailbox``: True when its inbox rules could be read, False when Graph says it has no mailbox.
+    """
+
+    users: tuple[DirectoryUser, ...]
+    subject_id: str | None = None
+    roles: tuple[DirectoryRole, ...] | None = None
+    mailbox: bool | None = None
+
+    def roles_of(self, user: DirectoryUser) -> tuple[DirectoryRole, ...] | None:
+        """The roles read with the facts when they are ``user``'s, else None."""
+        return self.roles if self.subject_id == user.id else None
+
+    def mailbox_of(self, user: DirectoryUser) -> bool | None:
+        """The mailbox answer read with the facts when it is ``user``'s, else None."""
+        return self.mailbox if self.subject_id == user.id else None
+
+
+@dataclass(frozen=True)
 class BlockedSender:
     """One row of the Restricted users list (``Get-BlockedSenderAddress``)."""
 

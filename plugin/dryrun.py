@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from mailunblock.connectors.models import (
+    AccountFacts,
     Approval,
     BlockedSender,
     DirectoryRole,
@@ -105,6 +106,12 @@ class DryRunDirectory:
         """Real read."""
         return self._inner.find_users_by_address(address)
 
+    def account_facts(
+        self, address: str, *, account_id: str | None = None, mailbox: bool = True
+    ) -> AccountFacts:
+        """Real read."""
+        return self._inner.account_facts(address, account_id=account_id, mailbox=mailbox)
+
     def directory_roles(self, user_id: str) -> list[DirectoryRole]:
         """Real read."""
         return self._inner.directory_roles(user_id)
@@ -120,6 +127,11 @@ class DryRunDirectory:
     def revoke_sessions(self, user_id: str) -> None:
         """Print that sessions would be revoked."""
         self._echo(f"  tenant {self._tenant}: would revoke the sign-in sessions of user {user_id}")
+
+    def revoke_sessions_then_inbox_rules(self, user_id: str) -> list[InboxRule] | None:
+        """Print that sessions would be revoked; the rules are left to a real read."""
+        self.revoke_sessions(user_id)
+        return None
 
 
 class DryRunRestricted:

@@ -27,6 +27,7 @@ def _record_json(record: CallRecord) -> dict[str, Any]:
         "body": record.body,
         "at": record.at.isoformat(),
         "headers": record.headers,
+        "batched": record.batched,
     }
 
 

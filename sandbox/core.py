@@ -19,6 +19,8 @@ from typing import Any
 from flask import Flask, Response, g, request
 
 SERVICES = ("jira", "identity", "graph", "exchange")
+# WSGI environ key marking a request an emulator dispatches to itself from a JSON batch.
+BATCHED_ENVIRON = "mailunblock.sandbox.batched"
 
 # Keys whose values the call log never keeps (passwords, tokens, client secrets, assertions).
 _SECRET_KEYS = re.compile(
@@ -74,6 +76,9 @@ class CallRecord:
     body: Any
     at: datetime
     headers: dict[str, str] = field(default_factory=dict)
+    # A request that came inside a JSON batch (Graph's $batch), not over the wire of its own: the batch
+    # is the call; its requests are logged too, so what each did can be checked like a single call.
+    batched: bool = False
 
     @property
     def cmdlet(self) -> str | None:
@@ -207,7 +212,7 @@ def instrument(
     @app.before_request
     def _inject_fault() -> Response | None:
         latency = ctx.faults.latency.get(service, 0.0)
-        if latency:
+        if latency and not request.environ.get(BATCHED_ENVIRON):  # a batch's latency is the batch's
             time.sleep(latency)
         rule = ctx.faults.take(service, request.method, request.path)
         if rule is None:
@@ -244,6 +249,7 @@ def instrument(
                     k: ("***" if _SECRET_KEYS.search(k) else v)
                     for k, v in request.headers.items()
                 },
+                batched=bool(request.environ.get(BATCHED_ENVIRON)),
             )
         )
         return response

@@ -2,7 +2,8 @@
 
 EMULATOR CODE — not Microsoft. Built from the Graph v1.0 reference ("Get user", "List users",
 "Update user", "user: revokeSignInSessions", "List transitiveMemberOf", "List messageRules", "Microsoft
-Graph error responses and resource types", "Microsoft Graph throttling guidance"). App-only access is
+Graph error responses and resource types", "Microsoft Graph throttling guidance", "Combine multiple HTTP
+requests using JSON batching"). App-only access is
 enforced twice, as Entra does: the application permission must be in the token's ``roles`` claim, and
 changing a password also needs a directory role held by the service principal. Passwords are checked
 against Entra's complexity rules and never stored or logged.
@@ -17,10 +18,11 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from flask import Flask, Response, g, request
-from mailunblock.sandbox.core import SandboxContext, instrument
+from flask.testing import FlaskClient
+from mailunblock.sandbox.core import BATCHED_ENVIRON, SandboxContext, instrument
 from mailunblock.sandbox.identity import TokenRejected, verify_access_token
 from mailunblock.sandbox.scenario import (
     DIRECTORY_ROLE_TEMPLATES,
@@ -72,6 +74,10 @@ DEFAULT_USER_PROPERTIES = (
 )
 DEFAULT_PAGE = 100
 MAX_PAGE = 999
+MAX_BATCH = 20  # "JSON batch requests are currently limited to 20 individual requests"
+BATCH_METHODS = frozenset({"GET", "POST", "PATCH", "PUT", "DELETE"})
+# Headers of a sub-response worth passing on (the batch's own carry the rest).
+BATCH_ANSWER_HEADERS = ("Content-Type", "Retry-After", "Location", "OData-Version")
 
 _EQ = re.compile(r"^(mail|userPrincipalName|id)\s+eq\s+'((?:[^']|'')*)'$", re.IGNORECASE)
 _ANY = re.compile(
@@ -279,6 +285,56 @@ def _matches(user: LiveUser, clauses: Iterable[tuple[str, str]]) -> bool:
     return False
 
 
+def _batch_problem(items: Any) -> str | None:
+    """Why a $batch body is refused as a whole (400), or None: Graph checks the payload before running any."""
+    if not isinstance(items, list) or not items:
+        return "Invalid batch payload format: 'requests' must be a non-empty array."
+    if len(items) > MAX_BATCH:
+        return f"Number of batch requests exceeds the maximum of {MAX_BATCH}."
+    seen: set[str] = set()
+    for item in items:
+        if not isinstance(item, dict) or not all(isinstance(item.get(k), str) for k in ("id", "method", "url")):
+            return "Invalid batch payload format: every request needs an id, a method and a url."
+        if item["id"] in seen:
+            return f"Batch request ids must be unique: '{item['id']}' appears twice."
+        if item["method"].upper() not in BATCH_METHODS:
+            return f"Invalid method '{item['method']}' in batch request '{item['id']}'."
+        depends = item.get("dependsOn", [])
+        if not isinstance(depends, list) or any(d not in seen for d in depends):
+            return f"Batch request '{item['id']}' depends on a request that does not come before it."
+        headers = item.get("headers") or {}
+        if "body" in item and not any(str(k).lower() == "content-type" for k in headers):
+            return f"Batch request '{item['id']}' has a body but no Content-Type header."
+        seen.add(item["id"])
+    return None
+
+
+def _batch_answer(
+    client: FlaskClient, item: Mapping[str, Any], answered: Mapping[str, Mapping[str, Any]], authorization: str
+) -> dict[str, Any]:
+    """Run one request of a batch through the emulator itself (its checks, faults and call log)."""
+    request_id = item["id"]
+    if any(not 200 <= answered[d]["status"] < 300 for d in item.get("dependsOn", [])):
+        return {"id": request_id, "status": 424, "headers": {"Content-Type": "application/json"},
+                "body": {"error": {"code": "FailedDependency",
+                                   "message": "A request this one depends on failed."}}}
+    target = urlsplit(item["url"])
+    if target.scheme or target.netloc or target.path.lstrip("/").startswith(("v1.0", "beta")):
+        return {"id": request_id, "status": 400, "headers": {"Content-Type": "application/json"},
+                "body": {"error": {"code": "BadRequest",
+                                   "message": "The url of a batch request is relative to the version."}}}
+    headers = {str(k): str(v) for k, v in (item.get("headers") or {}).items()}
+    headers["Authorization"] = authorization
+    answer = client.open(
+        "/v1.0/" + target.path.lstrip("/"), method=item["method"].upper(), query_string=target.query,
+        headers=headers, data=json.dumps(item["body"]) if "body" in item else None,
+        environ_overrides={BATCHED_ENVIRON: True},
+    )
+    passed = {k: answer.headers[k] for k in BATCH_ANSWER_HEADERS if k in answer.headers}
+    return {"id": request_id, "status": answer.status_code, "headers": passed,
+            "body": answer.get_json(silent=True)}
+
+
 def create_graph_app(state: MicrosoftState, ctx: SandboxContext) -> Flask:
     """The Graph emulator as a Flask app."""
     app = Flask("mailunblock.sandbox.graph")
@@ -478,6 +534,28 @@ def create_graph_app(state: MicrosoftState, ctx: SandboxContext) -> Flask:
     )
     def sp_roles_by_app_id(app_id: str) -> Response:
         return service_principal_roles(app_id, by_app_id=True)
+
+    @app.post("/v1.0/$batch")
+    def batch() -> Response:
+        """JSON batching: up to 20 requests, each answered with its own status, headers and body.
+
+        Requests run in order here (Graph may run independent ones in parallel, and answer in any order);
+        one whose ``dependsOn`` request failed is answered 424. Each is an ordinary request of this
+        emulator — permissions, injected faults (a throttled request gets its own 429 and Retry-After)
+        and the call log (marked ``batched``) — but the latency is the batch's alone.
+        """
+        body = request.get_json(silent=True)
+        items = body.get("requests") if isinstance(body, dict) else None
+        problem = _batch_problem(items)
+        if problem is not None:
+            return graph_error(ctx, 400, "BadRequest", problem)
+        client = app.test_client()
+        authorization = request.headers.get("Authorization", "")
+        answered: dict[str, dict[str, Any]] = {}
+        for item in items or ():
+            answered[item["id"]] = _batch_answer(client, item, answered, authorization)
+        # Graph promises no order: answering last first keeps clients correlating by id.
+        return _json(ctx, {"responses": list(reversed(answered.values()))})
 
     @app.errorhandler(404)
     def _no_route(_error: Exception) -> Response:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from mailunblock.connectors.models import BlockedSender, DirectoryUser, Person, Ticket
+from mailunblock.connectors.models import BlockedSender, DirectoryUser, InboxRule, Person, Ticket
 from mailunblock.workflows import approvers, messages
 from mailunblock.workflows.cycle import CycleCache
 from mailunblock.workflows.policy import RemediationPolicy
@@ -41,6 +41,8 @@ class StepContext:
     # The account as the directory answered in this pass (the pre-reset re-check): the reset and the
     # revocation record their before-values from it instead of reading the account again.
     account_read: DirectoryUser | None = None
+    # The inbox rules as read right after the revocation in this pass (the mailbox step reports them).
+    rules_read: list[InboxRule] | None = None
     posted_now: set[str] = field(default_factory=set)  # ids of comments posted in this pass
     # Reads shared by every ticket of the poll cycle (a pass of its own when no cycle was begun).
     cycle: CycleCache = field(default_factory=CycleCache)

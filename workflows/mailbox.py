@@ -40,7 +40,7 @@ def run(ctx: StepContext) -> Move:
     account_id = require(state.account_id, "the account (set by triage)")
     if ctx.policy.check_inbox_rules:
         try:
-            rules = ctx.tenant.directory.inbox_rules(account_id)
+            rules = ctx.rules_read if ctx.rules_read is not None else ctx.tenant.directory.inbox_rules(account_id)
         except (PermissionDeniedError, NotFoundError, PermanentError) as error:
             # Optional step: report why it could not be done, and carry on with the unblock.
             state.inbox_rules_error = str(error)

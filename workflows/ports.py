@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from mailunblock.connectors.models import (
+    AccountFacts,
     Approval,
     BlockedSender,
     DirectoryRole,
@@ -109,6 +110,16 @@ class Directory(Protocol):
         """Every user whose UPN, mail or proxy address equals ``address`` (case-insensitive)."""
         ...
 
+    def account_facts(
+        self, address: str, *, account_id: str | None = None, mailbox: bool = True
+    ) -> AccountFacts:
+        """The users carrying ``address``, and what the directory could read with them in the same call.
+
+        That is the roles (and the mailbox answer) of the one account the address names — ``account_id``
+        when an approved plan names it; ``AccountFacts.roles_of`` / ``mailbox_of`` say None otherwise.
+        """
+        ...
+
     def directory_roles(self, user_id: str) -> list[DirectoryRole]:
         """Directory roles the user holds, directly or through groups."""
         ...
@@ -119,6 +130,10 @@ class Directory(Protocol):
 
     def revoke_sessions(self, user_id: str) -> None:
         """Invalidate refresh tokens and session cookies of the user."""
+        ...
+
+    def revoke_sessions_then_inbox_rules(self, user_id: str) -> list[InboxRule] | None:
+        """Revoke the sessions, then read the inbox rules if the same call can; None when they were not read."""
         ...
 
     def inbox_rules(self, user_id: str) -> list[InboxRule]:

@@ -26,7 +26,10 @@ def run(ctx: StepContext) -> Move:
             state.sessions_valid_before = directory.get_user(account_id).sign_in_sessions_valid_from
         state.sessions_intent_at = ctx.now()
         ctx.save()
-        directory.revoke_sessions(account_id)
+        if ctx.policy.check_inbox_rules:  # the mailbox step reports the rules read right after the revocation
+            ctx.rules_read = directory.revoke_sessions_then_inbox_rules(account_id)
+        else:
+            directory.revoke_sessions(account_id)
     elif not _already_revoked(ctx):
         directory.revoke_sessions(account_id)
     state.sessions_revoked_at = ctx.now()

@@ -174,7 +174,10 @@ def _in_tenant(
 ) -> Candidate | Refusal:
     """The account ``address`` in ``tenant``, and the refusal rules that depend on its directory facts."""
     state = ctx.state
-    users = [u for u in tenant.directory.find_users_by_address(address) if _carries(u, address)]
+    # Before the first action the plan names the account: its roles are asked for by id, its mailbox not at all.
+    facts = tenant.directory.account_facts(address, account_id=state.account_id if recheck else None,
+                                           mailbox=not recheck)
+    users = [u for u in facts.users if _carries(u, address)]
     if not users:
         return Refusal(RefusalReason.NOT_FOUND, address)
     if len(users) > 1:
@@ -183,9 +186,10 @@ def _in_tenant(
     refusal = _refusal(user)
     if refusal is not None:
         return refusal
+    held = facts.roles_of(user)
     roles = tuple(
         r.display_name
-        for r in tenant.directory.directory_roles(user.id)
+        for r in (tenant.directory.directory_roles(user.id) if held is None else held)
         if ctx.policy.excludes_role(r.display_name, r.role_template_id)
     )
     if roles:
@@ -200,7 +204,8 @@ def _in_tenant(
     if recheck:
         ctx.account_read = user  # the reset's and the revocation's before-values come from this read
         return Candidate(tenant, user, address, found, state.listed_at_triage, state.has_mailbox, roles)
-    has_mailbox = _has_mailbox(tenant, user)
+    read = facts.mailbox_of(user)
+    has_mailbox = _has_mailbox(tenant, user) if read is None else read
     if has_mailbox is False:
         return Refusal(RefusalReason.NO_MAILBOX, user.user_principal_name)
     entries = ctx.listed_entries(tenant, _smtp(user))

@@ -47,7 +47,11 @@ def writes(fakes: Fakes) -> list[tuple[str, str]]:
     found = []
     for call in fakes.calls():
         meta = call.get("meta") or {}
-        if call["service"] == "graph" and call["method"] in ("PATCH", "POST"):
+        if call["service"] == "graph" and call["path"].endswith("/$batch"):
+            # The fake serves no JSON batching: a refused batch ran none of its requests.
+            if call.get("status") == 200:
+                found.append(("graph", "$batch"))
+        elif call["service"] == "graph" and call["method"] in ("PATCH", "POST"):
             found.append(("graph", str(meta.get("target_user", "")).lower()))
         elif call["service"] == "exchange" and str(meta.get("cmdlet", "")).lower() == "remove-blockedsenderaddress":
             found.append(("exchange", str(meta.get("sender", "")).lower()))

@@ -359,3 +359,88 @@ def test_responses_name_the_emulator(
         f"{sandbox.graph_url}/v1.0/users/{ADELE}", headers=_auth(graph_token), timeout=10
     )
     assert "EMULATOR" in response.headers["Server"]
+
+
+BATCH_ROLES = "transitiveMemberOf/microsoft.graph.directoryRole?$select=displayName&$count=true"
+
+
+def _batch(box: Sandbox, http: requests.Session, token: str, requests_: list[dict[str, Any]]) -> requests.Response:
+    return http.post(f"{box.graph_url}/v1.0/$batch", json={"requests": requests_}, headers=_auth(token),
+                     timeout=10)
+
+
+def _by_id(response: requests.Response) -> dict[str, dict[str, Any]]:
+    assert response.status_code == 200, response.text
+    return {answer["id"]: answer for answer in response.json()["responses"]}
+
+
+def test_batch_answers_each_request_with_its_own_status_headers_and_body(
+    sandbox: Sandbox, http: requests.Session, graph_token: str
+) -> None:
+    answers = _by_id(_batch(sandbox, http, graph_token, [
+        {"id": "1", "method": "GET", "url": "/users?$filter=mail eq 'adele.vance@contoso.com'&$select=id"},
+        {"id": "2", "method": "GET", "url": f"/users/ben.walters@contoso.com/{BATCH_ROLES}",
+         "headers": ADVANCED},
+        {"id": "3", "method": "GET", "url": "/users/nobody@contoso.com/mailFolders/inbox/messageRules"},
+        {"id": "4", "method": "GET", "url": f"users/ben.walters@contoso.com/{BATCH_ROLES}"},  # no header
+    ]))
+    assert [u["id"] for u in answers["1"]["body"]["value"]] == [ADELE]
+    assert [r["displayName"] for r in answers["2"]["body"]["value"]] == ["Global Administrator"]
+    assert answers["3"]["status"] == 404
+    assert answers["3"]["body"]["error"]["code"] == "Request_ResourceNotFound"
+    assert answers["4"]["status"] == 400  # each request gets Graph's own checks
+    batched = [r for r in sandbox.calls.records("graph") if r.batched][-4:]
+    assert len(batched) == 4 and all(r.path.startswith("/v1.0/users") for r in batched)
+    assert not sandbox.calls.records("graph")[-1].batched  # the batch itself is the call on the wire
+
+
+def test_batch_runs_a_dependent_request_only_after_its_dependency_succeeded(
+    make_sandbox: Callable[..., Sandbox],
+    session_for: Callable[[Sandbox], requests.Session],
+    token_for: Callable[[Sandbox, str, str], str],
+) -> None:
+    box = make_sandbox()
+    http, token = session_for(box), token_for(box, "contoso", "graph")
+    answers = _by_id(_batch(box, http, token, [
+        {"id": "1", "method": "POST", "url": "/users/grace.hill@contoso.com/revokeSignInSessions"},
+        {"id": "2", "method": "GET", "url": "/users/grace.hill@contoso.com/mailFolders/inbox/messageRules",
+         "dependsOn": ["1"]},
+        {"id": "3", "method": "POST", "url": "/users/nobody@contoso.com/revokeSignInSessions"},
+        {"id": "4", "method": "GET", "url": "/users/grace.hill@contoso.com/mailFolders/inbox/messageRules",
+         "dependsOn": ["3"]},
+    ]))
+    assert answers["1"]["status"] == 200 and answers["1"]["body"]["value"] is True
+    assert box.microsoft.revocation_count("contoso", "grace.hill@contoso.com") == 1
+    assert answers["2"]["status"] == 200 and answers["2"]["body"]["value"]
+    assert answers["3"]["status"] == 404
+    assert answers["4"]["status"] == 424
+
+
+def test_a_throttled_request_in_a_batch_gets_its_own_429_and_retry_after(
+    sandbox: Sandbox, http: requests.Session, graph_token: str
+) -> None:
+    sandbox.faults.add(FaultRule(service="graph", status=429, retry_after=41, path_contains="messageRules"))
+    answers = _by_id(_batch(sandbox, http, graph_token, [
+        {"id": "1", "method": "GET", "url": f"/users/{ADELE}?$select=id"},
+        {"id": "2", "method": "GET", "url": f"/users/{ADELE}/mailFolders/inbox/messageRules"},
+    ]))
+    assert answers["1"]["status"] == 200
+    assert answers["2"]["status"] == 429
+    assert answers["2"]["headers"]["Retry-After"] == "41"
+
+
+def test_batch_payloads_graph_refuses_as_a_whole(
+    sandbox: Sandbox, http: requests.Session, graph_token: str
+) -> None:
+    one = {"method": "GET", "url": f"/users/{ADELE}"}
+    too_many = [{"id": str(i), **one} for i in range(21)]
+    _assert_graph_error(_batch(sandbox, http, graph_token, too_many), 400, "BadRequest")
+    _assert_graph_error(_batch(sandbox, http, graph_token, [{"id": "1", **one}, {"id": "1", **one}]),
+                        400, "BadRequest")
+    later = [{"id": "1", **one, "dependsOn": ["2"]}, {"id": "2", **one}]
+    _assert_graph_error(_batch(sandbox, http, graph_token, later), 400, "BadRequest")
+    no_type = [{"id": "1", "method": "PATCH", "url": f"/users/{ADELE}", "body": {"accountEnabled": True}}]
+    _assert_graph_error(_batch(sandbox, http, graph_token, no_type), 400, "BadRequest")
+    versioned = _by_id(_batch(sandbox, http, graph_token, [{"id": "1", "method": "GET",
+                                                            "url": f"/v1.0/users/{ADELE}"}]))
+    assert versioned["1"]["status"] == 400

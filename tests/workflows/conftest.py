@@ -16,6 +16,7 @@ from mailunblock.connectors.errors import (
 )
 from mailunblock.connectors.jira import JiraUser
 from mailunblock.connectors.models import (
+    AccountFacts,
     Approval,
     Approver,
     BlockedSender,
@@ -258,6 +259,9 @@ class FakeDirectory:
         self.fail_after: dict[str, list[ConnectorError]] = {}
         self.no_mailbox: set[str] = set()  # user ids Exchange hosts no mailbox for
         self.user_reads = 0  # get_user calls
+        self.role_reads = 0  # directory_roles calls
+        self.rule_reads = 0  # inbox_rules calls
+        self.batching = False  # answer roles, mailbox and rules along with other reads, as Graph's $batch
 
     def _maybe_fail(self, method: str) -> None:
         if self.fail.get(method):
@@ -277,7 +281,20 @@ class FakeDirectory:
         return [u for u in self.users.values()
                 if address in (*u.smtp_addresses, u.user_principal_name.lower())]
 
+    def account_facts(
+        self, address: str, *, account_id: str | None = None, mailbox: bool = True
+    ) -> AccountFacts:
+        """Like Graph's batch when ``batching``: the roles and mailbox of the one account found come along."""
+        users = tuple(self.find_users_by_address(address))
+        if not self.batching or len(users) != 1:
+            return AccountFacts(users)
+        (user,) = users
+        has_mailbox = user.id not in self.no_mailbox if mailbox else None
+        return AccountFacts(users, subject_id=user.id, roles=tuple(self.roles.get(user.id, [])),
+                            mailbox=has_mailbox)
+
     def directory_roles(self, user_id: str) -> list[DirectoryRole]:
+        self.role_reads += 1
         return list(self.roles.get(user_id, []))
 
     def reset_password(self, user_id: str, password: str) -> None:
@@ -303,7 +320,14 @@ class FakeDirectory:
 
         self.boundaries.around("revoke_sessions", revoke)
 
+    def revoke_sessions_then_inbox_rules(self, user_id: str) -> list[InboxRule] | None:
+        self.revoke_sessions(user_id)
+        if not self.batching or user_id in self.no_mailbox:
+            return None  # not read along: the mailbox step asks inbox_rules
+        return list(self.rules.get(user_id, []))
+
     def inbox_rules(self, user_id: str) -> list[InboxRule]:
+        self.rule_reads += 1
         self._maybe_fail("inbox_rules")
         if user_id in self.no_mailbox:
             raise NotFoundError("The mailbox is either inactive, soft-deleted, or is hosted on-premise.",

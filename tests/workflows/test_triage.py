@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import UTC, datetime
 
 import pytest
-from mailunblock.connectors.models import DirectoryRole
+from mailunblock.connectors.models import DirectoryRole, InboxRule
 from mailunblock.workflows.policy import RemediationPolicy
 from mailunblock.workflows.state import Stage, TicketState
 
@@ -168,3 +169,49 @@ def test_an_old_unblock_does_not_prevent_a_new_remediation(world):
     world.repository.save(earlier)
 
     assert world.cycle().stage is Stage.AWAITING_APPROVAL
+
+
+# ---------------------------------------------------------------- facts read along with the account
+
+
+def test_roles_read_along_with_the_account_refuse_it_without_another_read(world):
+    world.directory.batching = True
+    world.directory.roles["u-alice"] = [GLOBAL_ADMIN]
+    _assert_refused(world, "privileged", "alice@contoso.com (Global Administrator)")
+    assert world.directory.role_reads == 0
+
+
+def test_a_mailbox_answer_read_along_with_the_account_is_used(world):
+    world.directory.batching = True
+    world.directory.no_mailbox.add("u-alice")
+    _assert_refused(world, "no_mailbox", "has no mailbox in Exchange Online")
+    assert world.directory.rule_reads == 0
+
+
+def test_facts_read_along_for_another_account_are_not_used(world):
+    world.directory.batching = True
+    other = world.user(id="u-other", user_principal_name="other@contoso.com", mail="other@contoso.com",
+                       proxy_addresses=("SMTP:other@contoso.com",))
+    world.directory.users["u-other"] = other
+    world.directory.roles["u-alice"] = [GLOBAL_ADMIN]
+    real = world.directory.account_facts
+
+    def answered_for_someone_else(address, **kwargs):
+        facts = real(address, **kwargs)
+        return replace(facts, subject_id="u-other", roles=())  # roles of another object than the one found
+
+    world.directory.account_facts = answered_for_someone_else  # type: ignore[method-assign]
+    _assert_refused(world, "privileged", "Global Administrator")
+    assert world.directory.role_reads == 1
+
+
+def test_with_batching_the_remediation_reads_roles_and_rules_along_with_other_calls(world):
+    world.directory.batching = True
+    world.directory.users["u-alice"] = world.user(sign_in_sessions_valid_from=datetime(2026, 1, 5, tzinfo=UTC))
+    world.directory.rules["u-alice"] = [InboxRule("r1", "RSS", True, forward_to=("drop@evil.example",))]
+    assert world.cycle().stage is Stage.AWAITING_APPROVAL
+    state = world.approve()
+    assert state.stage is Stage.WAITING_FOR_SEND
+    assert world.directory.revokes == ["u-alice"] and len(world.directory.resets) == 1
+    assert state.suspicious_rules == ('"RSS" (forwardTo drop@evil.example)',)
+    assert (world.directory.role_reads, world.directory.rule_reads, world.directory.user_reads) == (0, 0, 0)
