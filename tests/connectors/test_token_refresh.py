@@ -83,3 +83,22 @@ def test_workers_asking_at_once_share_one_token_request_per_resource(sandbox: Sa
         got = list(pool.map(ask, [graph.resource, exchange.resource] * 4))
     assert len(set(got)) == 2
     assert _token_requests(sandbox) == 2  # one per resource, not one per worker
+
+
+def test_a_valid_token_is_handed_out_from_memory_until_shortly_before_it_expires(sandbox: Sandbox) -> None:
+    tokens, _graph, _exchange = _clients(sandbox)
+    app = tokens._application()
+    asked: list[object] = []
+    acquire = app.acquire_token_for_client
+
+    def counted(*args: object, **kwargs: object) -> dict[str, object]:
+        asked.append(args)
+        return acquire(*args, **kwargs)  # type: ignore[arg-type]
+
+    app.acquire_token_for_client = counted  # type: ignore[method-assign]
+    first = tokens.token("https://graph.microsoft.com")
+    assert [tokens.token("https://graph.microsoft.com") for _ in range(5)] == [first] * 5
+    assert len(asked) == 1, "MSAL's cache is consulted once, not on every request"
+    tokens.forget_tokens()  # a 401: the next call asks again
+    tokens.token("https://graph.microsoft.com")
+    assert len(asked) == 2
