@@ -122,11 +122,16 @@ account_holds = Table(
 )
 
 
+SQLITE_CONNECTIONS = 16
+SQLITE_CACHE_KIB = 512
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=FULL")  # a kill -9 must not lose a recorded intent
     cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")  # per connection: the pool holds several
     cursor.close()
 
 
@@ -139,8 +144,12 @@ def create_store_engine(url: str, connections: int = 5) -> Engine:
     if parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:"):
         # One in-memory database for every thread (a scratch store: the dry run's worker uses it too).
         pool = {"poolclass": StaticPool, "connect_args": {"check_same_thread": False}}
+    elif parsed.get_backend_name() == "sqlite":
+        # One writer at a time anyway: a few connections serve every worker (each holds one only for a
+        # transaction), and each connection's page cache is memory the process keeps.
+        pool = {"pool_size": min(connections, SQLITE_CONNECTIONS), "max_overflow": 0, "pool_timeout": 60}
     else:
-        pool = {"pool_size": connections, "max_overflow": connections}
+        pool = {"pool_size": connections, "max_overflow": 0, "pool_timeout": 60}
     engine = create_engine(url, future=True, pool_pre_ping=True, **pool)
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
