@@ -206,6 +206,7 @@ class InFlightRequest:
     cmdlet: str | None
     remote_port: int | None
     started: float  # time.monotonic()
+    body: Any = None  # the JSON body, secrets redacted
 
 
 class InFlight:
@@ -277,10 +278,12 @@ def instrument(
 
     @app.before_request
     def _inject_fault() -> Response | None:
-        cmdlet = _cmdlet(_request_body())
+        payload = _request_body()
+        cmdlet = _cmdlet(payload)
         port = request.environ.get("REMOTE_PORT")
         g.inflight = ctx.inflight.begin(InFlightRequest(
-            service, request.method, request.path, cmdlet, int(port) if port else None, time.monotonic()))
+            service, request.method, request.path, cmdlet, int(port) if port else None, time.monotonic(),
+            redact(payload)))
         latency = ctx.faults.latency.get(service, 0.0)
         if latency:
             time.sleep(latency)
