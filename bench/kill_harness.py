@@ -192,7 +192,8 @@ class Harness:
             self._inject_faults()
         windows = [
             FaultRule("graph", status=None, method="PATCH", path_contains="/users/", label="window-reset"),
-            FaultRule("graph", status=None, method="POST", path_contains="/revokeSignInSessions", label="window-revoke"),
+            FaultRule("graph", status=None, method="POST", path_contains="/revokeSignInSessions",
+                      label="window-revoke"),
             FaultRule("exchange", status=None, cmdlet="Remove-BlockedSenderAddress", label="window-unblock"),
             FaultRule("jira", status=None, method="POST", path_contains="/comment", label="window-comment"),
         ]
@@ -489,7 +490,7 @@ def run(settings: Settings) -> dict[str, Any]:
             wall = harness.run(config)
             violations = harness.check(config)
             result = harness.counts(wall)
-        result["invariants"] = {name: "ok" if not found else found for name, found in violations.items()}
+        result["invariants"] = {name: found or "ok" for name, found in violations.items()}
         result["ok"] = not any(violations.values())
         result["exits"] = [{"slot": slot, "code": code, "log": tail} for slot, code, tail in harness.unexpected_exits]
         return result
