@@ -15,7 +15,9 @@ Then it checks, from the sandbox's state and call log and from the state store:
   reveal     the password the vault reveals (``mailunblock reveal`` for a few tickets) is the one in effect
   unblocks   exactly one applied unblock per account (at most one: never twice)
   comments   each mailunblock comment (by marker) once per ticket
-  finished   every ticket has its ETA comment and stands at waiting_for_send (none lost, stuck or escalated)
+  finished   every ticket has its ETA comment and stands at waiting_for_send (none lost, stuck or escalated),
+             or waits out the unblock grace by design (an unblock a kill left uncertain is settled only
+             30 minutes later, by reading the list: reported as "parked", with its unblock count checked)
   takeover   every ticket whose request was cut by a kill was carried on by another process
 
     .venv/bin/python bench/kill_harness.py --kills 300 --replicas 3 --store postgres [--faults]
@@ -40,17 +42,19 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import requests
 from burst import EPHEMERAL, scenario
 from mailunblock.plugin.clock import SystemClock
-from mailunblock.plugin.config import StoreConfig, load_config
+from mailunblock.plugin.config import ConfigError, StoreConfig, load_config
 from mailunblock.plugin.services import open_store, open_vault
+from mailunblock.plugin.store import StateStore
 from mailunblock.sandbox.core import FaultRule, InFlightRequest
 from mailunblock.sandbox.server import Sandbox, to_toml
+from mailunblock.workflows.state import Stage, TicketState
 
 MAILUNBLOCK = Path(sys.executable).with_name("mailunblock")
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -171,6 +175,8 @@ class Harness:
         self.unexpected_exits: list[tuple[int, int | None, str]] = []
         self.keys: list[str] = []
         self.accounts: dict[str, tuple[str, str]] = {}  # key -> (tenant, address)
+        self._store: StateStore | None = None
+        self.parked_keys: list[str] = []
 
     # ------------------------------------------------------------------ setup
 
@@ -249,12 +255,12 @@ class Harness:
         replica.process = None
         replica.restart_at = time.monotonic() + self.random.uniform(0.0, 0.5)
 
-    def _snipe(self, alive: list[Replica]) -> bool:
-        """Kill the replica that has a side-effect request pending now, if there is one."""
+    def _snipe(self, alive: list[Replica], comments: bool) -> bool:
+        """Kill the replica that has a directory or Exchange write (or, with ``comments``, a comment) pending."""
         snapshot = self.box.context.inflight.snapshot()
         # Directory and Exchange writes first: they are rarer than comments and matter more.
         pending = ([r for r in snapshot if side_effect(r) in ("reset", "revoke", "unblock")]
-                   or [r for r in snapshot if side_effect(r) == "comment"])
+                   or [r for r in snapshot if comments and side_effect(r) == "comment"])
         if not pending:
             return False
         target = self.random.choice(pending)
@@ -278,6 +284,22 @@ class Harness:
                 done.add(key)
         return done
 
+    def states(self, config: Path) -> dict[str, TicketState]:
+        """The state store's tickets now (none before a replica created the store)."""
+        if self._store is None:
+            try:
+                self._store = open_store(load_config(config), existing=True)
+            except ConfigError:
+                return {}
+        return {state.issue_key: state for state in self._store.all_states()}
+
+    def parked(self, config: Path) -> set[str]:
+        """Tickets waiting out the unblock grace: an unblock whose outcome a kill hid, settled later by design."""
+        now = datetime.now(UTC)
+        return {key for key, state in self.states(config).items()
+                if state.stage is Stage.LIST_CHECKED and set(state.unblock_intents) - set(state.unblocked_addresses)
+                and state.retry_at is not None and state.retry_at > now}
+
     def run(self, config: Path) -> float:
         """Start the replicas, kill and restart them until every ticket is done; return the wall time."""
         settings = self.settings
@@ -294,7 +316,7 @@ class Harness:
                     break
                 if now >= next_check:
                     next_check = now + 0.5
-                    if len(self.finished_keys()) == len(self.keys):
+                    if self.finished_keys() | self.parked(config) >= set(self.keys):
                         break
                 for replica in self.replicas:
                     if replica.process is not None and replica.process.poll() is not None:
@@ -306,9 +328,10 @@ class Harness:
                 if len(self.kill_log) < settings.kills and now >= next_kill:
                     alive = [r for r in self.replicas if r.alive() and now - r.started > 0.3]
                     if alive:
-                        if snipe_until is None:
-                            snipe_until = now + 2.5 if self.random.random() < settings.in_flight_share else now
-                        if (now < snipe_until and self._snipe(alive)) or now >= snipe_until:
+                        if snipe_until is None:  # wait up to 4 s for a write in flight (a comment after 2.5 s)
+                            snipe_until = now + 4.0 if self.random.random() < settings.in_flight_share else now
+                        if (now < snipe_until and self._snipe(alive, comments=snipe_until - now < 1.5)) \
+                                or now >= snipe_until:
                             if now >= snipe_until:
                                 self._kill(self.random.choice(alive), sniped=False)
                             next_kill = time.monotonic() + self.random.uniform(*settings.kill_interval)
@@ -344,17 +367,19 @@ class Harness:
         violations: dict[str, list[str]] = {name: [] for name in
                                             ("resets", "reveal", "unblocks", "comments", "finished", "takeover")}
         stages = self._stages(config)
+        parked = self.parked(config)
         for key in self.keys:
             tenant, address = self.accounts[key]
             approved = any(c.author == alice for c in jira.comments(key))
             resets = microsoft.reset_count(tenant, address)
             if approved and resets != 1:
-                attempts = [f"{c.at:%H:%M:%S.%f} {c.status}" for c in calls
-                            if c.service == "graph" and c.method == "PATCH" and address in c.path.lower()]
+                user = _user_id(self.box, tenant, address)
+                attempts = [f"{c.at:%H:%M:%S.%f} {c.status}" for c in calls if c.service == "graph"
+                            and c.method == "PATCH" and (address in c.path.lower() or user in c.path.lower())]
                 violations["resets"].append(f"{key} {address}: {resets} applied resets; PATCH calls {attempts}")
             with microsoft.lock:
                 unblocks = len(microsoft.tenants[tenant].unblocks.get(address, []))
-            if unblocks != 1:
+            if unblocks != 1 and not (key in parked and unblocks == 0):
                 removes = [f"{c.at:%H:%M:%S.%f} {c.status}" for c in calls if c.cmdlet == "Remove-BlockedSenderAddress"
                            and address in json.dumps(c.body).lower()]
                 violations["unblocks"].append(f"{key} {address}: {unblocks} applied unblocks; calls {removes}")
@@ -362,11 +387,13 @@ class Harness:
             twice = {name: n for name, n in markers.items() if n > 1}
             if twice:
                 violations["comments"].append(f"{key}: {twice}")
-            if key not in finished or stages.get(key) != DONE_STAGE:
+            if key not in parked and (key not in finished or stages.get(key) != DONE_STAGE):
                 violations["finished"].append(f"{key}: stage {stages.get(key)}, markers {sorted(markers)}")
         violations["reveal"] = self._reveal(config)
         violations["takeover"] = [f"kill at {k.at:%H:%M:%S} of replica {k.slot}: {about} not finished"
-                                  for k in self.kill_log for about in self._cut_tickets(k) if about not in finished]
+                                  for k in self.kill_log for about in self._cut_tickets(k)
+                                  if about not in finished | parked]
+        self.parked_keys = sorted(parked)
         return violations
 
     def _cut_tickets(self, kill: Kill) -> set[str]:
@@ -411,6 +438,25 @@ class Harness:
             store.engine.dispose()
         return wrong
 
+    def close(self) -> None:
+        """Let go of the state store."""
+        if self._store is not None:
+            self._store.engine.dispose()
+
+    def dump(self, folder: Path) -> None:
+        """The call log (one JSON object a line) and the kills, as evidence next to the replicas' logs."""
+        with (folder / "calls.jsonl").open("w", encoding="utf-8") as out:
+            for c in self.box.calls.records():
+                out.write(json.dumps({"at": c.at.isoformat(), "service": c.service, "method": c.method,
+                                      "path": c.path, "cmdlet": c.cmdlet, "status": c.status, "body": c.body},
+                                     default=str) + "\n")
+        with (folder / "kills.jsonl").open("w", encoding="utf-8") as out:
+            for k in self.kill_log:
+                out.write(json.dumps({"at": k.at.isoformat(), "slot": k.slot, "uptime": round(k.uptime, 2),
+                                      "sniped": k.sniped, "pending": [
+                                          {"what": side_effect(r), "path": r.path, "about": subject(r)}
+                                          for r in k.pending]}) + "\n")
+
     # ------------------------------------------------------------------ counts
 
     def counts(self, wall: float) -> dict[str, Any]:
@@ -429,6 +475,7 @@ class Harness:
             "requests_cut": dict(sorted(cut.items())),
             "faults": {k: faults[k] for k in sorted(faults) if not k.startswith("window")},
             "faults_by_service": by_service,
+            "parked_unblock_grace": len(self.parked_keys),
             "starts": sum(r.starts for r in self.replicas), "unexpected_exits": len(self.unexpected_exits),
             "calls": len(self.box.calls.records()), "wall_s": round(wall, 1),
         }
@@ -480,16 +527,24 @@ def private_database(admin_url: str) -> Iterator[str]:
         admin.dispose()
 
 
-def run(settings: Settings) -> dict[str, Any]:
-    """One harness run: its counts, invariant results and ``ok``."""
-    with tempfile.TemporaryDirectory(prefix="mailunblock-kill-") as tmp, contextlib.ExitStack() as stack:
+def run(settings: Settings, keep: Path | None = None) -> dict[str, Any]:
+    """One harness run: its counts, invariant results and ``ok``; ``keep``: the work folder to leave behind."""
+    with contextlib.ExitStack() as stack:
+        if keep is None:
+            work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mailunblock-kill-")))
+        else:
+            work = keep
+            work.mkdir(parents=True, exist_ok=True)
         url = stack.enter_context(private_database(settings.pg_url)) if settings.store == "postgres" else None
-        harness = Harness(settings, Path(tmp), url)
+        harness = Harness(settings, work, url)
         with harness.box:
             config = harness.prepare()
             wall = harness.run(config)
             violations = harness.check(config)
             result = harness.counts(wall)
+            if keep is not None:
+                harness.dump(keep)
+            harness.close()
         result["invariants"] = {name: found or "ok" for name, found in violations.items()}
         result["ok"] = not any(violations.values())
         result["exits"] = [{"slot": slot, "code": code, "log": tail} for slot, code, tail in harness.unexpected_exits]
@@ -510,19 +565,20 @@ def main() -> None:
     parser.add_argument("--fault-probability", type=float, default=0.03)
     parser.add_argument("--kill-interval", type=float, nargs=2, default=(0.4, 1.6), metavar=("MIN", "MAX"))
     parser.add_argument("--in-flight-share", type=float, default=0.6,
-                        help="share of kills that wait (up to 2.5 s) for a side-effect request in flight")
+                        help="share of kills that wait (up to 4 s) for a side-effect request in flight")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds before unfinished tickets count as stuck")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--keep", type=Path, help="work in this folder and leave it (logs, config, calls.jsonl)")
     args = parser.parse_args()
     settings = Settings(tickets=args.tickets, tenants=args.tenants, replicas=args.replicas, store=args.store,
                         pg_url=args.pg_url, kills=args.kills, kill_interval=tuple(args.kill_interval),
                         in_flight_share=args.in_flight_share, faults=args.faults,
                         fault_probability=args.fault_probability, timeout=args.timeout, seed=args.seed)
-    result = run(settings)
+    result = run(settings, args.keep)
     print(f"mailunblock kill harness — {result['replicas']} replica(s) on {result['store']}, "
           f"{result['tickets']} tickets over {result['tenants']} tenants, EMULATORS")
     for name in ("kills", "kills_in_flight", "kills_mid_side_effect", "kills_sniped", "requests_cut", "faults",
-                 "starts", "unexpected_exits", "calls", "wall_s"):
+                 "parked_unblock_grace", "starts", "unexpected_exits", "calls", "wall_s"):
         print(f"  {name:22} {result[name]}")
     for name, verdict in result["invariants"].items():
         print(f"  invariant {name:12} {'ok' if verdict == 'ok' else 'VIOLATED'}")
