@@ -63,6 +63,8 @@ SERVICES = ("jira", "identity", "graph", "exchange")
 HTTP_TIMEOUT = 2.0  # the replicas' http.timeout_seconds: the timeout faults wait longer than this
 WINDOW_SECONDS = 0.4  # extra latency on the side-effect requests, so kills land while they are pending
 DONE_STAGE = "waiting_for_send"
+# The tag of a double reset that re-sent the vaulted password because a kill cut the first PATCH in flight.
+RESENT_AFTER_CUT = "[same password re-sent after a kill cut the PATCH in flight]"
 
 
 def side_effect(request: InFlightRequest) -> str:
@@ -376,7 +378,13 @@ class Harness:
                 user = _user_id(self.box, tenant, address)
                 attempts = [f"{c.at:%H:%M:%S.%f} {c.status}" for c in calls if c.service == "graph"
                             and c.method == "PATCH" and (address in c.path.lower() or user in c.path.lower())]
-                violations["resets"].append(f"{key} {address}: {resets} applied resets; PATCH calls {attempts}")
+                distinct = microsoft.distinct_passwords(tenant, address)
+                cut = any(side_effect(r) == "reset" and subject(r) in (user, address)
+                          for k in self.kill_log for r in k.pending)
+                why = (f"{RESENT_AFTER_CUT} " if cut and distinct == 1 and resets > 1 else "") + (
+                    f"{resets} applied resets, {distinct} distinct password(s); a kill cut a reset PATCH of this "
+                    f"account: {'yes' if cut else 'no'}; PATCH calls (answered at, status) {attempts}")
+                violations["resets"].append(f"{key} {address}: {why}")
             with microsoft.lock:
                 unblocks = len(microsoft.tenants[tenant].unblocks.get(address, []))
             if unblocks != 1 and not (key in parked and unblocks == 0):

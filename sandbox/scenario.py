@@ -383,9 +383,10 @@ class LiveUser:
     account_enabled: bool
     password_resets: int = 0
     session_revocations: int = 0
-    # SHA-256 of the password in effect since the last reset (None: the scenario's, unknown): lets a
-    # test check that the password a client stored is the one the directory holds, without keeping it.
-    password_sha256: str | None = None
+    # SHA-256 of every password a reset set, oldest first (the last is in effect): lets a test check that
+    # the password a client stored is the one the directory holds, and whether a second reset re-sent the
+    # same password or another one, without keeping any password.
+    password_digests: list[str] = field(default_factory=list)
 
     @property
     def id(self) -> str:
@@ -396,12 +397,12 @@ class LiveUser:
         """A password reset: remember when, how many, and a digest of the new password."""
         self.last_password_change = at
         self.password_resets += 1
-        self.password_sha256 = hashlib.sha256(password.encode()).hexdigest()
+        self.password_digests.append(hashlib.sha256(password.encode()).hexdigest())
 
     def password_is(self, password: str) -> bool:
         """Whether ``password`` is the one a reset put in effect."""
         digest = hashlib.sha256(password.encode()).hexdigest()
-        return self.password_sha256 is not None and hmac.compare_digest(digest, self.password_sha256)
+        return bool(self.password_digests) and hmac.compare_digest(digest, self.password_digests[-1])
 
 
 @dataclass
@@ -556,6 +557,14 @@ class MicrosoftState:
             if found is None:
                 raise KeyError(f"no user {user!r} in tenant {tenant!r}")
             return found.password_is(password)
+
+    def distinct_passwords(self, tenant: str, user: str) -> int:
+        """How many different passwords resets set for a user (a re-sent password counts once)."""
+        with self.lock:
+            found = self._tenant(tenant).user(user)
+            if found is None:
+                raise KeyError(f"no user {user!r} in tenant {tenant!r}")
+            return len(set(found.password_digests))
 
     def revocation_count(self, tenant: str, user: str) -> int:
         """How many times a user's sessions were revoked."""

@@ -92,6 +92,14 @@ def test_a_lost_response_still_applies_the_reset_and_the_password_check_sees_it(
     assert requests.post(check, json={"password": PASSWORD}, timeout=10).json() == {"in_effect": True}
     assert requests.post(check, json={"password": PASSWORD + "x"}, timeout=10).json() == {"in_effect": False}
     assert all(PASSWORD not in repr(record) for record in box.calls)
+    for password in (PASSWORD, PASSWORD + "2"):  # the same password re-sent, then another one
+        assert session_for(box).patch(
+            f"{box.graph_url}/v1.0/users/{user}", headers=_auth(token), timeout=10,
+            json={"passwordProfile": {"password": password, "forceChangePasswordNextSignIn": True}}
+        ).status_code == 204
+    assert box.microsoft.reset_count("contoso", user) == 3
+    assert box.microsoft.distinct_passwords("contoso", user) == 2
+    assert box.microsoft.password_in_effect("contoso", user, PASSWORD + "2")
 
 
 def test_a_pending_request_is_listed_in_flight_with_its_client_port(
