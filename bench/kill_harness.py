@@ -171,7 +171,10 @@ class Harness:
         self.work = work
         self.random = random.Random(settings.seed)
         path = work / "kill-scenario.toml"
-        path.write_text(to_toml(scenario(settings.tickets, settings.tenants)), encoding="utf-8")
+        # Accounts for the first tickets and for later waves: when every ticket is done before the kills
+        # are, another wave is filed (a third of the first one), so a run always makes its kills.
+        self.accounts_total = settings.tickets * 4
+        path.write_text(to_toml(scenario(self.accounts_total, settings.tenants)), encoding="utf-8")
         self.box = Sandbox(path, work / "sandbox", ports=EPHEMERAL, speed=1.0)  # real time, as the replicas'
         self.box.faults.seed(settings.seed)
         self.store_url = store_url
@@ -182,6 +185,7 @@ class Harness:
         self.accounts: dict[str, tuple[str, str]] = {}  # key -> (tenant, address)
         self._store: StateStore | None = None
         self.finished: set[str] = set()
+        self.waves = 0
         self.parked_keys: dict[str, str] = {}
 
     # ------------------------------------------------------------------ setup
@@ -191,12 +195,7 @@ class Harness:
         jira: Any = self.box.jira
         for issue in list(jira.issues.values()):
             jira.set_labels(issue.key, [])
-        for i in range(self.settings.tickets):
-            tenant = f"tenant{i % self.settings.tenants:02d}"
-            address = f"user{i:05d}@{tenant}.example"
-            key = jira.create_issue(f"cannot send {i}", REPORTER, labels=["mail-blocked"], affected_account=address)
-            self.keys.append(key)
-            self.accounts[key] = (tenant, address)
+        self.file_tickets(self.settings.tickets)
         control = self.box.control_url
         requests.post(f"{control}/jira/auto-approve", json={"agent": "alice"}, timeout=10).raise_for_status()
         self.box.faults.latency.update(dict.fromkeys(SERVICES, self.settings.latency))
@@ -220,6 +219,19 @@ class Harness:
         return self.box.write_config(
             self.work / "mailunblock.toml", store=store, poller={"interval_seconds": 1},
             http={"timeout_seconds": HTTP_TIMEOUT, "max_retries": 3, "max_retry_wait_seconds": 5})
+
+    def file_tickets(self, count: int) -> int:
+        """File up to ``count`` more tickets, each for an account no ticket named yet; return how many."""
+        jira: Any = self.box.jira
+        first = len(self.keys)
+        for i in range(first, min(first + count, self.accounts_total)):
+            tenant = f"tenant{i % self.settings.tenants:02d}"
+            address = f"user{i:05d}@{tenant}.example"
+            key = jira.create_issue(f"cannot send {i}", REPORTER, labels=["mail-blocked"], affected_account=address)
+            self.keys.append(key)
+            self.accounts[key] = (tenant, address)
+        self.waves += len(self.keys) > first
+        return len(self.keys) - first
 
     def _inject_faults(self) -> None:
         """Probability rules on every service; the token endpoint's own come first (the first match wins)."""
@@ -333,7 +345,9 @@ class Harness:
                 if now >= next_check:
                     next_check = now + 0.5
                     waiting = set() if settings.wait_parked else set(self.parked(config))
-                    if self.finished_keys() | waiting >= set(self.keys):
+                    wave = max(1, settings.tickets // 3)
+                    if self.finished_keys() | waiting >= set(self.keys) and (
+                            len(self.kill_log) >= settings.kills or not self.file_tickets(wave)):
                         break
                 for replica in self.replicas:
                     if replica.process is not None and replica.process.poll() is not None:
@@ -496,6 +510,7 @@ class Harness:
                       if not kind.startswith("window")}
         return {
             "store": self.settings.store, "replicas": self.settings.replicas, "tickets": len(self.keys),
+            "waves": self.waves,
             "tenants": self.settings.tenants, "kills": len(self.kill_log), "kills_in_flight": len(in_flight),
             "kills_sniped": sum(k.sniped for k in self.kill_log),
             "kills_mid_side_effect": sum(any(side_effect(r) in ("reset", "revoke", "unblock", "comment")
@@ -609,8 +624,8 @@ def main() -> None:
     result = run(settings, args.keep)
     print(f"mailunblock kill harness — {result['replicas']} replica(s) on {result['store']}, "
           f"{result['tickets']} tickets over {result['tenants']} tenants, EMULATORS")
-    for name in ("kills", "kills_in_flight", "kills_mid_side_effect", "kills_sniped", "requests_cut", "faults",
-                 "parked", "starts", "unexpected_exits", "calls", "wall_s"):
+    for name in ("tickets", "waves", "kills", "kills_in_flight", "kills_mid_side_effect", "kills_sniped",
+                 "requests_cut", "faults", "parked", "starts", "unexpected_exits", "calls", "wall_s"):
         print(f"  {name:22} {result[name]}")
     for name, verdict in result["invariants"].items():
         print(f"  invariant {name:12} {'ok' if verdict == 'ok' else 'VIOLATED'}")
