@@ -54,7 +54,7 @@ from mailunblock.plugin.clock import SystemClock
 from mailunblock.plugin.config import ConfigError, StoreConfig, load_config
 from mailunblock.plugin.services import open_store, open_vault
 from mailunblock.plugin.store import StateStore
-from mailunblock.sandbox.core import FaultRule, InFlightRequest
+from mailunblock.sandbox.core import CallRecord, FaultRule, InFlightRequest
 from mailunblock.sandbox.server import Sandbox, to_toml
 from mailunblock.workflows.state import Stage, TicketState
 
@@ -84,8 +84,8 @@ def side_effect(request: InFlightRequest) -> str:
     return "read" if request.method == "GET" else "other"
 
 
-def subject(request: InFlightRequest) -> str | None:
-    """The ticket key, user or address a pending request is about, when its path or body names one."""
+def subject(request: InFlightRequest | CallRecord) -> str | None:
+    """The ticket key, user or address a request is about, when its path or body names one."""
     if found := re.search(r"/issue/([A-Z][A-Z0-9]*-\d+)", request.path):
         return found.group(1)
     if found := re.search(r"/users/([^/]+)", request.path):
@@ -499,9 +499,31 @@ class Harness:
 
     # ------------------------------------------------------------------ counts
 
+    def takeover_seconds(self) -> list[float]:
+        """For each kill that cut requests: seconds until another process's next request about the same thing.
+
+        The call log times a request when it is answered, and the emulators still answer the cut requests
+        after the kill: those records (the first matching each cut request) are not the takeover.
+        """
+        calls = self.box.calls.records()
+        waits = []
+        for kill in self.kill_log:
+            after = [c for c in calls if c.at > kill.at]
+            for cut in kill.pending:
+                same = next((c for c in after if (c.service, c.method, c.path, c.cmdlet)
+                             == (cut.service, cut.method, cut.path, cut.cmdlet)), None)
+                if same is not None:
+                    after.remove(same)
+            about = {subject(r) for r in kill.pending} - {None}
+            later = [c.at for c in after if subject(c) in about]
+            if about and later:
+                waits.append(round((min(later) - kill.at).total_seconds(), 2))
+        return sorted(waits)
+
     def counts(self, wall: float) -> dict[str, Any]:
         """The run's figures."""
         in_flight = [k for k in self.kill_log if k.pending]
+        waits = self.takeover_seconds()
         cut = Counter(side_effect(r) for k in in_flight for r in k.pending)
         faults: Counter[str] = Counter()
         for (_, kind), n in self.box.faults.injected.items():
@@ -518,6 +540,7 @@ class Harness:
             "requests_cut": dict(sorted(cut.items())),
             "faults": {k: faults[k] for k in sorted(faults) if not k.startswith("window")},
             "faults_by_service": by_service,
+            "takeover_s": {"median": waits[len(waits) // 2], "max": waits[-1]} if waits else None,
             "parked": dict(sorted(Counter(self.parked_keys.values()).items())),
             "parked_tickets": dict(sorted(self.parked_keys.items())),
             "starts": sum(r.starts for r in self.replicas), "unexpected_exits": len(self.unexpected_exits),
@@ -625,7 +648,7 @@ def main() -> None:
     print(f"mailunblock kill harness — {result['replicas']} replica(s) on {result['store']}, "
           f"{result['tickets']} tickets over {result['tenants']} tenants, EMULATORS")
     for name in ("tickets", "waves", "kills", "kills_in_flight", "kills_mid_side_effect", "kills_sniped",
-                 "requests_cut", "faults", "parked", "starts", "unexpected_exits", "calls", "wall_s"):
+                 "requests_cut", "takeover_s", "faults", "parked", "starts", "unexpected_exits", "calls", "wall_s"):
         print(f"  {name:22} {result[name]}")
     for name, verdict in result["invariants"].items():
         print(f"  invariant {name:12} {'ok' if verdict == 'ok' else 'VIOLATED'}")
