@@ -292,12 +292,15 @@ class Harness:
 
     # ------------------------------------------------------------------ the loop
 
-    def finished_keys(self) -> set[str]:
-        """Tickets with mailunblock's ETA comment."""
+    def finished_keys(self, config: Path) -> set[str]:
+        """Tickets with mailunblock's ETA comment whose state has moved on to waiting for the first send."""
         jira: Any = self.box.jira
         bot = jira.user(jira.bot_account).account_id
+        states = self.states(config)
         for key in set(self.keys) - self.finished:
-            if any(c.author == bot and marker(key, c) == "eta" for c in jira.comments(key)):
+            state = states.get(key)
+            if state is not None and state.stage is Stage.WAITING_FOR_SEND and any(
+                    c.author == bot and marker(key, c) == "eta" for c in jira.comments(key)):
                 self.finished.add(key)
         return set(self.finished)
 
@@ -315,7 +318,8 @@ class Harness:
 
         An unblock a kill left uncertain is settled 30 minutes later by reading the list; a step that
         failed after the HTTP layer's retries (a POST is never retried) is tried again 5 minutes later,
-        then 10 ... — waits longer than the harness's runs.
+        then 10 ... — waits longer than the harness's runs. (A comment whose POST timed out may already be
+        on the ticket: the retry finds it by its marker.)
         """
         later = datetime.now(UTC) + timedelta(seconds=30)  # a Retry-After of seconds is no reason to stop
         parked: dict[str, str] = {}
@@ -346,7 +350,7 @@ class Harness:
                     next_check = now + 0.5
                     waiting = set() if settings.wait_parked else set(self.parked(config))
                     wave = max(1, settings.tickets // 3)
-                    if self.finished_keys() | waiting >= set(self.keys) and (
+                    if self.finished_keys(config) | waiting >= set(self.keys) and (
                             len(self.kill_log) >= settings.kills or not self.file_tickets(wave)):
                         break
                 for replica in self.replicas:
@@ -394,7 +398,7 @@ class Harness:
         bot = jira.user(jira.bot_account).account_id
         alice = jira.user("alice").account_id
         calls = self.box.calls.records()
-        finished = self.finished_keys()
+        finished = self.finished_keys(config)
         violations: dict[str, list[str]] = {name: [] for name in
                                             ("resets", "reveal", "unblocks", "comments", "finished", "takeover")}
         stages = self._stages(config)
