@@ -2,9 +2,10 @@
 
 Runs ``bench/kill_harness.py`` (see its docstring) on small workloads: one and three replicas, with and
 without 429 / 5xx / timeout / token-endpoint faults on every service. 32 kills in all, many of them while
-a request of the killed process is in flight (at least one in every case without faults). Every invariant the harness checks must hold: one reset per
-approved ticket and the revealed password in effect, at most one unblock per account, each comment once,
-no ticket lost or stuck, every cut request's ticket carried on by another process.
+a request of the killed process is in flight (at least one in every case without faults). Every invariant
+the harness checks must hold: one reset per approved ticket and the revealed password in effect, at most
+one unblock per account, each comment once, no ticket lost or stuck, every cut request's ticket carried on
+by another process.
 
 One known violation is reported as an expected failure, not hidden: a replica that takes over while the
 killed replica's password PATCH is still on its way re-sends the vaulted password, so Graph applies two
