@@ -7,6 +7,8 @@ on a later day, the clock jumps four hours).
 
 from __future__ import annotations
 
+import re
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -15,6 +17,8 @@ from mailunblock.sandbox.core import SERVICES, CallRecord, FaultRule, SandboxCon
 from mailunblock.sandbox.scenario import MicrosoftState
 
 LOOPBACK = frozenset({"127.0.0.1", "::1"})
+# The marker of mailunblock's plan note and of its successors ("...:plan", "...:plan-2").
+DEFAULT_PLAN_MARKER = r":plan(-\d+)?$"
 
 
 def _record_json(record: CallRecord) -> dict[str, Any]:
@@ -117,7 +121,12 @@ def create_control_app(ctx: SandboxContext, microsoft: MicrosoftState, jira: Any
             method=body.get("method"),
             path_contains=body.get("path_contains"),
             delay_seconds=float(body.get("delay_seconds", 0.0)),
+            probability=float(body.get("probability", 1.0)),
+            cmdlet=body.get("cmdlet"),
+            label=body.get("label"),
         )
+        if not 0.0 <= rule.probability <= 1.0:
+            abort(400, "probability must be between 0 and 1")
         ctx.faults.add(rule)
         return jsonify({"queued": body}), 201
 
@@ -125,6 +134,18 @@ def create_control_app(ctx: SandboxContext, microsoft: MicrosoftState, jira: Any
     def clear_faults() -> tuple[str, int]:
         ctx.faults.clear()
         return "", 204
+
+    @app.get("/faults/injected")
+    def injected_faults() -> Response:
+        return jsonify([{"service": service, "kind": kind, "count": count}
+                        for (service, kind), count in sorted(ctx.faults.injected.items())])
+
+    @app.get("/inflight")
+    def inflight() -> Response:
+        now = time.monotonic()
+        return jsonify([{"service": r.service, "method": r.method, "path": r.path, "cmdlet": r.cmdlet,
+                         "remote_port": r.remote_port, "seconds": round(now - r.started, 3)}
+                        for r in ctx.inflight.snapshot()])
 
     @app.post("/exchange/block")
     def block() -> tuple[Response, int]:
@@ -148,6 +169,16 @@ def create_control_app(ctx: SandboxContext, microsoft: MicrosoftState, jira: Any
                     "unblocks": microsoft.unblock_count(tenant, address),
                 }
             )
+        except KeyError as exc:
+            abort(404, str(exc))
+
+    @app.post("/microsoft/<tenant>/users/<user>/password-check")
+    def password_check(tenant: str, user: str) -> Response:
+        password = _body().get("password")
+        if not isinstance(password, str):
+            abort(400, "send {\"password\": \"...\"}")
+        try:
+            return jsonify({"in_effect": microsoft.password_in_effect(tenant, user, password)})
         except KeyError as exc:
             abort(404, str(exc))
 
@@ -189,5 +220,24 @@ def create_control_app(ctx: SandboxContext, microsoft: MicrosoftState, jira: Any
         except lookup_errors as exc:
             abort(404, str(exc))
         return jsonify({"labels": list(body["labels"])})
+
+    @app.post("/jira/auto-approve")
+    def auto_approve() -> Response:
+        body = _body()
+        state = require_jira()
+        try:
+            answer = state.answer_automatically(
+                str(body.get("agent", "alice")), str(body.get("marker", DEFAULT_PLAN_MARKER)),
+                property_key=str(body.get("property", "mailunblock")), body=str(body.get("body", "/approve")))
+        except lookup_errors as exc:
+            abort(404, str(exc))
+        except re.error as exc:
+            abort(400, f"marker is not a regular expression: {exc}")
+        return jsonify({"agent": answer.author, "marker": answer.marker.pattern})
+
+    @app.delete("/jira/auto-approve")
+    def stop_auto_approve() -> tuple[str, int]:
+        require_jira().auto_answer = None
+        return "", 204
 
     return app

@@ -8,9 +8,11 @@ client's mistakes instead of sharing them.
 from __future__ import annotations
 
 import json
+import random
 import re
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -83,10 +85,7 @@ class CallRecord:
     @property
     def cmdlet(self) -> str | None:
         """For Exchange InvokeCommand calls: the cmdlet name."""
-        if isinstance(self.body, dict):
-            name = self.body.get("CmdletInput", {}).get("CmdletName")
-            return name if isinstance(name, str) else None
-        return None
+        return _cmdlet(self.body)
 
 
 def redact(value: Any) -> Any:
@@ -128,7 +127,13 @@ class CallLog:
 
 @dataclass
 class FaultRule:
-    """Make the next ``count`` matching requests fail (or be slow)."""
+    """Make the next ``count`` matching requests fail (or be slow), each with ``probability``.
+
+    ``status`` None only delays the request, which is then served as usual: a delay longer than the
+    client's timeout emulates a response lost on the way back (the side effect happened, the client
+    does not know). ``cmdlet`` matches an Exchange InvokeCommand body's cmdlet name. ``label`` names
+    the fault in ``Faults.injected`` (default: the status, or "delay").
+    """
 
     service: str
     status: int | None = 503
@@ -136,25 +141,36 @@ class FaultRule:
     count: int = 1
     method: str | None = None
     path_contains: str | None = None
-    delay_seconds: float = 0.0  # a delay longer than the client's timeout emulates a timeout
+    delay_seconds: float = 0.0
+    probability: float = 1.0
+    cmdlet: str | None = None
+    label: str | None = None
 
-    def matches(self, service: str, method: str, path: str) -> bool:
-        """Whether this rule applies to a request."""
+    def matches(self, service: str, method: str, path: str, cmdlet: str | None = None) -> bool:
+        """Whether this rule applies to a request (before the roll of ``probability``)."""
         return (
             self.count > 0
             and self.service == service
             and (self.method is None or self.method == method)
             and (self.path_contains is None or self.path_contains in path)
+            and (self.cmdlet is None or self.cmdlet == cmdlet)
         )
+
+    @property
+    def kind(self) -> str:
+        """The name ``Faults.injected`` counts this rule's faults under."""
+        return self.label or ("delay" if self.status is None else str(self.status))
 
 
 class Faults:
-    """Per-service fault injection and latency knobs."""
+    """Per-service fault injection and latency knobs; ``seed`` makes the probability rolls repeatable."""
 
-    def __init__(self) -> None:
+    def __init__(self, seed: int | None = None) -> None:
         self._lock = threading.Lock()
         self._rules: list[FaultRule] = []
+        self._random = random.Random(seed)  # noqa: S311 - fault rolls, not cryptography
         self.latency: dict[str, float] = {s: 0.0 for s in SERVICES}
+        self.injected: Counter[tuple[str, str]] = Counter()  # (service, kind) -> faults served
 
     def add(self, rule: FaultRule) -> None:
         """Queue a fault rule."""
@@ -167,14 +183,61 @@ class Faults:
             self._rules.clear()
             self.latency = {s: 0.0 for s in SERVICES}
 
-    def take(self, service: str, method: str, path: str) -> FaultRule | None:
-        """Consume one matching rule, if any."""
+    def seed(self, seed: int) -> None:
+        """Restart the probability rolls from ``seed``."""
+        with self._lock:
+            self._random.seed(seed)
+
+    def take(self, service: str, method: str, path: str, cmdlet: str | None = None) -> FaultRule | None:
+        """Consume one matching rule whose probability roll succeeds, if any; the first match wins."""
         with self._lock:
             for rule in self._rules:
-                if rule.matches(service, method, path):
+                if rule.matches(service, method, path, cmdlet) and (
+                    rule.probability >= 1.0 or self._random.random() < rule.probability
+                ):
                     rule.count -= 1
+                    self.injected[service, rule.kind] += 1
                     return rule
         return None
+
+
+@dataclass(frozen=True)
+class InFlightRequest:
+    """A request an emulator is serving right now (it may be sleeping in an injected delay)."""
+
+    service: str
+    method: str
+    path: str
+    cmdlet: str | None
+    remote_port: int | None
+    started: float  # time.monotonic()
+    body: Any = None  # the JSON body, secrets redacted
+
+
+class InFlight:
+    """The requests being served now, so a test can act (kill the client) while one is pending."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._requests: dict[int, InFlightRequest] = {}
+        self._next = 0
+
+    def begin(self, entry: InFlightRequest) -> int:
+        """Register a request; return its ticket for ``end``."""
+        with self._lock:
+            self._next += 1
+            self._requests[self._next] = entry
+            return self._next
+
+    def end(self, ticket: int) -> None:
+        """The request was answered (or its handler failed)."""
+        with self._lock:
+            self._requests.pop(ticket, None)
+
+    def snapshot(self) -> list[InFlightRequest]:
+        """The requests pending now, oldest first."""
+        with self._lock:
+            return list(self._requests.values())
 
 
 @dataclass
@@ -184,6 +247,7 @@ class SandboxContext:
     clock: SandboxClock
     calls: CallLog
     faults: Faults
+    inflight: InFlight = field(default_factory=InFlight)
 
 
 def _request_body() -> Any:
@@ -194,6 +258,14 @@ def _request_body() -> Any:
         return json.loads(raw)
     except ValueError:
         return {"_form": {k: v for k, v in request.form.items()}} if request.form else "<non-json>"
+
+
+def _cmdlet(body: Any) -> str | None:
+    """The cmdlet name of an Exchange InvokeCommand body, else None."""
+    if isinstance(body, dict) and isinstance(body.get("CmdletInput"), dict):
+        name = body["CmdletInput"].get("CmdletName")
+        return name if isinstance(name, str) else None
+    return None
 
 
 def instrument(
@@ -211,10 +283,16 @@ def instrument(
 
     @app.before_request
     def _inject_fault() -> Response | None:
+        payload = _request_body()
+        cmdlet = _cmdlet(payload)
+        port = request.environ.get("REMOTE_PORT")
+        g.inflight = ctx.inflight.begin(InFlightRequest(
+            service, request.method, request.path, cmdlet, int(port) if port else None, time.monotonic(),
+            redact(payload)))
         latency = ctx.faults.latency.get(service, 0.0)
         if latency and not request.environ.get(BATCHED_ENVIRON):  # a batch's latency is the batch's
             time.sleep(latency)
-        rule = ctx.faults.take(service, request.method, request.path)
+        rule = ctx.faults.take(service, request.method, request.path, cmdlet)
         if rule is None:
             return None
         if rule.delay_seconds:
@@ -231,6 +309,12 @@ def instrument(
             response.headers["Retry-After"] = str(int(rule.retry_after))
         g.injected_fault = True
         return response
+
+    @app.teardown_request
+    def _answered(_error: BaseException | None) -> None:
+        ticket = g.get("inflight")
+        if ticket is not None:
+            ctx.inflight.end(ticket)
 
     @app.after_request
     def _log_call(response: Response) -> Response:

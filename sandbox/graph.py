@@ -451,8 +451,7 @@ def create_graph_app(state: MicrosoftState, ctx: SandboxContext) -> Flask:
             ):
                 return graph_error(ctx, 400, "Request_BadRequest", COMPLEXITY_MESSAGE)
             if password is not None:
-                user.last_password_change = ctx.clock.now()
-                user.password_resets += 1
+                user.set_password(password, ctx.clock.now())
             if isinstance(body.get("accountEnabled"), bool):
                 user.account_enabled = body["accountEnabled"]
         return Response(status=204)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import secrets
 import threading
 import tomllib
@@ -382,11 +383,26 @@ class LiveUser:
     account_enabled: bool
     password_resets: int = 0
     session_revocations: int = 0
+    # SHA-256 of every password a reset set, oldest first (the last is in effect): lets a test check that
+    # the password a client stored is the one the directory holds, and whether a second reset re-sent the
+    # same password or another one, without keeping any password.
+    password_digests: list[str] = field(default_factory=list)
 
     @property
     def id(self) -> str:
         """Directory object id."""
         return self.spec.id
+
+    def set_password(self, password: str, at: datetime) -> None:
+        """A password reset: remember when, how many, and a digest of the new password."""
+        self.last_password_change = at
+        self.password_resets += 1
+        self.password_digests.append(hashlib.sha256(password.encode()).hexdigest())
+
+    def password_is(self, password: str) -> bool:
+        """Whether ``password`` is the one a reset put in effect."""
+        digest = hashlib.sha256(password.encode()).hexdigest()
+        return bool(self.password_digests) and hmac.compare_digest(digest, self.password_digests[-1])
 
 
 @dataclass
@@ -533,6 +549,22 @@ class MicrosoftState:
             if found is None:
                 raise KeyError(f"no user {user!r} in tenant {tenant!r}")
             return found.password_resets
+
+    def password_in_effect(self, tenant: str, user: str, password: str) -> bool:
+        """Whether ``password`` is the password a reset put in effect for a user (id or UPN)."""
+        with self.lock:
+            found = self._tenant(tenant).user(user)
+            if found is None:
+                raise KeyError(f"no user {user!r} in tenant {tenant!r}")
+            return found.password_is(password)
+
+    def distinct_passwords(self, tenant: str, user: str) -> int:
+        """How many different passwords resets set for a user (a re-sent password counts once)."""
+        with self.lock:
+            found = self._tenant(tenant).user(user)
+            if found is None:
+                raise KeyError(f"no user {user!r} in tenant {tenant!r}")
+            return len(set(found.password_digests))
 
     def revocation_count(self, tenant: str, user: str) -> int:
         """How many times a user's sessions were revoked."""

@@ -152,6 +152,27 @@ class Comment:
     internal: bool = False
 
 
+@dataclass(frozen=True)
+class AutoAnswer:
+    """A person who answers at once every comment whose ``property_key`` property matches ``marker``.
+
+    Emulates an agent approving each plan as soon as it appears: ``marker`` is searched in the
+    property value's ``"marker"`` entry (or in the value itself when it is a string).
+    """
+
+    author: str
+    marker: re.Pattern[str]
+    property_key: str
+    body: str
+    internal: bool = True
+
+    def answers(self, comment: Comment) -> bool:
+        """Whether ``comment`` calls for this person's answer."""
+        value = comment.properties.get(self.property_key)
+        text = value.get("marker") if isinstance(value, dict) else value
+        return isinstance(text, str) and self.marker.search(text) is not None
+
+
 @dataclass
 class History:
     """One changelog entry."""
@@ -294,6 +315,7 @@ class JiraState:
         self.deployment = deployment
         self.site = site
         self.bot_account: str | None = None
+        self.auto_answer: AutoAnswer | None = None
         self.search_lag = timedelta()
         self.users: dict[str, User] = {}
         self.groups: dict[str, Group] = {}
@@ -464,6 +486,16 @@ class JiraState:
 
     # ----------------------------------------------------------------- lookups
 
+    def answer_automatically(self, author: str, marker: str, *, property_key: str, body: str) -> AutoAnswer:
+        """From now on ``author`` answers ``body`` to every comment whose marker property matches ``marker``.
+
+        KeyError for an unknown author, ``re.error`` for a bad pattern.
+        """
+        answer = AutoAnswer(self.user(author).name, re.compile(marker), property_key, body)
+        with self._lock:
+            self.auto_answer = answer
+        return answer
+
     def user(self, ref: str) -> User:
         """A user by accountId, name, key or email (case-insensitive); KeyError if unknown."""
         with self._lock:
@@ -604,6 +636,9 @@ class JiraState:
             issue.comments.append(comment)
             issue.touch(now)
             self._notify(issue, comment)
+            answer = self.auto_answer
+            if answer is not None and answer.answers(comment) and comment.author != self.user(answer.author).account_id:
+                self.add_comment(issue.key, answer.author, answer.body, internal=answer.internal)
             return comment.id
 
     def update_comment(self, key: str, comment_id: str, author: str, body: str,
