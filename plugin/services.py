@@ -145,6 +145,8 @@ def remediation_policy(config: Config) -> RemediationPolicy:
         verify_every=timedelta(minutes=policy.verify_every_minutes),
         reblock_window=timedelta(days=policy.reblock_window_days),
         stuck_after=timedelta(hours=policy.stuck_after_hours),
+        # Longer than any request of a killed process can take to arrive (two HTTP timeouts, at least 2 min).
+        reset_grace=max(timedelta(minutes=2), timedelta(seconds=2 * config.http.timeout_seconds)),
         excluded_roles=policy.excluded_roles,
         auto_approve=policy.auto_approve,
         check_inbox_rules=policy.check_inbox_rules,

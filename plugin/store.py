@@ -42,35 +42,6 @@ DEFAULT_LEASE_SECONDS = 60.0
 UNDECIDED_HOLD = timedelta(minutes=10)  # a holder that never saved its decision (it died): taken over after this
 
 
-def _pid_namespace() -> str:
-    try:
-        return os.readlink("/proc/self/ns/pid").removeprefix("pid:")
-    except OSError:
-        return "?"
-
-
-# Where this process runs: the host and its PID namespace (two containers may share a host name).
-_HERE = f"{socket.gethostname()[:24]}:{_pid_namespace()}"
-
-
-def _died_here(owner: str) -> bool:
-    """Whether ``owner`` was a process on this host and PID namespace that no longer runs (killed, restarted).
-
-    Its claims need not wait for their lease: nobody can be working on them. Anything else (another host,
-    another container, a live or unknowable PID) waits for the lease.
-    """
-    here, _, pid = owner.rpartition(":")[0].rpartition(":")
-    if here != _HERE or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except OSError:  # it runs, as another user
-        return False
-    return False
-
-
 def ticket_claim(issue_key: str) -> str:
     """The name of a ticket's claim."""
     return f"ticket:{issue_key}"
@@ -109,7 +80,7 @@ class StateStore:
     def __init__(self, engine: Engine, *, create: bool = True, lease_seconds: float = DEFAULT_LEASE_SECONDS) -> None:
         self._engine = engine
         self._lease = timedelta(seconds=lease_seconds)
-        self.owner = f"{_HERE}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+        self.owner = f"{socket.gethostname()[:30]}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
         self._held: set[str] = set()
         self._held_lock = threading.Lock()
         self._parsed: dict[str, tuple[datetime, TicketState]] = {}  # key -> (row's updated_at, parsed state)
@@ -162,8 +133,10 @@ class StateStore:
         """Take (or renew) the claim ``name`` for this process; False while another live replica holds it.
 
         A claim is a lease: it lapses ``lease_seconds`` after it was last taken or renewed, and then any
-        replica may take it. ``save`` renews the claims of the ticket it writes, and refuses to write
-        (``ClaimLost``) when the claim went to someone else: no side effect follows a lost claim.
+        replica may take it — a restarted one too: a killed process's request may still be on its way to
+        the service, so nobody takes over before the lease says the work has stopped. ``save`` renews the
+        claims of the ticket it writes, and refuses to write (``ClaimLost``) when the claim went to someone
+        else: no side effect follows a lost claim.
         """
         now = datetime.now(UTC)
         values = {"name": name, "owner": self.owner, "expires_at": now + self._lease}
@@ -174,11 +147,6 @@ class StateStore:
                 set_={"owner": insert_.excluded.owner, "expires_at": insert_.excluded.expires_at},
                 where=or_(claims.c.expires_at < now, claims.c.owner == self.owner),
             ).returning(claims.c.name)).first() is not None  # a row back: inserted, or updated as ours
-            if not taken:
-                holder = conn.execute(select(claims.c.owner).where(claims.c.name == name)).scalar_one_or_none()
-                taken = holder is not None and _died_here(holder) and conn.execute(
-                    update(claims).where(claims.c.name == name, claims.c.owner == holder).values(values)
-                ).rowcount == 1
         if taken:
             with self._held_lock:
                 self._held.add(name)

@@ -64,6 +64,13 @@ def run(ctx: StepContext) -> Move:
         if _reset_already_happened(ctx):
             log.info("%s: interrupted password reset had gone through", state.issue_key)
             return _confirm(ctx)
+        settle_at = state.password_intent_at + ctx.policy.reset_grace
+        if ctx.now() < settle_at:
+            # The interrupted PATCH may still reach Graph (its process was killed, not its request): look
+            # again once it cannot, and only then send the same vaulted password once more.
+            state.retry_at = settle_at
+            ctx.save()
+            return None
         password = ctx.vault.recall(state.issue_key)
     if password is None:
         password = generate_password(ctx.policy.password_length)

@@ -27,6 +27,9 @@ class RemediationPolicy:
     # After a crash between recording an unblock and confirming it, wait this long (a sent unblock takes
     # a while to show on the list) before looking again and, if still listed, sending it once more.
     unblock_grace: timedelta = timedelta(minutes=30)
+    # After a crash between recording a password reset and confirming it, wait this long before deciding
+    # from Microsoft's timestamp that it was not sent: a killed process's PATCH may still be on its way.
+    reset_grace: timedelta = timedelta(minutes=2)
     # Blocked again this soon after an earlier unblock: the account is probably still compromised.
     reblock_window: timedelta = timedelta(days=7)
     excluded_roles: tuple[str, ...] = (ANY_DIRECTORY_ROLE,)

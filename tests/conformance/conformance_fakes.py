@@ -198,6 +198,7 @@ def write_config(
     dc_auth: str = "pat",
     app: str = "connector",
     extra: str = "",
+    lease_seconds: float | None = None,
 ) -> Path:
     """A mailunblock configuration (documented keys only) pointing at the fakes; secrets in files."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -244,6 +245,7 @@ jsm_native_approval = {str(jsm_native_approval).lower()}
 {tenant_blocks}
 [store]
 data_dir = "data"
+{f"lease_seconds = {lease_seconds}" if lease_seconds else ""}
 
 [http]
 max_retries = 1

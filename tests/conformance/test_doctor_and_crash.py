@@ -16,6 +16,7 @@ import pytest
 from conformance_fakes import Fakes, marker_of, write_config
 
 MAILUNBLOCK = str(Path(sys.executable).with_name("mailunblock"))
+LEASE = 2.0  # seconds: a claim held by a killed process lapses this soon
 
 
 def _cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -77,7 +78,7 @@ def _wait_for(log: Path, predicate: Callable[[dict[str, Any]], bool], timeout: f
 
 def test_a_kill_while_the_comment_post_is_in_flight_never_duplicates_the_comment(cloud_fakes: Fakes,
                                                                                   tmp_path: Path) -> None:
-    config = str(write_config(cloud_fakes, tmp_path / "config"))
+    config = str(write_config(cloud_fakes, tmp_path / "config", lease_seconds=LEASE))
     # Every Jira request is held 1 s before the fakes process it: the first comment POST is in flight for
     # that second, and the fakes still create the comment after its client is gone.
     cloud_fakes.control("faults", {"jira": {"latency_ms": 1000}})
@@ -98,6 +99,7 @@ def test_a_kill_while_the_comment_post_is_in_flight_never_duplicates_the_comment
     assert [marker_of(c) for c in cloud_fakes.issue(key)["comments"] if marker_of(c)] == ["ack"], \
         "the comment was created although its poster died"
 
+    time.sleep(LEASE)  # the killed process's claim lapses: the restart takes its ticket over
     rerun = _cli("run", "--once", "--config", config)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     markers = [marker_of(c) for c in cloud_fakes.issue(key)["comments"] if marker_of(c)]

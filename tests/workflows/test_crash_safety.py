@@ -179,3 +179,30 @@ def test_an_uncertain_unblock_is_settled_after_the_grace_period_and_never_sent_a
         state = world.cycle()
     assert len(world.restricted.unblocks) == 2  # never a third time
     assert state.stage is Stage.ESCALATED and state.refusal == "still_listed"
+
+
+def test_a_reset_still_in_flight_when_its_process_died_is_waited_for_not_sent_again(make_world, simulated_crash):
+    """Killed mid-PATCH: the request reaches Graph after the restart looked. The restart waits, then sees it."""
+    world = make_world()
+    directory = world.directory
+    original = directory.reset_password
+    in_flight: list[tuple[str, str]] = []
+
+    def killed_while_sending(user_id: str, password: str) -> None:
+        in_flight.append((user_id, password))  # on its way; the process dies before Graph applies it
+        raise simulated_crash("killed with the PATCH in flight")
+
+    directory.reset_password = killed_while_sending  # type: ignore[method-assign]
+    world.cycle()
+    world.tickets.add_comment(world.bob, "/approve")
+    with pytest.raises(simulated_crash):
+        world.cycle()
+    directory.reset_password = original  # type: ignore[method-assign]
+    world.clock.advance(seconds=1)
+    state = world.cycle()  # the restart looks before the PATCH lands: nothing sent, a look again later
+    assert directory.resets == [] and state.password_reset_at is None and state.retry_at is not None
+    original(*in_flight[0])  # ... and now Graph applies the killed process's request
+    world.clock.current = state.retry_at
+    state = world.cycle()
+    assert len(directory.resets) == 1, "the vaulted password was sent once, by the process that died"
+    assert state.password_reset_at is not None
