@@ -21,7 +21,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from mailunblock.connectors.errors import ConnectorError, NotFoundError
 from mailunblock.connectors.models import Ticket
 from mailunblock.plugin.logs import ticket_scope
-from mailunblock.plugin.store import StateStore, ticket_claim
+from mailunblock.plugin.store import StateStore, store_error, ticket_claim
 from mailunblock.workflows.failures import MICROSOFT_SERVICES
 from mailunblock.workflows.ports import AccountBusy, ClaimLost
 from mailunblock.workflows.state import TicketState
@@ -168,7 +168,7 @@ class Poller:
         try:
             report, items = self._dispatchable()
         except SQLAlchemyError as exc:
-            report = CycleReport(error=f"state store unavailable: {_first_line(exc)}")
+            report = CycleReport(error=f"state store unavailable: {store_error(exc)}")
             log.warning("cycle failed, will retry next cycle: %s", report.error)
             finish(report)
             return
@@ -266,8 +266,8 @@ class Poller:
                     self._store.release(claim)
         except SQLAlchemyError as exc:
             with self._lock:
-                report.failed[key] = f"state store unavailable: {_first_line(exc)}"
-            log.warning("%s: state store unavailable, will retry next cycle: %s", key, _first_line(exc))
+                report.failed[key] = f"state store unavailable: {store_error(exc)}"
+            log.warning("%s: state store unavailable, will retry next cycle: %s", key, store_error(exc))
         finally:
             with self._lock:
                 self._in_flight.discard(key)
@@ -325,7 +325,7 @@ class Poller:
             try:
                 self._store.renew_claims()
             except SQLAlchemyError as exc:  # the next beat or save tries again; a lost claim stops its saves
-                log.warning("could not renew the claims: %s", _first_line(exc))
+                log.warning("could not renew the claims: %s", store_error(exc))
 
     def _advance(self, issue: Ticket, state: TicketState | None, report: CycleReport) -> None:
         before = state.stage if state is not None else None
@@ -364,10 +364,6 @@ class Poller:
 
 def _key_of(issue: Ticket | None, state: TicketState | None) -> str:
     return issue.key if issue is not None else state.issue_key if state is not None else ""
-
-
-def _first_line(exc: SQLAlchemyError) -> str:
-    return str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
 
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)

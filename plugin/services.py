@@ -24,7 +24,7 @@ from mailunblock.plugin.config import Config, ConfigError, TenantConfig
 from mailunblock.plugin.metrics import Metrics
 from mailunblock.plugin.poller import Concurrency, Job, Poller
 from mailunblock.plugin.sla import SlaPolicy, SlaTarget, sla_property
-from mailunblock.plugin.store import StateStore, StoreNotFoundError
+from mailunblock.plugin.store import StateStore, StoreNotFoundError, store_error
 from mailunblock.plugin.vault import PasswordVault, load_key, load_or_create_key
 from mailunblock.workflows.engine import RemediationEngine
 from mailunblock.workflows.policy import RemediationPolicy
@@ -192,7 +192,7 @@ def open_store(config: Config, *, existing: bool = False) -> StateStore:
     except StoreNotFoundError as exc:
         raise ConfigError(f"state store: {exc}") from None
     except (SQLAlchemyError, ImportError, OSError) as exc:
-        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        reason = store_error(exc)
         fix = " (install the database driver)" if isinstance(exc, ImportError) else ""
         raise ConfigError(f"state store {where} cannot be opened: {reason}{fix}") from None
 

@@ -42,6 +42,11 @@ DEFAULT_LEASE_SECONDS = 60.0
 UNDECIDED_HOLD = timedelta(minutes=10)  # a holder that never saved its decision (it died): taken over after this
 
 
+def store_error(exc: BaseException) -> str:
+    """The first line of what the database (or its driver) said, for a one-line message."""
+    return str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+
+
 def ticket_claim(issue_key: str) -> str:
     """The name of a ticket's claim."""
     return f"ticket:{issue_key}"
