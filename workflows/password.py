@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import secrets
 
+from mailunblock.connectors.errors import ConnectorError, TransientError
 from mailunblock.connectors.models import DirectoryUser
 from mailunblock.workflows import approval
 from mailunblock.workflows.context import StepContext, moved_since
@@ -64,14 +65,18 @@ def run(ctx: StepContext) -> Move:
         if _reset_already_happened(ctx):
             log.info("%s: interrupted password reset had gone through", state.issue_key)
             return _confirm(ctx)
+        refused = state.password_refused_at is not None and state.password_refused_at >= state.password_intent_at
         settle_at = state.password_intent_at + ctx.policy.reset_grace
-        if ctx.now() < settle_at:
+        if not refused and ctx.now() < settle_at:
             # The interrupted PATCH may still reach Graph (its process was killed, not its request): look
             # again once it cannot, and only then send the same vaulted password once more.
             state.retry_at = settle_at
             ctx.save()
             return None
         password = ctx.vault.recall(state.issue_key)
+        if password is not None:
+            state.password_intent_at = ctx.now()  # this send may be cut too: the next try waits for it
+            ctx.save()
     if password is None:
         password = generate_password(ctx.policy.password_length)
         now = ctx.now()
@@ -84,7 +89,15 @@ def run(ctx: StepContext) -> Move:
         ctx.vault.store(state.issue_key, password, state.password_expires_at)
         state.password_intent_at = now
         ctx.save()
-    directory.reset_password(account_id, password)
+    try:
+        directory.reset_password(account_id, password)
+    except TransientError:
+        raise  # a timeout or a 5xx may still have reached Graph: the next try waits out the reset grace
+    except ConnectorError:
+        # Answered with a refusal, or never sent (the PATCH is not retried, so this was its only answer).
+        state.password_refused_at = ctx.now()
+        ctx.save()
+        raise
     return _confirm(ctx)
 
 

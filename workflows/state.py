@@ -113,7 +113,10 @@ class TicketState:
     approved_at: datetime | None = None
     rejection_reason: str | None = None
     ignored: dict[str, IgnoredReason] = field(default_factory=dict)  # comment id or change id -> reason
-    password_intent_at: datetime | None = None
+    password_intent_at: datetime | None = None  # the latest PATCH's send time (recorded before it is sent)
+    # Graph answered that PATCH with a refusal (429, 4xx) or a closed throttle gate stopped it: it was not
+    # applied and is not in flight, so the next try need not wait out the reset grace.
+    password_refused_at: datetime | None = None
     # The account's lastPasswordChangeDateTime read just before our reset: comparing with Microsoft's own
     # earlier value (not with our clock) tells, after a crash, whether the reset went through.
     password_changed_before: datetime | None = None

@@ -206,3 +206,33 @@ def test_a_reset_still_in_flight_when_its_process_died_is_waited_for_not_sent_ag
     state = world.cycle()
     assert len(directory.resets) == 1, "the vaulted password was sent once, by the process that died"
     assert state.password_reset_at is not None
+
+
+def test_a_second_send_cut_after_the_grace_is_waited_for_too(make_world, simulated_crash):
+    """Each send of the vaulted password is an intent of its own: a second kill mid-PATCH is waited out again."""
+    world = make_world()
+    directory = world.directory
+    original = directory.reset_password
+    in_flight: list[tuple[str, str]] = []
+
+    def killed_while_sending(user_id: str, password: str) -> None:
+        in_flight.append((user_id, password))
+        raise simulated_crash("killed with the PATCH in flight")
+
+    directory.reset_password = killed_while_sending  # type: ignore[method-assign]
+    world.cycle()
+    world.tickets.add_comment(world.bob, "/approve")
+    with pytest.raises(simulated_crash):
+        world.cycle()
+    world.clock.advance(minutes=10)  # past the grace: the first PATCH never arrived, the password is sent again
+    with pytest.raises(simulated_crash):
+        world.cycle()
+    assert len(in_flight) == 2
+    directory.reset_password = original  # type: ignore[method-assign]
+    world.clock.advance(seconds=1)
+    state = world.cycle()  # the second send may still land: wait, do not send a third time yet
+    assert directory.resets == [] and state.password_reset_at is None and state.retry_at is not None
+    original(*in_flight[1])
+    world.clock.current = state.retry_at
+    state = world.cycle()
+    assert len(directory.resets) == 1 and state.password_reset_at is not None

@@ -154,6 +154,21 @@ def test_a_throttled_step_waits_for_its_deadline_without_a_note(world):
     assert len(world.directory.resets) == 1
 
 
+def test_a_throttled_reset_is_sent_again_at_its_deadline_not_after_the_reset_grace(make_world):
+    """A 429 is Graph's answer: the PATCH was not applied and is not on its way, so nothing is waited out."""
+    world = make_world(policy=RemediationPolicy(reset_grace=timedelta(minutes=30)))
+    world.cycle()
+    world.directory.fail["reset_password"] = [ThrottledError("HTTP 429", retry_after=20, service="graph")]
+    state = world.approve()
+    assert state.stage is Stage.APPROVED and world.directory.resets == []
+    assert state.password_refused_at is not None
+    assert state.retry_at - world.clock.now() <= timedelta(minutes=1)
+    world.clock.current = state.retry_at
+    state = world.cycle()
+    assert state.stage is Stage.WAITING_FOR_SEND
+    assert [p for _, p in world.directory.resets] == world.vault.stored  # the vaulted password, once
+
+
 def test_transient_failure_keeps_the_stage_and_notes_once(world):
     world.cycle()
     world.directory.fail["revoke_sessions"] = [
