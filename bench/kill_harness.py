@@ -17,7 +17,8 @@ Then it checks, from the sandbox's state and call log and from the state store:
   comments   each mailunblock comment (by marker) once per ticket
   finished   every ticket has its ETA comment and stands at waiting_for_send (none lost, stuck or escalated),
              or is parked by design: it waits out the unblock grace (an unblock a kill left uncertain is
-             settled 30 minutes later by reading the list) or a step's retry backoff after a fault (5 min,
+             settled 30 minutes later by reading the list), the reset grace (a reset PATCH a kill may have
+             cut is looked at again 2 minutes later) or a step's retry backoff after a fault (5 min,
              then 10 ...); parked tickets are counted, and checked for at most one reset and one unblock.
              ``--wait-parked`` waits for them too.
   takeover   every ticket whose request was cut by a kill was carried on by another process
@@ -314,9 +315,10 @@ class Harness:
         return {state.issue_key: state for state in self._store.all_states()}
 
     def parked(self, config: Path) -> dict[str, str]:
-        """Tickets waiting by design, and why: the unblock grace, or a step's retry backoff after a fault.
+        """Tickets waiting by design, and why: the unblock or reset grace, or a retry backoff after a fault.
 
-        An unblock a kill left uncertain is settled 30 minutes later by reading the list; a step that
+        An unblock a kill left uncertain is settled 30 minutes later by reading the list; a reset whose
+        PATCH a kill may have cut is looked at again once it cannot land (``reset_grace``); a step that
         failed after the HTTP layer's retries (a POST is never retried) is tried again 5 minutes later,
         then 10 ... — waits longer than the harness's runs. (A comment whose POST timed out may already be
         on the ticket: the retry finds it by its marker.)
@@ -328,6 +330,8 @@ class Harness:
                 continue
             if state.stage is Stage.LIST_CHECKED and set(state.unblock_intents) - set(state.unblocked_addresses):
                 parked[key] = "unblock grace"
+            elif state.password_intent_at is not None and state.password_reset_at is None and not state.failures:
+                parked[key] = "reset grace"  # a kill may have cut its PATCH: looked at again once it cannot land
             elif state.failures:
                 parked[key] = "retry backoff"
         return parked
@@ -348,7 +352,10 @@ class Harness:
                     break
                 if now >= next_check:
                     next_check = now + 0.5
-                    waiting = set() if settings.wait_parked else set(self.parked(config))
+                    # The reset grace (2 min) is waited for when the run has time: the re-send it leads to
+                    # is what a cut PATCH puts at risk. Longer waits by design are left parked.
+                    waiting = set() if settings.wait_parked else {
+                        key for key, why in self.parked(config).items() if why != "reset grace"}
                     wave = max(1, settings.tickets // 3)
                     if self.finished_keys(config) | waiting >= set(self.keys) and (
                             len(self.kill_log) >= settings.kills or not self.file_tickets(wave)):
