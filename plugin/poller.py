@@ -222,8 +222,12 @@ class Poller:
         known = self._store.load_many(list(selected))
         work: list[WorkItem] = []
         fresh: list[WorkItem] = []
+        # A ticket new to us may be one we knew under another key (moved): one read tells, for all of them.
+        elsewhere = self._store.open_keys_by_issue_id([i.id for k, i in selected.items() if k not in known and i.id])
         for key, issue in selected.items():
-            state = known.get(key) or self._moved(issue)
+            state = known.get(key)
+            if state is None and elsewhere.get(issue.id, key) != key:
+                state = self._moved(issue)
             if state is None:
                 fresh.append((issue, None))
             elif self._engine.needs_work(issue, state):

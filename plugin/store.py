@@ -333,6 +333,20 @@ class StateStore:
         self._remember(issue_key, raw, state)
         return state
 
+    def open_keys_by_issue_id(self, issue_ids: list[str]) -> dict[str, str]:
+        """The key each of these Jira issue ids has in the open states (the oldest, when several), in one read."""
+        found: dict[str, str] = {}
+        with self._engine.connect() as conn:
+            for start in range(0, len(issue_ids), 500):
+                rows = conn.execute(
+                    select(tickets.c.issue_id, tickets.c.issue_key)
+                    .where(tickets.c.issue_id.in_(issue_ids[start:start + 500]), tickets.c.terminal == 0)
+                    .order_by(tickets.c.first_seen)
+                )
+                for issue_id, key in rows:
+                    found.setdefault(issue_id, key)
+        return found
+
     def open_state_by_issue_id(self, issue_id: str) -> TicketState | None:
         """The open state of the ticket Jira knows by ``issue_id`` (a ticket moved to another project keeps it)."""
         with self._engine.connect() as conn:

@@ -177,3 +177,4 @@ def test_a_moved_ticket_is_found_by_its_issue_id_while_open(store: StateStore) -
     assert found is not None and found.issue_key == "HELP-30"
     assert store.open_state_by_issue_id("10031") is None  # finished: nothing to continue
     assert store.open_state_by_issue_id("10099") is None
+    assert store.open_keys_by_issue_id(["10030", "10031", "10099"]) == {"10030": "HELP-30"}
