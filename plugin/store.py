@@ -56,10 +56,32 @@ class StoreNotFoundError(Exception):
     """There is no state store where the configuration points (the message says where and what to check)."""
 
 
-# Built once: a save runs every statement with new values only (SET names the columns of the values given).
+# Built once, run with new values only: building a statement costs more than running it (SQLAlchemy then
+# finds the compiled form in its cache). SET names the columns of the values given.
 _UPDATE_TICKET = update(tickets).where(tickets.c.issue_key == bindparam("key"))
 _INSERT_AUDIT = insert(audit_log)
 _INSERT_STAGE_EVENTS = insert(stage_events)
+_STORED_STATE = select(tickets.c.state).where(tickets.c.issue_key == bindparam("key"))
+_FENCE = (update(claims).where(claims.c.name == bindparam("claim"), claims.c.owner == bindparam("claimant"))
+          .values(expires_at=bindparam("until")))
+_RELEASE = delete(claims).where(claims.c.name == bindparam("claim"), claims.c.owner == bindparam("claimant"))
+_DROP_HOLDS = delete(account_holds).where(account_holds.c.issue_key == bindparam("holder"))
+_DROP_OTHER_HOLDS = _DROP_HOLDS.where(  # the ticket's holds of any other account than the one it now names
+    ~((account_holds.c.tenant == bindparam("tenant")) & (account_holds.c.account_id == bindparam("account"))))
+
+
+def _claim_upsert(dialect_insert: Any) -> Any:
+    """Take the claim when it is free, lapsed or ours; one row back when taken."""
+    insert_ = dialect_insert(claims).values(
+        name=bindparam("claim"), owner=bindparam("claimant"), expires_at=bindparam("until"))
+    return insert_.on_conflict_do_update(
+        index_elements=[claims.c.name],
+        set_={"owner": insert_.excluded.owner, "expires_at": insert_.excluded.expires_at},
+        where=or_(claims.c.expires_at < bindparam("now"), claims.c.owner == bindparam("claimant")),
+    ).returning(claims.c.name)
+
+
+_CLAIM = {"postgresql": _claim_upsert(pg_insert), "sqlite": _claim_upsert(sqlite_insert)}
 
 # How many tickets' last stored states a store keeps in memory (a few KB each): enough for the tickets
 # being worked on at once, not for every ticket (memory must not grow with the backlog). A ticket not
@@ -144,14 +166,9 @@ class StateStore:
         else: no side effect follows a lost claim.
         """
         now = datetime.now(UTC)
-        values = {"name": name, "owner": self.owner, "expires_at": now + self._lease}
+        values = {"claim": name, "claimant": self.owner, "until": now + self._lease, "now": now}
         with self._tx() as conn:
-            insert_ = (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(claims).values(values)
-            taken = conn.execute(insert_.on_conflict_do_update(
-                index_elements=[claims.c.name],
-                set_={"owner": insert_.excluded.owner, "expires_at": insert_.excluded.expires_at},
-                where=or_(claims.c.expires_at < now, claims.c.owner == self.owner),
-            ).returning(claims.c.name)).first() is not None  # a row back: inserted, or updated as ours
+            taken = conn.execute(_CLAIM[conn.dialect.name], values).first() is not None
         if taken:
             with self._held_lock:
                 self._held.add(name)
@@ -162,7 +179,7 @@ class StateStore:
         with self._held_lock:
             self._held.discard(name)
         with self._tx() as conn:
-            conn.execute(delete(claims).where(claims.c.name == name, claims.c.owner == self.owner))
+            conn.execute(_RELEASE, {"claim": name, "claimant": self.owner})
 
     def release_all(self) -> None:
         """Give back every claim this process still holds (a clean stop: another replica need not wait)."""
@@ -251,11 +268,11 @@ class StateStore:
         with self._tx() as conn:
             if fenced:
                 self._fence(conn, claim, state.issue_key, now)
-            stale = account_holds.c.issue_key == state.issue_key
             if not state.is_terminal and state.tenant and state.account_id:
-                stale &= ~((account_holds.c.tenant == state.tenant)
-                           & (account_holds.c.account_id == state.account_id))
-            conn.execute(delete(account_holds).where(stale))
+                conn.execute(_DROP_OTHER_HOLDS,
+                             {"holder": state.issue_key, "tenant": state.tenant, "account": state.account_id})
+            else:
+                conn.execute(_DROP_HOLDS, {"holder": state.issue_key})
             before = last.state if last is not None else self._stored(conn, state.issue_key)
             entries = audit_entries(before, state, now)
             if entries:
@@ -275,17 +292,14 @@ class StateStore:
 
     def _fence(self, conn: Connection, claim: str, issue_key: str, now: datetime) -> None:
         """Renew the ticket's claim in this transaction; ``ClaimLost`` (nothing written) when it is not ours."""
-        if not conn.execute(
-            update(claims).where(claims.c.name == claim, claims.c.owner == self.owner)
-            .values(expires_at=now + self._lease)
-        ).rowcount:
+        if not conn.execute(_FENCE, {"claim": claim, "claimant": self.owner, "until": now + self._lease}).rowcount:
             with self._held_lock:
                 self._held.discard(claim)
             raise ClaimLost(f"{issue_key}: another mailunblock took this ticket over")
 
     @staticmethod
     def _stored(conn: Connection, issue_key: str) -> TicketState | None:
-        raw = conn.execute(select(tickets.c.state).where(tickets.c.issue_key == issue_key)).scalar_one_or_none()
+        raw = conn.execute(_STORED_STATE, {"key": issue_key}).scalar_one_or_none()
         return TicketState.from_dict(json.loads(raw)) if raw else None
 
     @staticmethod
@@ -323,9 +337,7 @@ class StateStore:
     def load(self, issue_key: str) -> TicketState | None:
         """The stored state of one ticket, if any."""
         with self._engine.connect() as conn:
-            raw = conn.execute(
-                select(tickets.c.state).where(tickets.c.issue_key == issue_key)
-            ).scalar_one_or_none()
+            raw = conn.execute(_STORED_STATE, {"key": issue_key}).scalar_one_or_none()
         if not raw:
             return None
         state = TicketState.from_dict(json.loads(raw))
