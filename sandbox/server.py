@@ -14,6 +14,7 @@ import secrets
 import shlex
 import shutil
 import signal
+import ssl
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -23,6 +24,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from cheroot import wsgi
+from cheroot.ssl.builtin import BuiltinSSLAdapter
 from flask import Flask
 from mailunblock.sandbox.control import create_control_app
 from mailunblock.sandbox.core import CallLog, Faults, SandboxClock, SandboxContext
@@ -37,7 +40,6 @@ from mailunblock.sandbox.scenario import (
     provision_credentials,
 )
 from mailunblock.sandbox.tls import TlsFiles, ensure_tls
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 HOST = "127.0.0.1"
 DEFAULT_PORTS: Mapping[str, int] = {
@@ -83,15 +85,30 @@ class StateLayout:
         return self.root / "mailunblock.toml"
 
 
-class _QuietHandler(WSGIRequestHandler):
-    """Request handler that leaves request logging to the call log."""
+SERVER_NAME = "mailunblock-sandbox (EMULATOR - not Microsoft, not Atlassian)"
 
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        """Skip werkzeug's per-request line."""
 
-    def version_string(self) -> str:
-        """Name the emulator in the Server header instead of werkzeug."""
-        return "mailunblock-sandbox (EMULATOR - not Microsoft, not Atlassian)"
+def _quiet(msg: str = "", level: int = 20, traceback: bool = False) -> None:
+    """Leave request and connection logging to the call log (a client that hangs up is no error here)."""
+
+
+def _make_server(port: int, app: Flask, tls: TlsFiles | None, threads: int) -> wsgi.Server:
+    """An HTTP/1.1 server that keeps connections alive, as Jira, Entra ID, Graph and Exchange Online do.
+
+    (Werkzeug's development server closes every connection: each call would cost a TCP and TLS handshake
+    that the real services do not.) ``threads`` requests are served at once; idle connections wait without
+    holding a thread.
+    """
+    server = wsgi.Server((HOST, port), app, numthreads=threads, server_name=SERVER_NAME, timeout=30,
+                         request_queue_size=64)
+    server.keep_alive_conn_limit = 4096  # a client's whole connection pool may stay open
+    server.error_log = _quiet  # type: ignore[method-assign]
+    if tls is not None:
+        adapter = BuiltinSSLAdapter(str(tls.server_cert), str(tls.server_key))
+        adapter.context.minimum_version = ssl.TLSVersion.TLSv1_2
+        server.ssl_adapter = adapter
+    server.prepare()  # binds now: a taken port fails here, and an ephemeral one is known
+    return server
 
 
 def _read_or_create_token(path: Path) -> str:
@@ -172,8 +189,11 @@ class Sandbox:
         start_time: datetime | None = None,
         revoke: Sequence[tuple[str, str]] = (),
         jira_deployment: str | None = None,
+        threads: int = 16,
     ) -> None:
+        """``threads``: requests each emulator serves at once (each waits out its injected latency)."""
         self.scenario: Scenario = load_scenario(scenario)
+        self._threads_per_service = threads
         self._jira_deployment = jira_deployment
         self.layout = StateLayout(Path(state_dir).resolve())
         self._ports = {**DEFAULT_PORTS, **(ports or {})}
@@ -193,7 +213,7 @@ class Sandbox:
         self.jira: Any | None = None
         self._create_jira_app: Any | None = None
         self._load_jira()
-        self._servers: dict[str, BaseWSGIServer] = {}
+        self._servers: dict[str, wsgi.Server] = {}
         self._threads: list[threading.Thread] = []
 
     def _load_jira(self) -> None:
@@ -225,7 +245,7 @@ class Sandbox:
 
     def _url(self, service: str, scheme: str = "https") -> str:
         server = self._servers.get(service)
-        port = server.server_port if server else self._ports[service]
+        port = server.bind_addr[1] if server else self._ports[service]
         return f"{scheme}://{HOST}:{port}"
 
     @property
@@ -268,19 +288,13 @@ class Sandbox:
         """Bind every port and serve in background threads."""
         if self._servers:
             return self
-        ssl_context = self.tls.server_context()
         service = ""
         try:
             for service, app in self._apps().items():
-                self._servers[service] = make_server(
-                    HOST,
-                    self._ports[service],
-                    app,
-                    threaded=True,
-                    request_handler=_QuietHandler,
-                    ssl_context=None if service == "control" else ssl_context,
-                )
-        except (OSError, SystemExit):  # werkzeug exits instead of raising when the port is taken
+                self._servers[service] = _make_server(
+                    self._ports[service], app, None if service == "control" else self.tls,
+                    self._threads_per_service)
+        except OSError:
             self._close_servers()
             raise SandboxError(
                 f"the {service} emulator cannot listen on {HOST}:{self._ports[service]} — is another "
@@ -292,27 +306,22 @@ class Sandbox:
         )
         for service, server in self._servers.items():
             # A short poll interval makes stop() quick (shutdown waits for the loop to notice).
-            thread = threading.Thread(
-                target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                name=f"sandbox-{service}", daemon=True,
-            )
+            thread = threading.Thread(target=server.serve, name=f"sandbox-{service}", daemon=True)
             thread.start()
             self._threads.append(thread)
         return self
 
     def _close_servers(self) -> None:
         for server in self._servers.values():
-            server.server_close()
+            server.stop()  # closes the listening socket and every connection still open
         self._servers.clear()
 
     def stop(self) -> None:
         """Stop serving and release the ports."""
-        for server in self._servers.values():
-            server.shutdown()
+        self._close_servers()
         for thread in self._threads:
             thread.join(timeout=5)
         self._threads.clear()
-        self._close_servers()
 
     def __enter__(self) -> Sandbox:
         return self.start()

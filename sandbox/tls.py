@@ -8,7 +8,6 @@ the system trust store.
 from __future__ import annotations
 
 import ipaddress
-import ssl
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -32,13 +31,6 @@ class TlsFiles:
     ca_cert: Path
     server_cert: Path
     server_key: Path
-
-    def server_context(self) -> ssl.SSLContext:
-        """An SSL context serving the loopback certificate."""
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
-        context.load_cert_chain(self.server_cert, self.server_key)
-        return context
 
 
 def _new_key() -> rsa.RSAPrivateKey:

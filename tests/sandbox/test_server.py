@@ -156,3 +156,26 @@ def test_tls_files_are_reused_while_valid(tmp_path: Path) -> None:
     renewed = ensure_tls(tmp_path)
     assert renewed.ca_cert.read_bytes() == ca
     assert renewed.server_cert.read_bytes() != server
+
+
+def test_connections_are_kept_alive_and_cut_when_the_sandbox_stops(
+    make_sandbox: Callable[..., Sandbox],
+) -> None:
+    """Real services keep connections open (one TLS handshake per connection); a stopped sandbox answers none."""
+    box = make_sandbox()
+    session = requests.Session()
+    session.trust_env = False
+    session.verify = str(box.ca_path)
+    url = f"{box.graph_url}/v1.0/users"
+    first = session.post(f"{box.authority_host}/unknown-tenant/oauth2/v2.0/token", data={"a": "b" * 5000})
+    assert first.status_code >= 400 and first.headers.get("Connection", "").lower() != "close"
+    for _ in range(3):  # a body the emulator ignores is read off the connection, not left for the next request
+        answer = session.get(url)
+        assert answer.status_code == 401
+        assert answer.headers.get("Connection", "").lower() != "close"
+    pools = session.get_adapter(url).poolmanager.pools
+    opened = {pools[key].port: pools[key].num_connections for key in pools.keys()}  # noqa: SIM118 - not iterable
+    assert opened == {int(box.authority_host.rsplit(":", 1)[1]): 1, int(box.graph_url.rsplit(":", 1)[1]): 1}
+    box.stop()
+    with pytest.raises(requests.ConnectionError):
+        session.get(url, timeout=5)
