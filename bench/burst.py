@@ -131,7 +131,8 @@ def serve(folder: str, tickets: int, tenants: int, latency: float, exchange_late
     work = Path(folder)
     path = work / "burst-scenario.toml"
     path.write_text(to_toml(scenario(tickets, tenants)), encoding="utf-8")
-    with Sandbox(path, work / "sandbox", ports=EPHEMERAL, speed=1.0) as box:  # real time, as the poller's
+    # Real time, as the poller's; enough threads that no request waits for one (each waits out its latency).
+    with Sandbox(path, work / "sandbox", ports=EPHEMERAL, speed=1.0, threads=96) as box:
         jira: Any = box.jira
         for issue in list(jira.issues.values()):
             jira.set_labels(issue.key, [])

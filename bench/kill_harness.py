@@ -176,7 +176,7 @@ class Harness:
         # are, another wave is filed (a third of the first one), so a run always makes its kills.
         self.accounts_total = settings.tickets * 4
         path.write_text(to_toml(scenario(self.accounts_total, settings.tenants)), encoding="utf-8")
-        self.box = Sandbox(path, work / "sandbox", ports=EPHEMERAL, speed=1.0)  # real time, as the replicas'
+        self.box = Sandbox(path, work / "sandbox", ports=EPHEMERAL, speed=1.0, threads=64)  # the replicas' time
         self.box.faults.seed(settings.seed)
         self.store_url = store_url
         self.replicas = [Replica(i, work / f"replica-{i}.log") for i in range(settings.replicas)]

@@ -189,7 +189,7 @@ class Sandbox:
         start_time: datetime | None = None,
         revoke: Sequence[tuple[str, str]] = (),
         jira_deployment: str | None = None,
-        threads: int = 16,
+        threads: int = 40,
     ) -> None:
         """``threads``: requests each emulator serves at once (each waits out its injected latency)."""
         self.scenario: Scenario = load_scenario(scenario)
