@@ -268,12 +268,8 @@ class StateStore:
         with self._tx() as conn:
             if fenced:
                 self._fence(conn, claim, state.issue_key, now)
-            if not state.is_terminal and state.tenant and state.account_id:
-                conn.execute(_DROP_OTHER_HOLDS,
-                             {"holder": state.issue_key, "tenant": state.tenant, "account": state.account_id})
-            else:
-                conn.execute(_DROP_HOLDS, {"holder": state.issue_key})
             before = last.state if last is not None else self._stored(conn, state.issue_key)
+            self._drop_stale_holds(conn, before, state)
             entries = audit_entries(before, state, now)
             if entries:
                 conn.execute(_INSERT_AUDIT, [e.row() for e in entries])
@@ -289,6 +285,24 @@ class StateStore:
             if fresh:
                 conn.execute(_INSERT_STAGE_EVENTS, fresh)
         self._remember(state.issue_key, document, state)
+
+    @staticmethod
+    def _drop_stale_holds(conn: Connection, before: TicketState | None, state: TicketState) -> None:
+        """Give back the ticket's holds of accounts it no longer remediates: it ended, or names another one.
+
+        Only when this save changes the ticket's end or account: a hold taken since then is of the account
+        the stored state names (or of none yet). ``hold_account`` takes stale holds over in any case.
+        """
+        def held(s: TicketState) -> tuple[bool, str | None, str | None]:
+            return s.is_terminal, s.tenant, s.account_id
+
+        if before is not None and held(before) == held(state) and state.account_id is not None:
+            return
+        if not state.is_terminal and state.tenant and state.account_id:
+            conn.execute(_DROP_OTHER_HOLDS,
+                         {"holder": state.issue_key, "tenant": state.tenant, "account": state.account_id})
+        else:
+            conn.execute(_DROP_HOLDS, {"holder": state.issue_key})
 
     def _fence(self, conn: Connection, claim: str, issue_key: str, now: datetime) -> None:
         """Renew the ticket's claim in this transaction; ``ClaimLost`` (nothing written) when it is not ours."""
