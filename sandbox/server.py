@@ -102,6 +102,7 @@ def _make_server(port: int, app: Flask, tls: TlsFiles | None, threads: int) -> w
     server = wsgi.Server((HOST, port), app, numthreads=threads, server_name=SERVER_NAME, timeout=30,
                          request_queue_size=64)
     server.keep_alive_conn_limit = 4096  # a client's whole connection pool may stay open
+    server.expiration_interval = 0.05  # how often the connection loop looks up: stopping waits for it
     server.error_log = _quiet  # type: ignore[method-assign]
     if tls is not None:
         adapter = BuiltinSSLAdapter(str(tls.server_cert), str(tls.server_key))
@@ -189,7 +190,7 @@ class Sandbox:
         start_time: datetime | None = None,
         revoke: Sequence[tuple[str, str]] = (),
         jira_deployment: str | None = None,
-        threads: int = 40,
+        threads: int = 16,
     ) -> None:
         """``threads``: requests each emulator serves at once (each waits out its injected latency)."""
         self.scenario: Scenario = load_scenario(scenario)
@@ -312,8 +313,13 @@ class Sandbox:
         return self
 
     def _close_servers(self) -> None:
-        for server in self._servers.values():
-            server.stop()  # closes the listening socket and every connection still open
+        # Each stop closes the listening socket and every connection still open, and waits for its loop
+        # and threads: all at once.
+        stopping = [threading.Thread(target=server.stop) for server in self._servers.values()]
+        for thread in stopping:
+            thread.start()
+        for thread in stopping:
+            thread.join()
         self._servers.clear()
 
     def stop(self) -> None:
