@@ -82,6 +82,17 @@ def _claim_upsert(dialect_insert: Any) -> Any:
 
 
 _CLAIM = {"postgresql": _claim_upsert(pg_insert), "sqlite": _claim_upsert(sqlite_insert)}
+_HOLD = {name: dialect_insert(account_holds).values(
+             tenant=bindparam("tenant"), account_id=bindparam("account"), issue_key=bindparam("holder"),
+             held_at=bindparam("now")).on_conflict_do_nothing().returning(account_holds.c.issue_key)
+         for name, dialect_insert in (("postgresql", pg_insert), ("sqlite", sqlite_insert))}
+_HOLDER = select(account_holds.c.issue_key, account_holds.c.held_at).where(
+    account_holds.c.tenant == bindparam("tenant"), account_holds.c.account_id == bindparam("account"))
+_HOLDER_TICKET = select(tickets.c.terminal, tickets.c.tenant, tickets.c.account_id).where(
+    tickets.c.issue_key == bindparam("holder"))
+_TAKE_HOLD = update(account_holds).where(
+    account_holds.c.tenant == bindparam("tenant"), account_holds.c.account_id == bindparam("account"),
+    account_holds.c.issue_key == bindparam("holder")).values(issue_key=bindparam("taker"), held_at=bindparam("now"))
 
 # How many tickets' last stored states a store keeps in memory (a few KB each): enough for the tickets
 # being worked on at once, not for every ticket (memory must not grow with the backlog). A ticket not
@@ -208,32 +219,20 @@ class StateStore:
         A holder that has not saved its decision yet is deciding right now: ``AccountBusy``.
         """
         now = datetime.now(UTC)
-        where = (account_holds.c.tenant == tenant, account_holds.c.account_id == account_id)
+        hold = {"tenant": tenant, "account": account_id, "now": now}
         with self._tx() as conn:
-            insert_ = (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(account_holds)
-            fresh = conn.execute(insert_.values(
-                tenant=tenant, account_id=account_id, issue_key=issue_key, held_at=now,
-            ).on_conflict_do_nothing().returning(account_holds.c.issue_key)).first() is not None
-            if fresh:
+            if conn.execute(_HOLD[conn.dialect.name], {**hold, "holder": issue_key}).first() is not None:
                 return None
-            holder, held_at = conn.execute(
-                select(account_holds.c.issue_key, account_holds.c.held_at).where(*where)
-            ).one()
+            holder, held_at = conn.execute(_HOLDER, hold).one()
             if holder == issue_key:
                 return None
-            row = conn.execute(
-                select(tickets.c.terminal, tickets.c.tenant, tickets.c.account_id)
-                .where(tickets.c.issue_key == holder)
-            ).one_or_none()
+            row = conn.execute(_HOLDER_TICKET, {"holder": holder}).one_or_none()
             if row is not None and not row.terminal and (row.tenant, row.account_id) == (tenant, account_id):
                 return str(holder)
             undecided = row is None or (not row.terminal and row.account_id is None)
             if undecided and now - held_at < UNDECIDED_HOLD:
                 raise AccountBusy(f"{holder} is deciding about this account")
-            taken = conn.execute(
-                update(account_holds).where(*where, account_holds.c.issue_key == holder)
-                .values(issue_key=issue_key, held_at=now)
-            ).rowcount == 1
+            taken = conn.execute(_TAKE_HOLD, {**hold, "holder": holder, "taker": issue_key}).rowcount == 1
         if not taken:
             raise AccountBusy("another ticket took this account at the same moment")
         return None
