@@ -10,7 +10,6 @@ retried. See the README's design notes for why the ``jira`` package is not used.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -30,7 +29,16 @@ from mailunblock.connectors.http import (
     retry_after_seconds,
     send,
 )
-from mailunblock.connectors.models import Approval, Approver, Comment, Decision, Person, StatusChange, Ticket
+from mailunblock.connectors.models import (
+    Approval,
+    Approver,
+    Comment,
+    Decision,
+    Person,
+    StatusChange,
+    Ticket,
+    TicketHead,
+)
 
 log = logging.getLogger(__name__)
 
@@ -173,8 +181,6 @@ class JiraClient:
         self._page_size = page_size
         self._fields = [*BASE_FIELDS, *([affected_account_field] if affected_account_field else [])]
         self._session = session
-        self._lock = threading.Lock()
-        self._last_read: dict[str, Ticket] = {}  # issue id -> the selected ticket as last read in full
 
     @classmethod
     def connect(
@@ -345,31 +351,29 @@ class JiraClient:
             if page.get("isLastPage", True) or not values:
                 return found
 
-    def selected(self) -> Iterable[Ticket]:
+    def selected(self) -> Iterable[TicketHead]:
         """The tickets that need work: the configured selection (JQL), each as it is now, every page.
 
         Steady cycles cost what changed, not what waits: the selection is searched for a few light fields
-        (``updated``, status, labels) and only tickets that are new or changed since their last full read
-        are read in full (comments, changelog), a page of them at a time (``id in (…)`` through the same
-        search). Any change to a ticket — a comment, a status, a field — moves its ``updated``, so a
-        ticket whose ``updated`` did not move is the one read before.
+        (``updated``, status, labels), enough to tell whether a ticket is still to be worked on and whether
+        it changed (any change — a comment, a status, a field — moves ``updated``). ``read_whole`` reads
+        the tickets there is work to do on, with comments and changelog.
         """
         if not self._selection:
             raise ValueError("no selection (JQL) configured for this Jira client")
-        pages = self._search_pages(self._selection, LIGHT_FIELDS, expand=False)
-        light = [raw for raw in pages if raw.get("id")]
-        with self._lock:
-            known = dict(self._last_read)
-        changed = [str(raw["id"]) for raw in light if not _unchanged(known.get(str(raw["id"])), raw)]
-        for start in range(0, len(changed), self._page_size):
-            ids = ", ".join(changed[start:start + self._page_size])
-            known.update((t.id, t) for t in self.search(f"id in ({ids})"))
-        # A ticket that left the selection between the two searches is not in the answer: the poller
-        # re-reads tickets it knows but did not see.
-        tickets = [known[str(raw["id"])] for raw in light if str(raw["id"]) in known]
-        with self._lock:
-            self._last_read = {t.id: t for t in tickets}
-        return tickets
+        return [_head(raw) for raw in self._search_pages(self._selection, LIGHT_FIELDS, expand=False) if raw.get("id")]
+
+    def read_whole(self, heads: Sequence[TicketHead]) -> list[Ticket]:
+        """These tickets in full (comments, changelog), as they are now: by issue id, a page at a time.
+
+        The search of the selection answers ``id in (…)``; a ticket Jira no longer shows (deleted, or hidden
+        from us) is not in the answer.
+        """
+        found: list[Ticket] = []
+        for start in range(0, len(heads), self._page_size):
+            ids = ", ".join(h.id for h in heads[start:start + self._page_size])
+            found += self.search(f"id in ({ids})")
+        return found
 
     # --- the Membership protocol: who belongs where (the workflow decides who approves) ---------
 
@@ -525,12 +529,17 @@ class JiraClient:
         )
 
 
-def _unchanged(known: Ticket | None, raw: dict[str, Any]) -> bool:
-    """Whether a light search result is the ticket read before (same key, ``updated`` not moved)."""
-    return (
-        known is not None
-        and known.key == raw.get("key")
-        and known.updated == _instant((raw.get("fields") or {}).get("updated"))
+def _head(raw: dict[str, Any]) -> TicketHead:
+    """A light search result (``LIGHT_FIELDS``) as the ticket's head."""
+    fields = raw.get("fields") or {}
+    status = fields.get("status") or {}
+    return TicketHead(
+        key=str(raw.get("key", "")),
+        id=str(raw["id"]),
+        status=status.get("name", ""),
+        status_category=(status.get("statusCategory") or {}).get("key", ""),
+        labels=tuple(fields.get("labels") or ()),
+        updated=_instant(fields.get("updated")),
     )
 
 

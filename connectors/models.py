@@ -64,27 +64,37 @@ class StatusChange:
 
 
 @dataclass(frozen=True)
-class Ticket:
-    """The parts of a ticket mailunblock reads."""
+class TicketHead:
+    """What a light read of a ticket shows: whether it changed, whether it is closed, its labels.
+
+    A selection gives heads, enough to decide which tickets have work to do; those are read whole
+    (``Ticket``) just before they are worked on.
+    """
 
     key: str
     id: str
-    summary: str
-    description: str
     status: str
     status_category: str  # "new" | "indeterminate" | "done"
     labels: tuple[str, ...]
-    reporter: Person | None
-    created: datetime
     updated: datetime
-    comments: tuple[Comment, ...] = ()
-    affected_account: str | None = None  # value of the configured affected-account field, if any
-    status_changes: tuple[StatusChange, ...] = ()
 
     @property
     def is_done(self) -> bool:
         """True when the ticket sits in a status of the Done category."""
         return self.status_category == "done"
+
+
+@dataclass(frozen=True)
+class Ticket(TicketHead):
+    """The parts of a ticket mailunblock reads."""
+
+    summary: str
+    description: str
+    reporter: Person | None
+    created: datetime
+    comments: tuple[Comment, ...] = ()
+    affected_account: str | None = None  # value of the configured affected-account field, if any
+    status_changes: tuple[StatusChange, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -10,26 +10,34 @@ import logging
 import signal
 import threading
 import time
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Protocol
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from mailunblock.connectors.errors import ConnectorError, NotFoundError
-from mailunblock.connectors.models import Ticket
+from mailunblock.connectors.models import Ticket, TicketHead
 from mailunblock.plugin.logs import ticket_scope
 from mailunblock.plugin.store import StateStore, store_error, ticket_claim
 from mailunblock.workflows.failures import MICROSOFT_SERVICES
 from mailunblock.workflows.ports import AccountBusy, ClaimLost
-from mailunblock.workflows.state import TicketState
+from mailunblock.workflows.state import StateSummary, TicketState
 from sqlalchemy.exc import SQLAlchemyError
 
 log = logging.getLogger(__name__)
 
-
+# Memory must not follow the backlog: a cycle dispatches the heads of its tickets (a few hundred bytes
+# each) and the workers are handed them a batch at a time, read whole (a few KB each) just before:
+# this many beyond one per worker, one search page.
+_READ_BATCH = 50
+# How many whole tickets are kept between cycles for the tickets worked on again while unchanged (waiting
+# for someone: an approval, a choice of account); one not kept is read again when it is worked on.
+_KEPT_TICKETS = 256
 
 
 @dataclass
@@ -65,7 +73,19 @@ class CycleReport:
         return f"cycle FAILED: {'; '.join(problems)}" if problems else f"cycle OK: {self.seen} ticket(s) selected"
 
 
-WorkItem = tuple[Ticket | None, TicketState | None]  # a ticket (None: left the selection) and its known state
+# A selected ticket (whole, or its head: read whole when a worker is about to take it; None: it left the
+# selection) and the summary of its stored state.
+Candidate = tuple[TicketHead | None, StateSummary | None]
+
+
+@dataclass(frozen=True)
+class _Job:
+    """A ticket dispatched by a cycle, waiting for a worker (``done``: counts it through in its cycle)."""
+
+    issue: TicketHead | None
+    state: StateSummary | None
+    report: CycleReport
+    done: Callable[[BaseException | None], None]
 
 
 class Engine(Protocol):
@@ -79,11 +99,11 @@ class Engine(Protocol):
         """Advance one ticket as far as it goes now; return its saved state."""
         ...
 
-    def needs_work(self, issue: Ticket, state: TicketState | None) -> bool:
+    def needs_work(self, issue: TicketHead, state: StateSummary | None) -> bool:
         """Whether ``process`` would do anything now (a ticket waiting for its check time does not)."""
         ...
 
-    def lane(self, issue: Ticket, state: TicketState | None) -> str:
+    def lane(self, issue: Ticket, state: StateSummary | None) -> str:
         """The tenant the ticket's work goes to ("" while it is not known)."""
         ...
 
@@ -102,21 +122,24 @@ class Poller:
 
     A ticket is worked on by one worker of one replica at a time: the worker claims it in the state store
     (a lease, renewed by a heartbeat and by every save), reads its state afresh, advances it, releases it.
-    Tickets are dispatched round-robin over tenants, at most ``per_tenant`` of one tenant at once; the
-    per-service request limits live in the HTTP layer. Two tickets for one account are kept apart by the
+    Tickets are dispatched round-robin over tenants, at most ``per_tenant`` of one tenant at once, and handed
+    to the workers a batch at a time, read whole just before (``_feed``); the per-service request limits
+    live in the HTTP layer. Two tickets for one account are kept apart by the
     account hold (``StateStore.hold_account``). Cycles may overlap: a ticket still in flight from an
     earlier cycle is left to it.
     """
 
     def __init__(
         self,
-        search: Callable[[], Iterable[Ticket]],
+        search: Callable[[], Iterable[TicketHead]],
+        read_whole: Callable[[Sequence[TicketHead]], Iterable[Ticket]],
         get_issue: Callable[[str], Ticket],
         engine: Engine,
         store: StateStore,
         concurrency: Concurrency = Concurrency(),
     ) -> None:
         self._search = search
+        self._read_whole = read_whole
         self._get_issue = get_issue
         self._engine = engine
         self._store = store
@@ -124,6 +147,11 @@ class Poller:
         self._pool = ThreadPoolExecutor(max_workers=concurrency.workers, thread_name_prefix="mailunblock")
         self._lock = threading.Lock()
         self._in_flight: set[str] = set()
+        self._kept: OrderedDict[str, Ticket] = OrderedDict()  # key -> the whole ticket, as last worked on
+        self._queued: deque[_Job] = deque()  # dispatched, not handed to a worker yet
+        self._taken = 0  # jobs taken from the queue (being read whole, waiting in the pool, worked on)
+        self._feeding = False  # one thread at a time reads a batch whole and hands it over
+        self._idle = threading.Condition(self._lock)  # notified when nothing is queued or taken
         self._lanes: dict[str, threading.BoundedSemaphore] = {}
         self._heartbeat: threading.Thread | None = None
         self._closed = threading.Event()
@@ -177,8 +205,7 @@ class Poller:
             return
         remaining = [len(items)]
 
-        def one_done(future: Future[None]) -> None:
-            error = future.exception()
+        def one_done(error: BaseException | None) -> None:
             if error is not None:  # _work catches every Exception: this is a bug or the process ending
                 log.error("a worker stopped: %s", type(error).__name__)
                 if on_escape is not None:
@@ -189,28 +216,48 @@ class Poller:
             if last:
                 finish(report)
 
-        for issue, state in items:
-            self._pool.submit(self._work, issue, state, report).add_done_callback(one_done)
+        with self._lock:
+            self._queued.extend(_Job(issue, state, report, one_done) for issue, state in items)
+        self._feed()
 
     def close(self) -> None:
-        """Stop the heartbeat and the workers (after their tickets) and give back every claim still held."""
+        """Let the workers finish every ticket handed to them, stop the heartbeat, give back every claim."""
+        with self._idle:
+            while self._queued or self._taken:
+                self._idle.wait()
         self._closed.set()
         self._pool.shutdown(wait=True)
         self._store.release_all()
 
-    def _dispatchable(self) -> tuple[CycleReport, list[WorkItem]]:
-        """The cycle's report so far and the tickets to hand to workers now, interleaved over tenants."""
+    def _dispatchable(self) -> tuple[CycleReport, list[Candidate]]:
+        """The cycle's report so far and the tickets to hand to workers, interleaved over tenants.
+
+        They are reserved (in flight) from now on, until their worker is through.
+        """
         report = CycleReport()
         self._engine.begin_cycle()  # the reads this cycle's tickets share (a tenant's list, approvers) afresh
         try:
-            # Read every page before acting: our own comments bump `updated`, which would shift the
-            # pages of an ORDER BY updated search while we walk them.
-            issues = list(self._search())
+            selected = self._selected()
+            report.seen = len(selected)
+            candidates = self._candidates(selected)
         except ConnectorError as exc:
             report.error = f"Jira could not be searched: {exc}"
             log.warning("cycle failed, will retry next cycle: %s", report.error)
             return report, []
-        selected: dict[str, Ticket] = {}
+        items: list[Candidate] = []
+        with self._lock:
+            for item in candidates:
+                if _key_of(*item) not in self._in_flight:  # else an earlier cycle's worker has it, or will
+                    self._in_flight.add(_key_of(*item))
+                    items.append(item)
+        return report, self._by_lane(items)
+
+    def _selected(self) -> dict[str, TicketHead]:
+        """The selection by key, each ticket once; what is kept whole of it is what it shows unchanged."""
+        # Read every page before acting: our own comments bump `updated`, which would shift the pages of
+        # an ORDER BY updated search while we walk them.
+        issues = list(self._search())
+        selected: dict[str, TicketHead] = {}
         ids: set[str] = set()
         for issue in issues:
             # Pages can shift while we comment (a key can come back on a later page): once per cycle.
@@ -218,10 +265,16 @@ class Poller:
                 continue
             selected[issue.key] = issue
             ids.add(issue.id)
-        report.seen = len(selected)
-        known = self._store.load_many(list(selected))
-        work: list[WorkItem] = []
-        fresh: list[WorkItem] = []
+        with self._lock:
+            self._kept = OrderedDict((key, ticket) for key, ticket in self._kept.items()
+                                     if key in selected and selected[key].updated == ticket.updated)
+        return selected
+
+    def _candidates(self, selected: dict[str, TicketHead]) -> list[Candidate]:
+        """The tickets that need work now, new ones first (read whole: their tenant is in their text)."""
+        known = self._store.summaries(selected)
+        work: list[Candidate] = []
+        fresh: list[TicketHead] = []
         # A ticket new to us may be one we knew under another key (moved): one read tells, for all of them.
         elsewhere = self._store.open_keys_by_issue_id([i.id for k, i in selected.items() if k not in known and i.id])
         for key, issue in selected.items():
@@ -229,30 +282,114 @@ class Poller:
             if state is None and elsewhere.get(issue.id, key) != key:
                 state = self._moved(issue)
             if state is None:
-                fresh.append((issue, None))
+                fresh.append(issue)
             elif self._engine.needs_work(issue, state):
                 work.append((issue, state))
+        with self._lock:
+            free = [issue for issue in fresh if issue.key not in self._in_flight]
+        whole = self._whole(free)
+        new: list[Candidate] = [(whole.get(issue.key, issue), None) for issue in fresh]
         # Tickets we were working on that left the selection (closed, label removed): let the engine
         # see them once more so it can stop cleanly and say what was and was not done.
-        left: list[WorkItem] = [(None, s) for key, s in self._store.open_views().items()
-                                if key not in selected and s.issue_id not in ids]
-        items: list[WorkItem] = []
-        with self._lock:
-            for item in fresh + work + left:
-                if _key_of(*item) not in self._in_flight:  # else an earlier cycle's worker has it, or will
-                    self._in_flight.add(_key_of(*item))
-                    items.append(item)
-        return report, self._by_lane(items)
+        ids = {issue.id for issue in selected.values()}
+        left: list[Candidate] = [(None, s) for key, s in known.items() if key not in selected and s.issue_id not in ids]
+        return new + work + left
 
-    def _by_lane(self, jobs: Sequence[WorkItem]) -> list[WorkItem]:
+    def _feed(self) -> None:
+        """Hand queued tickets to the workers, a batch whenever no more than one per worker is left to them.
+
+        A batch's tickets are read whole just before (those not kept: one search per page), so that however
+        many tickets the cycles dispatch, only a batch or two of them are held whole at a time.
+        """
+        while True:
+            with self._lock:
+                if self._feeding or not self._queued or self._taken > self._concurrency.workers:
+                    return
+                self._feeding = True
+                size = min(len(self._queued), self._concurrency.workers + _READ_BATCH - self._taken)
+                batch = [self._queued.popleft() for _ in range(size)]
+                self._taken += size
+            try:
+                self._hand_over(batch)
+            finally:
+                with self._lock:
+                    self._feeding = False
+
+    def _hand_over(self, batch: list[_Job]) -> None:
+        """Read the batch's heads whole and give each ticket to a worker (one Jira no longer shows: to none)."""
+        failure = ""
+        heads = [job.issue for job in batch if job.issue is not None]
+        try:
+            whole = self._whole(heads)
+        except ConnectorError as exc:
+            whole, failure = {}, str(exc)
+            log.warning("%d ticket(s) could not be read, will retry next cycle: %s", len(heads), exc)
+        except Exception as exc:  # a bug: the batch is still through, so that nothing waits for it forever
+            whole, failure = {}, f"{type(exc).__name__}: {exc}"
+            log.error("reading %d ticket(s) failed unexpectedly (%s); see debug log", len(heads), failure)
+            log.debug("details", exc_info=True)
+        for job in batch:
+            issue = job.issue if job.issue is None or isinstance(job.issue, Ticket) else whole.get(job.issue.key)
+            if job.issue is not None and issue is None:
+                if failure:
+                    with self._lock:
+                        job.report.failed[job.issue.key] = failure
+                self._end(job, None)
+                continue
+            future = self._pool.submit(self._work, issue, job.state, job.report)
+            future.add_done_callback(partial(self._worked, job))
+
+    def _worked(self, job: _Job, future: Future[None]) -> None:
+        self._end(job, future.exception())
+
+    def _end(self, job: _Job, error: BaseException | None) -> None:
+        """A handed-over ticket is through: free it for later cycles, count it in its own, feed the workers."""
+        with self._idle:
+            self._in_flight.discard(_key_of(job.issue, job.state))
+            self._taken -= 1
+            if not self._queued and not self._taken:
+                self._idle.notify_all()
+        try:
+            job.done(error)
+        finally:
+            self._feed()
+
+    def _whole(self, issues: Sequence[TicketHead]) -> dict[str, Ticket]:
+        """By key, the whole tickets of ``issues``: as given, or kept from their last work, else read now.
+
+        The heads not kept are read in one search per page. One that Jira no longer shows under its key is
+        left out: the next cycle sees it leave the selection, or move.
+        """
+        whole = {i.key: i for i in issues if isinstance(i, Ticket)}
+        heads = {i.key: i for i in issues if not isinstance(i, Ticket)}
+        with self._lock:
+            whole.update((key, self._kept[key]) for key, head in heads.items()
+                         if key in self._kept and self._kept[key].updated == head.updated)
+        unread = [head for key, head in heads.items() if key not in whole]
+        if unread:
+            read = {t.id: t for t in self._read_whole(unread)}
+            whole.update((h.key, read[h.id]) for h in unread if h.id in read and read[h.id].key == h.key)
+        return whole
+
+    def _keep(self, issue: Ticket, after: TicketState) -> None:
+        """Keep the ticket whole if it will be worked on again as it is (it waits for someone)."""
+        again = self._engine.needs_work(issue, after.summary())
+        with self._lock:
+            self._kept.pop(issue.key, None)
+            if again:
+                self._kept[issue.key] = issue
+                while len(self._kept) > _KEPT_TICKETS:
+                    self._kept.popitem(last=False)
+
+    def _by_lane(self, jobs: Sequence[Candidate]) -> list[Candidate]:
         """The jobs interleaved round-robin over tenants, so that one tenant's burst does not starve the others."""
-        lanes: dict[str, list[WorkItem]] = {}
+        lanes: dict[str, list[Candidate]] = {}
         for issue, state in jobs:
             lanes.setdefault(self._lane_name(issue, state), []).append((issue, state))
         queues = list(lanes.values())
         return [queue[i] for i in range(max(map(len, queues), default=0)) for queue in queues if i < len(queue)]
 
-    def _work(self, issue: Ticket | None, state: TicketState | None, report: CycleReport) -> None:
+    def _work(self, issue: Ticket | None, state: StateSummary | None, report: CycleReport) -> None:
         """One ticket, in a worker: claim it, read its state afresh, advance it, give it back."""
         key = _key_of(issue, state)
         claim = ticket_claim(key)
@@ -272,9 +409,6 @@ class Poller:
             with self._lock:
                 report.failed[key] = f"state store unavailable: {store_error(exc)}"
             log.warning("%s: state store unavailable, will retry next cycle: %s", key, store_error(exc))
-        finally:
-            with self._lock:
-                self._in_flight.discard(key)
 
     def _claimed(self, key: str, issue: Ticket | None, report: CycleReport) -> None:
         state = self._store.load(key)  # afresh: another replica may have advanced it since the search
@@ -295,18 +429,18 @@ class Poller:
                 state.issue_key = issue.key
         self._advance(issue, state, report)
 
-    def _lane_name(self, issue: Ticket | None, state: TicketState | None) -> str:
-        if issue is None:  # a ticket that left the selection: its tenant is known, or it never got one
+    def _lane_name(self, issue: TicketHead | None, state: StateSummary | None) -> str:
+        if not isinstance(issue, Ticket):  # left the selection, or not read whole yet: the tenant once triaged
             return state.tenant or "" if state is not None else ""
         return self._engine.lane(issue, state)
 
-    def _lane(self, issue: Ticket | None, state: TicketState | None) -> threading.BoundedSemaphore:
+    def _lane(self, issue: Ticket | None, state: StateSummary | None) -> threading.BoundedSemaphore:
         name = self._lane_name(issue, state)
         limit = self._concurrency.per_tenant or self._concurrency.workers
         with self._lock:
             return self._lanes.setdefault(name, threading.BoundedSemaphore(limit))
 
-    def _moved(self, issue: Ticket) -> TicketState | None:
+    def _moved(self, issue: TicketHead) -> StateSummary | None:
         """The state of a ticket we knew under another key (moved to another project): same issue id."""
         state = self._store.open_state_by_issue_id(issue.id) if issue.id else None
         if state is None or state.issue_key == issue.key:
@@ -314,7 +448,7 @@ class Poller:
         log.warning("%s moved to %s: its remediation continues under the new key", state.issue_key, issue.key)
         self._store.rename(state.issue_key, issue.key)
         state.issue_key = issue.key
-        return state
+        return state.summary()
 
     def _start_heartbeat(self) -> None:
         """Renew this process's claims while it runs (saves renew them too; a long Retry-After wait does not)."""
@@ -356,6 +490,7 @@ class Poller:
             log.error("%s: unexpected %s; see debug log", issue.key, type(exc).__name__)
             log.debug("details", exc_info=True)
             return
+        self._keep(issue, after)
         with self._lock:
             if after.stage != before:
                 report.advanced.append(f"{issue.key}: {after.stage}")
@@ -366,7 +501,7 @@ class Poller:
                     report.unreachable.add(after.tenant or f"{after.failed_service} (tenant not known yet)")
 
 
-def _key_of(issue: Ticket | None, state: TicketState | None) -> str:
+def _key_of(issue: TicketHead | None, state: StateSummary | None) -> str:
     return issue.key if issue is not None else state.issue_key if state is not None else ""
 
 

@@ -255,7 +255,7 @@ def _poller(config: Config, tickets: TicketingBackend, engine: RemediationEngine
         per_tenant=config.poller.tickets_per_tenant,
         lease_renewal_seconds=config.store.lease_seconds / 3,
     )
-    return Poller(tickets.selected, tickets.get_issue, engine, store, concurrency)
+    return Poller(tickets.selected, tickets.read_whole, tickets.get_issue, engine, store, concurrency)
 
 
 def build_runtime(config: Config, clock: Clock, sleep: Sleep = time.sleep, metrics: Metrics | None = None) -> Runtime:

@@ -13,7 +13,7 @@ import socket
 import threading
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -32,7 +32,7 @@ from mailunblock.plugin.db import (
     vaulted_passwords,
 )
 from mailunblock.workflows.ports import AccountBusy, ClaimLost
-from mailunblock.workflows.state import StageEvent, TicketState
+from mailunblock.workflows.state import StageEvent, StateSummary, TicketState
 from sqlalchemy import Engine, bindparam, delete, insert, inspect, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -121,8 +121,8 @@ class StateStore:
         self.owner = f"{socket.gethostname()[:30]}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
         self._held: set[str] = set()
         self._held_lock = threading.Lock()
-        self._parsed: dict[str, tuple[datetime, TicketState]] = {}  # key -> (row's updated_at, parsed state)
-        self._views_lock = threading.Lock()
+        self._summaries: dict[str, tuple[datetime, StateSummary]] = {}  # key -> (row's updated_at, summary)
+        self._summaries_lock = threading.Lock()
         self._known: OrderedDict[str, _Known] = OrderedDict()
         self._known_lock = threading.Lock()
         if create:
@@ -387,44 +387,37 @@ class StateStore:
         state.issue_key = row.issue_key
         return state
 
-    def load_many(self, issue_keys: list[str]) -> dict[str, TicketState]:
-        """Read-only views of these tickets' stored states, by key (for deciding what to dispatch).
+    def summaries(self, selected: Collection[str]) -> dict[str, StateSummary]:
+        """By key, summaries of the stored states of the ``selected`` tickets and of every other open one.
 
-        A state is parsed again only when its row changed since this store last read it: a steady cycle
-        over a thousand waiting tickets costs one light query, not a thousand JSON parses. Work on a ticket
-        starts from ``load`` (a fresh copy), never from a view.
+        For deciding what to dispatch. A state is parsed again only when its row changed since the previous
+        call: a steady cycle over a thousand waiting tickets costs one light query, not a thousand JSON
+        parses. Only the summaries of the latest call are kept (a ticket that ended and left the selection
+        is forgotten), so memory follows the tickets in play, a few hundred bytes each. Work on a ticket
+        starts from ``load`` (its whole state, afresh), never from a summary.
         """
-        stamps: dict[str, datetime] = {}
+        keys = list(selected)
         with self._engine.connect() as conn:
-            for start in range(0, len(issue_keys), 500):
-                chunk = issue_keys[start:start + 500]
+            stamps = {key: at for key, at in conn.execute(
+                select(tickets.c.issue_key, tickets.c.updated_at).where(tickets.c.terminal == 0))}
+            for start in range(0, len(keys), 500):
                 rows = conn.execute(select(tickets.c.issue_key, tickets.c.updated_at)
-                                    .where(tickets.c.issue_key.in_(chunk)))
+                                    .where(tickets.c.issue_key.in_(keys[start:start + 500])))
                 stamps.update((key, at) for key, at in rows)
-        return self._views(stamps)
-
-    def open_views(self) -> dict[str, TicketState]:
-        """Read-only views of every state whose remediation has not ended, by key (see ``load_many``)."""
-        with self._engine.connect() as conn:
-            rows = conn.execute(select(tickets.c.issue_key, tickets.c.updated_at).where(tickets.c.terminal == 0))
-            stamps = {key: at for key, at in rows}
-        return self._views(stamps)
-
-    def _views(self, stamps: dict[str, datetime]) -> dict[str, TicketState]:
-        with self._views_lock:
-            stale = [key for key, at in stamps.items() if self._parsed.get(key, (None,))[0] != at]
-        fresh: dict[str, tuple[datetime, TicketState]] = {}
-        with self._engine.connect() as conn:
+            with self._summaries_lock:
+                kept = {key: self._summaries[key] for key, at in stamps.items()
+                        if key in self._summaries and self._summaries[key][0] == at}
+            stale = [key for key in stamps if key not in kept]
             for start in range(0, len(stale), 500):
-                rows = conn.execute(select(tickets.c.issue_key, tickets.c.updated_at, tickets.c.state)
-                                    .where(tickets.c.issue_key.in_(stale[start:start + 500])))
-                for key, at, raw in rows:
+                states = conn.execute(select(tickets.c.issue_key, tickets.c.updated_at, tickets.c.state)
+                                      .where(tickets.c.issue_key.in_(stale[start:start + 500])))
+                for key, at, raw in states:
                     state = TicketState.from_dict(json.loads(raw))
                     state.issue_key = key
-                    fresh[key] = (at, state)
-        with self._views_lock:
-            self._parsed.update(fresh)
-            return {key: self._parsed[key][1] for key in stamps if key in self._parsed}
+                    kept[key] = (at, state.summary())
+        with self._summaries_lock:
+            self._summaries = kept
+        return {key: summary for key, (_, summary) in kept.items()}
 
     def open_states(self) -> list[TicketState]:
         """Every state whose remediation has not ended, oldest first."""

@@ -6,14 +6,14 @@ import logging
 import threading
 
 from mailunblock.connectors.errors import ConnectorError
-from mailunblock.connectors.models import Person, Ticket
+from mailunblock.connectors.models import Person, Ticket, TicketHead
 from mailunblock.workflows import closing, failures, machine, notify, triage
 from mailunblock.workflows.context import StepContext
 from mailunblock.workflows.cycle import CycleCache
 from mailunblock.workflows.moves import Finish
 from mailunblock.workflows.policy import RemediationPolicy
 from mailunblock.workflows.ports import Clock, Membership, PasswordVault, StateRepository, Tickets
-from mailunblock.workflows.state import TERMINAL_STAGES, Stage, TicketState, require
+from mailunblock.workflows.state import TERMINAL_STAGES, Stage, StateSummary, TicketState, require
 from mailunblock.workflows.tenants import TenantRegistry
 from mailunblock.workflows.vocabulary import CancellationReason, EscalationReason, FailureKind, Note, NoteName
 
@@ -64,7 +64,7 @@ class RemediationEngine:
                 self._bot = self._tickets.myself()
             return self._bot
 
-    def due(self, state: TicketState) -> bool:
+    def due(self, state: TicketState | StateSummary) -> bool:
         """Whether ``process`` has work to do now (a cancelled or closed ticket is always worth a call)."""
         now = self._clock.now()
         if state.is_terminal or (state.retry_at is not None and now < state.retry_at):
@@ -73,7 +73,7 @@ class RemediationEngine:
             return state.next_check_at is None or now >= state.next_check_at
         return True
 
-    def needs_work(self, issue: Ticket, state: TicketState | None) -> bool:
+    def needs_work(self, issue: TicketHead, state: StateSummary | None) -> bool:
         """Whether ``process`` would do anything with this ticket now (the poller skips the others)."""
         if state is None:
             return True
@@ -85,7 +85,7 @@ class RemediationEngine:
             return True
         return self.due(state)
 
-    def lane(self, issue: Ticket, state: TicketState | None) -> str:
+    def lane(self, issue: Ticket, state: StateSummary | None) -> str:
         """The tenant this ticket's work goes to: known once triaged, else the domain of its first candidate."""
         if state is not None and state.tenant:
             return state.tenant

@@ -19,6 +19,7 @@ from mailunblock.connectors.models import (
     InboxRule,
     Person,
     Ticket,
+    TicketHead,
 )
 
 if TYPE_CHECKING:
@@ -94,8 +95,12 @@ class Membership(Protocol):
 class TicketingBackend(Tickets, Membership, Protocol):
     """Everything a ticketing system provides (see the README's "Adding a ticketing backend")."""
 
-    def selected(self) -> Iterable[Ticket]:
-        """The tickets that need work now: the configured selection, every page."""
+    def selected(self) -> Iterable[TicketHead]:
+        """The tickets that need work now: the configured selection, every page, each as its head."""
+        ...
+
+    def read_whole(self, heads: Sequence[TicketHead]) -> list[Ticket]:
+        """These tickets in full, as they are now (in as few requests as the system allows)."""
         ...
 
 

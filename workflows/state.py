@@ -161,7 +161,12 @@ class TicketState:
     @property
     def is_terminal(self) -> bool:
         """True when remediation is over and nothing is left to do on the ticket."""
-        return self.stage in TERMINAL_STAGES and not self.closing
+        return _over(self.stage, self.closing)
+
+    def summary(self) -> StateSummary:
+        """What the poller decides on between cycles (``StateSummary``)."""
+        return StateSummary(issue_key=self.issue_key, issue_id=self.issue_id, stage=self.stage, tenant=self.tenant,
+                            closing=self.closing, retry_at=self.retry_at, next_check_at=self.next_check_at)
 
     def enter(self, stage: Stage, at: datetime) -> None:
         """Move to ``stage`` and record when (the SLA history)."""
@@ -188,6 +193,33 @@ class TicketState:
     def from_dict(cls, data: dict[str, Any]) -> TicketState:
         """Rebuild a state from ``to_dict`` output of this or an earlier version (unknown keys are ignored)."""
         return _adapter().validate_python(migrate(data))
+
+
+@dataclass(frozen=True)
+class StateSummary:
+    """The few fields of a ticket's state that tell whether it needs work now, and where.
+
+    The poller keeps one per selected or open ticket between cycles, not whole states, so that its memory
+    stays small as the backlog grows; work on a ticket starts from its whole state, read afresh.
+    """
+
+    issue_key: str
+    issue_id: str | None
+    stage: Stage
+    tenant: str | None
+    closing: tuple[ClosingAction, ...]
+    retry_at: datetime | None
+    next_check_at: datetime | None
+
+    @property
+    def is_terminal(self) -> bool:
+        """As ``TicketState.is_terminal``."""
+        return _over(self.stage, self.closing)
+
+
+def _over(stage: Stage, closing: tuple[ClosingAction, ...]) -> bool:
+    """A final stage with no closing action left to do."""
+    return stage in TERMINAL_STAGES and not closing
 
 
 @cache

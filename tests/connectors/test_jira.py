@@ -14,7 +14,7 @@ from mailunblock.connectors.errors import (
     TransientError,
 )
 from mailunblock.connectors.jira import LIGHT_FIELDS, JiraClient, jira_session
-from mailunblock.connectors.models import Person
+from mailunblock.connectors.models import Person, Ticket
 from mailunblock.sandbox.core import FaultRule
 from mailunblock.workflows.approvers import is_approver
 from mailunblock.workflows.policy import RemediationPolicy
@@ -166,7 +166,7 @@ def test_jsm_approvals_with_approvers_decisions_and_dates(env: Any) -> None:
 
 
 @pytest.mark.vcr
-def test_a_steady_selection_reads_in_full_only_the_tickets_that_changed(env: Any) -> None:
+def test_the_selection_is_light_and_tickets_are_read_whole_on_demand(env: Any) -> None:
     policy = env.policy()
     session = jira_session(policy, email=env.jira_email, api_token=env.jira_token)
     searches: list[dict[str, Any]] = []
@@ -179,21 +179,24 @@ def test_a_steady_selection_reads_in_full_only_the_tickets_that_changed(env: Any
     client = JiraClient(env.jira_url, session, policy=policy, selection=JQL, page_size=2,
                         affected_account_field="customfield_10050")
 
-    def full_reads() -> list[str]:
-        return [s["jql"] for s in searches if "comment" in s["fields"]]
-
-    first = list(client.selected())
-    assert [t.key for t in first] == ["HELP-1", "HELP-2", "HELP-3", "HELP-4", "HELP-5"]
-    assert first[2].affected_account == "lidia.holloway@contoso.com" and first[0].comments is not None
-    assert len(full_reads()) == 3  # new tickets: read in full by id, a page (2) at a time
+    heads = list(client.selected())
+    assert [t.key for t in heads] == ["HELP-1", "HELP-2", "HELP-3", "HELP-4", "HELP-5"]
+    assert [s["fields"] for s in searches] == [list(LIGHT_FIELDS)] * 3  # five tickets, pages of two
+    assert not any(isinstance(t, Ticket) for t in heads) and all(t.id and t.labels for t in heads)
     searches.clear()
 
-    assert list(client.selected()) == first  # nothing changed: the light search alone
-    assert [s["fields"] for s in searches] == [list(LIGHT_FIELDS)] * 3  # five tickets, pages of two
+    whole = client.read_whole(heads)
+    assert [s["jql"] for s in searches] == [  # by id, a page (2) at a time, with comments and changelog
+        f"id in ({heads[0].id}, {heads[1].id})", f"id in ({heads[2].id}, {heads[3].id})", f"id in ({heads[4].id})"
+    ]
+    assert all("comment" in s["fields"] and s["expand"] == "changelog" for s in searches)
+    by_key = {t.key: t for t in whole}
+    assert {(t.key, t.updated, t.labels) for t in whole} == {(t.key, t.updated, t.labels) for t in heads}
+    assert by_key["HELP-3"].affected_account == "lidia.holloway@contoso.com"
     searches.clear()
 
     client.post_comment("HELP-2", "checked the bounce", internal=True, marker="mailunblock:HELP-2:test")
-    now = {t.key: t for t in client.selected()}
-    assert full_reads() == [f"id in ({first[1].id})"]  # only the ticket that changed
-    assert now["HELP-2"].comments[-1].body == "checked the bounce"
-    assert now["HELP-1"] is first[0]
+    (changed,) = [t for t in client.selected() if t.key == "HELP-2"]
+    assert changed.updated > heads[1].updated  # a comment moves ``updated``: the head tells it changed
+    (again,) = client.read_whole([changed])
+    assert again.comments[-1].body == "checked the bounce"

@@ -53,10 +53,12 @@ class TicketingContract:
         tagged, untagged = harness.new_ticket(), harness.new_ticket(tagged=False)
         selected = {t.key: t for t in harness.backend.selected()}
         assert tagged in selected and untagged not in selected
-        ticket = selected[tagged]
-        assert isinstance(ticket, Ticket) and TRIGGER in ticket.labels and not ticket.is_done
+        head = selected[tagged]
+        assert TRIGGER in head.labels and not head.is_done and head.id and head.updated.utcoffset() is not None
+        (ticket,) = harness.backend.read_whole([head])  # read whole on demand: what the poller works on
+        assert isinstance(ticket, Ticket) and ticket.key == tagged and ticket.updated == head.updated
         assert isinstance(ticket.reporter, Person) and ticket.reporter.email
-        assert ticket.id and ticket.created.utcoffset() is not None
+        assert ticket.id == head.id and ticket.created.utcoffset() is not None
 
     def test_a_ticket_is_read_again_with_its_comments_in_order(self, harness: Harness) -> None:
         key = harness.new_ticket()

@@ -3,18 +3,18 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from mailunblock.connectors.errors import NotFoundError, TransientError
-from mailunblock.connectors.models import Ticket
+from mailunblock.connectors.models import Ticket, TicketHead
 from mailunblock.plugin.poller import CycleReport, Poller
 from mailunblock.plugin.store import StateStore
 from mailunblock.workflows.ports import ClaimLost
-from mailunblock.workflows.state import Stage, TicketState
+from mailunblock.workflows.state import Stage, StateSummary, TicketState
 
 T0 = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
 
@@ -22,6 +22,10 @@ T0 = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
 def _issue(key: str) -> Ticket:
     return Ticket(key=key, id=key[-1], summary="s", description="", status="Open", status_category="new",
                      labels=("mail-blocked",), reporter=None, created=T0, updated=T0)
+
+
+def _whole(heads: Sequence[TicketHead]) -> list[Ticket]:
+    return [_issue(head.key) for head in heads]
 
 
 class ScriptedEngine:
@@ -36,10 +40,10 @@ class ScriptedEngine:
     def begin_cycle(self) -> None:
         self.cycles += 1
 
-    def needs_work(self, issue: Ticket, state: TicketState | None) -> bool:
+    def needs_work(self, issue: TicketHead, state: StateSummary | None) -> bool:
         return state is None or not state.is_terminal
 
-    def lane(self, issue: Ticket, state: TicketState | None) -> str:
+    def lane(self, issue: Ticket, state: StateSummary | None) -> str:
         return ""
 
     def process(self, issue: Ticket, state: TicketState | None) -> TicketState:
@@ -59,7 +63,7 @@ def store(tmp_path: Path) -> StateStore:
 
 def test_cycle_advances_each_selected_ticket_and_reports_stage_changes(store: StateStore) -> None:
     engine = ScriptedEngine(store)
-    poller = Poller(lambda: iter([_issue("HELP-1"), _issue("HELP-2")]), _issue, engine, store)  # type: ignore[arg-type]
+    poller = Poller(lambda: iter([_issue("HELP-1"), _issue("HELP-2")]), _whole, _issue, engine, store)  # type: ignore[arg-type]
     report = poller.run_cycle()
     assert report.ok and report.seen == 2
     assert report.advanced == ["HELP-1: awaiting_approval", "HELP-2: awaiting_approval"]
@@ -69,7 +73,7 @@ def test_search_failure_is_a_failed_cycle_not_a_crash(store: StateStore, caplog:
     def search() -> Iterator[Ticket]:
         raise TransientError("HTTP 503", service="jira")
 
-    report = Poller(search, _issue, ScriptedEngine(store), store).run_cycle()  # type: ignore[arg-type]
+    report = Poller(search, _whole, _issue, ScriptedEngine(store), store).run_cycle()  # type: ignore[arg-type]
     assert report.error == "Jira could not be searched: jira: HTTP 503"
     assert not report.ok
     assert "will retry next cycle" in caplog.text
@@ -77,24 +81,24 @@ def test_search_failure_is_a_failed_cycle_not_a_crash(store: StateStore, caplog:
 
 def test_tickets_that_left_the_selection_are_seen_once_more(store: StateStore) -> None:
     engine = ScriptedEngine(store)
-    Poller(lambda: iter([_issue("HELP-1")]), _issue, engine, store).run_cycle()  # type: ignore[arg-type]
+    Poller(lambda: iter([_issue("HELP-1")]), _whole, _issue, engine, store).run_cycle()  # type: ignore[arg-type]
     engine.processed.clear()
-    report = Poller(lambda: iter([]), _issue, engine, store).run_cycle()  # type: ignore[arg-type]
+    report = Poller(lambda: iter([]), _whole, _issue, engine, store).run_cycle()  # type: ignore[arg-type]
     assert engine.processed == ["HELP-1"]
     assert report.advanced == ["HELP-1: cancelled"]
     engine.processed.clear()
-    Poller(lambda: iter([]), _issue, engine, store).run_cycle()  # type: ignore[arg-type]
+    Poller(lambda: iter([]), _whole, _issue, engine, store).run_cycle()  # type: ignore[arg-type]
     assert engine.processed == []  # terminal now: left alone
 
 
 def test_a_vanished_ticket_keeps_its_state(store: StateStore) -> None:
     engine = ScriptedEngine(store)
-    Poller(lambda: iter([_issue("HELP-1")]), _issue, engine, store).run_cycle()  # type: ignore[arg-type]
+    Poller(lambda: iter([_issue("HELP-1")]), _whole, _issue, engine, store).run_cycle()  # type: ignore[arg-type]
 
     def gone(key: str) -> Ticket:
         raise NotFoundError("Issue does not exist", service="jira")
 
-    report = Poller(lambda: iter([]), gone, engine, store).run_cycle()  # type: ignore[arg-type]
+    report = Poller(lambda: iter([]), _whole, gone, engine, store).run_cycle()  # type: ignore[arg-type]
     assert report.ok
     assert store.load("HELP-1") is not None
 
@@ -105,7 +109,7 @@ def test_one_broken_ticket_does_not_stop_the_others_and_logs_no_traceback(
     caplog.set_level(logging.INFO)
     engine = ScriptedEngine(store, {"HELP-1": ValueError("bad data"), "HELP-2": TransientError("503", service="graph")})
     search = lambda: iter([_issue("HELP-1"), _issue("HELP-2"), _issue("HELP-3")])  # noqa: E731
-    report = Poller(search, _issue, engine, store).run_cycle()  # type: ignore[arg-type]
+    report = Poller(search, _whole, _issue, engine, store).run_cycle()  # type: ignore[arg-type]
     assert engine.processed == ["HELP-1", "HELP-2", "HELP-3"]
     assert report.failed == {"HELP-1": "ValueError: bad data", "HELP-2": "graph: 503"}
     assert report.advanced == ["HELP-3: awaiting_approval"]
@@ -149,7 +153,7 @@ def test_a_ticket_another_replica_holds_is_left_to_it_until_its_claim_ends(store
     other = StateStore.from_url(store.engine.url.render_as_string(hide_password=False))
     assert other.claim(ticket_claim("HELP-1"))
     engine = ScriptedEngine(store)
-    poller = Poller(lambda: iter([_issue("HELP-1"), _issue("HELP-2")]), _issue, engine, store)  # type: ignore[arg-type]
+    poller = Poller(lambda: iter([_issue("HELP-1"), _issue("HELP-2")]), _whole, _issue, engine, store)  # type: ignore[arg-type]
     report = poller.run_cycle()
     assert engine.processed == ["HELP-2"] and report.elsewhere == {"HELP-1"} and report.ok
     other.release(ticket_claim("HELP-1"))
@@ -174,12 +178,12 @@ def test_a_state_store_outage_is_a_failed_cycle_not_a_crash(store: StateStore) -
     from sqlalchemy.exc import OperationalError
 
     class DownStore(StateStore):
-        def load_many(self, issue_keys: list[str]) -> dict[str, TicketState]:
+        def summaries(self, selected: Collection[str]) -> dict[str, StateSummary]:
             raise OperationalError("SELECT", {}, Exception("server closed the connection unexpectedly"))
 
     down = DownStore(store.engine)
     engine = ScriptedEngine(down)
-    report = Poller(lambda: iter([_issue("HELP-1")]), _issue, engine, down).run_cycle()  # type: ignore[arg-type]
+    report = Poller(lambda: iter([_issue("HELP-1")]), _whole, _issue, engine, down).run_cycle()  # type: ignore[arg-type]
     assert report.error is not None and report.error.startswith("state store unavailable:")
     assert "server closed the connection unexpectedly" in report.error
 
@@ -187,8 +191,114 @@ def test_a_state_store_outage_is_a_failed_cycle_not_a_crash(store: StateStore) -
 def test_a_key_returned_twice_in_one_cycle_is_processed_once(store: StateStore) -> None:
     engine = ScriptedEngine(store)
     pages = [_issue("HELP-1"), _issue("HELP-2"), _issue("HELP-1")]  # the pages shifted while we commented
-    report = Poller(lambda: iter(pages), _issue, engine, store).run_cycle()  # type: ignore[arg-type]
+    report = Poller(lambda: iter(pages), _whole, _issue, engine, store).run_cycle()  # type: ignore[arg-type]
     assert report.ok and engine.processed == ["HELP-1", "HELP-2"]
+
+
+class WaitingEngine(ScriptedEngine):
+    """Every open ticket waits for someone (an approval): worked on every cycle, left as it is."""
+
+    def __init__(self, store: StateStore) -> None:
+        super().__init__(store)
+        self.given: list[Ticket] = []
+
+    def process(self, issue: Ticket, state: TicketState | None) -> TicketState:
+        self.given.append(issue)
+        return state or TicketState.first_seen(issue.key, T0)
+
+
+def _heads(*keys: str) -> list[TicketHead]:
+    """The selection's answer for tickets unchanged since it last gave them whole."""
+    return [TicketHead(key=key, id=key[-1], status="Open", status_category="new", labels=("mail-blocked",),
+                       updated=T0) for key in keys]
+
+
+def _saved(store: StateStore, key: str, stage: Stage) -> None:
+    state = TicketState.first_seen(key, T0)
+    state.enter(stage, T0)
+    store.save(state)
+
+
+def test_an_unchanged_ticket_is_read_whole_only_when_it_needs_work_and_then_kept(store: StateStore) -> None:
+    _saved(store, "HELP-1", Stage.AWAITING_APPROVAL)
+    _saved(store, "HELP-2", Stage.CANCELLED)
+    reads: list[list[str]] = []
+
+    def read_whole(heads: Sequence[TicketHead]) -> list[Ticket]:
+        reads.append([head.key for head in heads])
+        return _whole(heads)
+
+    engine = WaitingEngine(store)
+    poller = Poller(lambda: iter(_heads("HELP-1", "HELP-2")), read_whole, _issue, engine, store)  # type: ignore[arg-type]
+    assert poller.run_cycle().ok and reads == [["HELP-1"]]  # HELP-2 needs nothing: its head is enough
+    assert engine.given == [_issue("HELP-1")]  # the engine works on the whole ticket, never on a head
+    assert poller.run_cycle().ok and reads == [["HELP-1"]]  # still waiting, unchanged: worked on as kept
+    assert engine.given == [_issue("HELP-1")] * 2
+
+
+def test_the_poller_keeps_a_bounded_number_of_whole_tickets(store: StateStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mailunblock.plugin import poller as poller_module
+
+    monkeypatch.setattr(poller_module, "_KEPT_TICKETS", 2)
+    for key in ("HELP-1", "HELP-2", "HELP-3"):
+        _saved(store, key, Stage.AWAITING_APPROVAL)
+    reads: list[list[str]] = []
+
+    def read_whole(heads: Sequence[TicketHead]) -> list[Ticket]:
+        reads.append([head.key for head in heads])
+        return _whole(heads)
+
+    poller = Poller(lambda: iter(_heads("HELP-1", "HELP-2", "HELP-3")), read_whole, _issue,  # type: ignore[arg-type]
+                    WaitingEngine(store), store)
+    poller.run_cycle()
+    assert reads == [["HELP-1", "HELP-2", "HELP-3"]]  # one read for all of them, not one per ticket
+    poller.run_cycle()
+    assert len(reads) == 2 and len(reads[1]) == 1  # two were kept; the one beyond the bound is read again
+
+
+def test_tickets_are_read_whole_a_batch_at_a_time_as_the_workers_take_them(
+    store: StateStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mailunblock.plugin import poller as poller_module
+
+    monkeypatch.setattr(poller_module, "_READ_BATCH", 2)
+    keys = [f"HELP-{n}" for n in range(1, 10)]
+    for key in keys:
+        _saved(store, key, Stage.AWAITING_APPROVAL)
+    reads: list[int] = []
+    held = [0, 0]  # read whole and not worked on yet; the most at any time
+
+    def read_whole(heads: Sequence[TicketHead]) -> list[Ticket]:
+        reads.append(len(heads))
+        held[0] += len(heads)
+        held[1] = max(held)
+        return _whole(heads)
+
+    class Counting(WaitingEngine):
+        def process(self, issue: Ticket, state: TicketState | None) -> TicketState:
+            held[0] -= 1
+            return super().process(issue, state)
+
+    engine = Counting(store)
+    report = Poller(lambda: iter(_heads(*keys)), read_whole, _issue, engine, store).run_cycle()  # type: ignore[arg-type]
+    assert report.ok and sorted(t.key for t in engine.given) == sorted(keys)
+    assert sum(reads) == 9 and len(reads) > 1  # not all at dispatch: a batch whenever the worker needs more
+    assert held[1] <= 1 + 2  # one per worker and a batch: however many tickets the cycle dispatched
+
+
+@pytest.mark.parametrize("error", [TransientError("HTTP 503", service="jira"), ValueError("a bug")])
+def test_a_ticket_that_cannot_be_read_whole_fails_its_cycle_and_nothing_waits_for_it(
+    store: StateStore, error: Exception
+) -> None:
+    _saved(store, "HELP-1", Stage.AWAITING_APPROVAL)
+
+    def read_whole(heads: Sequence[TicketHead]) -> list[Ticket]:
+        raise error
+
+    poller = Poller(lambda: iter(_heads("HELP-1")), read_whole, _issue, WaitingEngine(store), store)  # type: ignore[arg-type]
+    report = poller.run_cycle()
+    assert list(report.failed) == ["HELP-1"] and not report.ok
+    poller.close()  # returns: the ticket is through, not lost in between
 
 
 def test_a_moved_ticket_keeps_its_state_under_the_new_key(store: StateStore) -> None:
@@ -205,7 +315,7 @@ def test_a_moved_ticket_keeps_its_state_under_the_new_key(store: StateStore) -> 
             seen.append((issue.key, state.stage if state else None))
             return super().process(issue, state)
 
-    Poller(lambda: iter([moved]), _issue, Recorder(store), store).run_cycle()  # type: ignore[arg-type]
+    Poller(lambda: iter([moved]), _whole, _issue, Recorder(store), store).run_cycle()  # type: ignore[arg-type]
     assert seen == [("OPS-7", Stage.AWAITING_APPROVAL)], "the state followed the issue id, not a new triage"
     assert store.load("HELP-1") is None
     after = store.load("OPS-7")
@@ -233,7 +343,7 @@ class FailingEngine(ScriptedEngine):
 
 
 def test_a_failed_step_and_an_unreachable_tenant_make_an_unhealthy_cycle(store: StateStore) -> None:
-    poller = Poller(lambda: iter([_issue("HELP-1")]), _issue, FailingEngine(store, "graph"), store)  # type: ignore[arg-type]
+    poller = Poller(lambda: iter([_issue("HELP-1")]), _whole, _issue, FailingEngine(store, "graph"), store)  # type: ignore[arg-type]
     report = poller.run_cycle()
     assert report.ok and not report.healthy  # nothing escaped the engine, yet a step failed
     assert report.step_failures == {"HELP-1": "triage (transient): graph: HTTP 503"}
@@ -243,12 +353,12 @@ def test_a_failed_step_and_an_unreachable_tenant_make_an_unhealthy_cycle(store: 
 
 def test_a_permanent_failure_fails_the_ticket_not_the_tenant(store: StateStore) -> None:
     engine = FailingEngine(store, "graph", terminal=True)
-    report = Poller(lambda: iter([_issue("HELP-2")]), _issue, engine, store).run_cycle()  # type: ignore[arg-type]
+    report = Poller(lambda: iter([_issue("HELP-2")]), _whole, _issue, engine, store).run_cycle()  # type: ignore[arg-type]
     assert report.summary() == "cycle FAILED: 1 ticket(s) failed: HELP-2"
 
 
 def test_a_quiet_cycle_is_healthy(store: StateStore) -> None:
-    report = Poller(lambda: iter([_issue("HELP-1")]), _issue, ScriptedEngine(store), store).run_cycle()  # type: ignore[arg-type]
+    report = Poller(lambda: iter([_issue("HELP-1")]), _whole, _issue, ScriptedEngine(store), store).run_cycle()  # type: ignore[arg-type]
     assert report.healthy and report.summary() == "cycle OK: 1 ticket(s) selected"
 
 
@@ -297,7 +407,7 @@ class ConcurrentEngine(ScriptedEngine):
         self.hold, self.release = hold, threading.Event()
         self.started: list[str] = []
 
-    def lane(self, issue: Ticket, state: TicketState | None) -> str:
+    def lane(self, issue: Ticket, state: StateSummary | None) -> str:
         return issue.key.partition("-")[0]
 
     def process(self, issue: Ticket, state: TicketState | None) -> TicketState:
@@ -324,7 +434,7 @@ def test_tickets_of_one_tenant_are_limited_while_tenants_go_in_parallel(store: S
     engine = ConcurrentEngine(store)
     issues = [replace(_issue(f"{tenant}-{n}"), id=f"{tenant}{n}")
               for n in range(1, 5) for tenant in ("CONTOSO", "FABRIKAM", "NWIND")]
-    poller = Poller(lambda: iter(issues), _issue, engine, store,  # type: ignore[arg-type]
+    poller = Poller(lambda: iter(issues), _whole, _issue, engine, store,  # type: ignore[arg-type]
                     Concurrency(workers=6, per_tenant=2))
     report = poller.run_cycle()
     poller.close()
@@ -337,7 +447,7 @@ def test_an_overlapping_cycle_leaves_a_ticket_in_flight_to_its_worker(store: Sta
     from mailunblock.plugin.poller import Concurrency
 
     engine = ConcurrentEngine(store, hold="HELP-1")
-    poller = Poller(lambda: iter([_issue("HELP-1"), _issue("HELP-2")]), _issue, engine, store,  # type: ignore[arg-type]
+    poller = Poller(lambda: iter([_issue("HELP-1"), _issue("HELP-2")]), _whole, _issue, engine, store,  # type: ignore[arg-type]
                     Concurrency(workers=4))
     slow: list[CycleReport] = []
     poller.start_cycle(slow.append)  # HELP-1 is still being worked on when the next cycle starts
@@ -353,7 +463,7 @@ def test_an_overlapping_cycle_leaves_a_ticket_in_flight_to_its_worker(store: Sta
 
 def test_each_cycle_begins_a_cycle_of_shared_reads_before_the_first_ticket(store: StateStore) -> None:
     engine = ScriptedEngine(store)
-    poller = Poller(lambda: iter([_issue("HELP-1")]), _issue, engine, store)  # type: ignore[arg-type]
+    poller = Poller(lambda: iter([_issue("HELP-1")]), _whole, _issue, engine, store)  # type: ignore[arg-type]
     poller.run_cycle()
     poller.run_cycle()
     assert engine.cycles == 2

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from mailunblock.plugin.store import StateStore
@@ -60,7 +61,7 @@ def test_open_states(store: StateStore) -> None:
         store.save(state)
     assert [s.issue_key for s in store.open_states()] == ["HELP-3", "HELP-4"]
     assert len(store.all_states()) == 3
-    assert sorted(store.load_many(["HELP-3", "HELP-5", "HELP-404"])) == ["HELP-3", "HELP-5"]
+    assert sorted(store.summaries(["HELP-5", "HELP-404"])) == ["HELP-3", "HELP-4", "HELP-5"]  # and the open ones
 
 
 def test_one_ticket_holds_an_account_the_others_are_its_duplicates(store: StateStore) -> None:
@@ -114,11 +115,34 @@ def test_views_follow_what_another_replica_saved(store: StateStore) -> None:
     other = StateStore.from_url(store.engine.url.render_as_string(hide_password=False))
     state = _state("HELP-3")
     store.save(state)
-    assert store.load_many(["HELP-3"])["HELP-3"].stage is Stage.NEW
+    assert store.summaries(["HELP-3"])["HELP-3"].stage is Stage.NEW
     state.enter(Stage.AWAITING_APPROVAL, T0 + timedelta(minutes=1))
-    other.save(state)  # the view is parsed again because the row changed, not served from the last read
-    assert store.load_many(["HELP-3"])["HELP-3"].stage is Stage.AWAITING_APPROVAL
-    assert store.open_views()["HELP-3"].stage is Stage.AWAITING_APPROVAL
+    other.save(state)  # the summary is made again because the row changed, not served from the last read
+    assert store.summaries(["HELP-3"])["HELP-3"].stage is Stage.AWAITING_APPROVAL
+    assert store.summaries([])["HELP-3"].stage is Stage.AWAITING_APPROVAL  # open, so there unselected too
+
+
+def test_only_the_summaries_of_tickets_in_play_are_kept(store: StateStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    parsed: list[str] = []
+    from_dict = TicketState.from_dict
+
+    def counted(data: dict[str, Any]) -> TicketState:
+        parsed.append(str(data["issue_key"]))
+        return from_dict(data)
+
+    waiting, ended = _state("HELP-1"), _state("HELP-2", account="u-2")
+    ended.enter(Stage.RESOLVED, T0 + timedelta(hours=1))
+    store.save(waiting)
+    store.save(ended)
+    monkeypatch.setattr(TicketState, "from_dict", staticmethod(counted))
+    assert sorted(store.summaries(["HELP-2"])) == ["HELP-1", "HELP-2"]  # the selected one, and every open one
+    assert sorted(parsed) == ["HELP-1", "HELP-2"]
+    parsed.clear()
+    assert sorted(store.summaries(["HELP-2"])) == ["HELP-1", "HELP-2"] and parsed == []  # unchanged: kept
+    assert sorted(store.summaries([])) == ["HELP-1"]  # HELP-2 ended and left the selection ...
+    assert parsed == []
+    assert sorted(store.summaries(["HELP-2"])) == ["HELP-1", "HELP-2"]
+    assert parsed == ["HELP-2"]  # ... so it was forgotten: memory follows the tickets in play, not the history
 
 
 def _writes(store: StateStore) -> list[str]:
