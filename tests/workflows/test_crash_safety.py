@@ -6,6 +6,7 @@ import json
 import logging
 from collections import Counter
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from mailunblock.workflows.password import generate_password
@@ -181,9 +182,9 @@ def test_an_uncertain_unblock_is_settled_after_the_grace_period_and_never_sent_a
     assert state.stage is Stage.ESCALATED and state.refusal == "still_listed"
 
 
-def test_a_reset_still_in_flight_when_its_process_died_is_waited_for_not_sent_again(make_world, simulated_crash):
-    """Killed mid-PATCH: the request reaches Graph after the restart looked. The restart waits, then sees it."""
-    world = make_world()
+def _approved_with_every_patch_cut(world, simulated_crash, sends: int) -> tuple[Any, list[tuple[str, str]]]:
+    """Approve, and let the process die with each of ``sends`` reset PATCHes on its way (10 min apart, past the
+    grace); return Graph's real ``reset_password`` (back in place) and the PATCHes still in flight."""
     directory = world.directory
     original = directory.reset_password
     in_flight: list[tuple[str, str]] = []
@@ -195,44 +196,38 @@ def test_a_reset_still_in_flight_when_its_process_died_is_waited_for_not_sent_ag
     directory.reset_password = killed_while_sending  # type: ignore[method-assign]
     world.cycle()
     world.tickets.add_comment(world.bob, "/approve")
-    with pytest.raises(simulated_crash):
-        world.cycle()
+    for sent in range(sends):
+        if sent:
+            world.clock.advance(minutes=10)  # past the grace: the PATCH never arrived, the password goes again
+        with pytest.raises(simulated_crash):
+            world.cycle()
+    assert len(in_flight) == sends
     directory.reset_password = original  # type: ignore[method-assign]
+    return original, in_flight
+
+
+def test_a_reset_still_in_flight_when_its_process_died_is_waited_for_not_sent_again(make_world, simulated_crash):
+    """Killed mid-PATCH: the request reaches Graph after the restart looked. The restart waits, then sees it."""
+    world = make_world()
+    original, in_flight = _approved_with_every_patch_cut(world, simulated_crash, sends=1)
     world.clock.advance(seconds=1)
     state = world.cycle()  # the restart looks before the PATCH lands: nothing sent, a look again later
-    assert directory.resets == [] and state.password_reset_at is None and state.retry_at is not None
+    assert world.directory.resets == [] and state.password_reset_at is None and state.retry_at is not None
     original(*in_flight[0])  # ... and now Graph applies the killed process's request
     world.clock.current = state.retry_at
     state = world.cycle()
-    assert len(directory.resets) == 1, "the vaulted password was sent once, by the process that died"
+    assert len(world.directory.resets) == 1, "the vaulted password was sent once, by the process that died"
     assert state.password_reset_at is not None
 
 
 def test_a_second_send_cut_after_the_grace_is_waited_for_too(make_world, simulated_crash):
     """Each send of the vaulted password is an intent of its own: a second kill mid-PATCH is waited out again."""
     world = make_world()
-    directory = world.directory
-    original = directory.reset_password
-    in_flight: list[tuple[str, str]] = []
-
-    def killed_while_sending(user_id: str, password: str) -> None:
-        in_flight.append((user_id, password))
-        raise simulated_crash("killed with the PATCH in flight")
-
-    directory.reset_password = killed_while_sending  # type: ignore[method-assign]
-    world.cycle()
-    world.tickets.add_comment(world.bob, "/approve")
-    with pytest.raises(simulated_crash):
-        world.cycle()
-    world.clock.advance(minutes=10)  # past the grace: the first PATCH never arrived, the password is sent again
-    with pytest.raises(simulated_crash):
-        world.cycle()
-    assert len(in_flight) == 2
-    directory.reset_password = original  # type: ignore[method-assign]
+    original, in_flight = _approved_with_every_patch_cut(world, simulated_crash, sends=2)
     world.clock.advance(seconds=1)
     state = world.cycle()  # the second send may still land: wait, do not send a third time yet
-    assert directory.resets == [] and state.password_reset_at is None and state.retry_at is not None
+    assert world.directory.resets == [] and state.password_reset_at is None and state.retry_at is not None
     original(*in_flight[1])
     world.clock.current = state.retry_at
     state = world.cycle()
-    assert len(directory.resets) == 1 and state.password_reset_at is not None
+    assert len(world.directory.resets) == 1 and state.password_reset_at is not None
