@@ -150,7 +150,11 @@ def create_store_engine(url: str, connections: int = 5) -> Engine:
         pool = {"pool_size": min(connections, SQLITE_CONNECTIONS), "max_overflow": 0, "pool_timeout": 60}
     else:
         pool = {"pool_size": connections, "max_overflow": 0, "pool_timeout": 60}
-    engine = create_engine(url, future=True, pool_pre_ping=True, **pool)
+    # Every use of a connection ends its transaction (``begin`` commits or rolls back, ``connect`` rolls
+    # back on close), so the pool need not roll back again on its return. A local SQLite file cannot drop
+    # a connection: only a server's pooled connections are tested before use.
+    engine = create_engine(url, future=True, pool_reset_on_return=None,
+                           pool_pre_ping=parsed.get_backend_name() != "sqlite", **pool)
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine

@@ -392,26 +392,28 @@ class Poller:
     def _work(self, issue: Ticket | None, state: StateSummary | None, report: CycleReport) -> None:
         """One ticket, in a worker: claim it, read its state afresh, advance it, give it back."""
         key = _key_of(issue, state)
-        claim = ticket_claim(key)
         lane = self._lane(issue, state)
         try:
             with lane:
-                if not self._store.claim(claim):
+                # The state is read afresh with the claim: another replica may have advanced it since the search.
+                claimed, stored = self._store.claim_ticket(key)
+                if not claimed:
                     log.info("%s: another mailunblock is working on it", key)
                     with self._lock:
                         report.elsewhere.add(key)
                     return
                 try:
-                    self._claimed(key, issue, report)
-                finally:
-                    self._store.release(claim)
+                    self._claimed(key, issue, stored, report)
+                except BaseException:
+                    self._store.release(ticket_claim(key))  # at once: this worker or process is going down
+                    raise
+                self._store.release_soon(ticket_claim(key))  # with this store's next claim: one commit less
         except SQLAlchemyError as exc:
             with self._lock:
                 report.failed[key] = f"state store unavailable: {store_error(exc)}"
             log.warning("%s: state store unavailable, will retry next cycle: %s", key, store_error(exc))
 
-    def _claimed(self, key: str, issue: Ticket | None, report: CycleReport) -> None:
-        state = self._store.load(key)  # afresh: another replica may have advanced it since the search
+    def _claimed(self, key: str, issue: Ticket | None, state: TicketState | None, report: CycleReport) -> None:
         if issue is None:
             if state is None or state.is_terminal:
                 return

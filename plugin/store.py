@@ -65,6 +65,8 @@ _STORED_STATE = select(tickets.c.state).where(tickets.c.issue_key == bindparam("
 _FENCE = (update(claims).where(claims.c.name == bindparam("claim"), claims.c.owner == bindparam("claimant"))
           .values(expires_at=bindparam("until")))
 _RELEASE = delete(claims).where(claims.c.name == bindparam("claim"), claims.c.owner == bindparam("claimant"))
+# A claim given back is deleted only as it was then: one taken again since runs to a later end, and is kept.
+_GIVE_BACK = _RELEASE.where(claims.c.expires_at <= bindparam("until"))
 _DROP_HOLDS = delete(account_holds).where(account_holds.c.issue_key == bindparam("holder"))
 _DROP_OTHER_HOLDS = _DROP_HOLDS.where(  # the ticket's holds of any other account than the one it now names
     ~((account_holds.c.tenant == bindparam("tenant")) & (account_holds.c.account_id == bindparam("account"))))
@@ -86,6 +88,9 @@ _HOLD = {name: dialect_insert(account_holds).values(
              tenant=bindparam("tenant"), account_id=bindparam("account"), issue_key=bindparam("holder"),
              held_at=bindparam("now")).on_conflict_do_nothing().returning(account_holds.c.issue_key)
          for name, dialect_insert in (("postgresql", pg_insert), ("sqlite", sqlite_insert))}
+_ACCOUNT_STATES = select(tickets.c.state).where(  # the other tickets' states of one account
+    tickets.c.tenant == bindparam("tenant"), tickets.c.account_id == bindparam("account"),
+    tickets.c.issue_key != bindparam("key"))
 _HOLDER = select(account_holds.c.issue_key, account_holds.c.held_at).where(
     account_holds.c.tenant == bindparam("tenant"), account_holds.c.account_id == bindparam("account"))
 _HOLDER_TICKET = select(tickets.c.terminal, tickets.c.tenant, tickets.c.account_id).where(
@@ -119,7 +124,8 @@ class StateStore:
         self._engine = engine
         self._lease = timedelta(seconds=lease_seconds)
         self.owner = f"{socket.gethostname()[:30]}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
-        self._held: set[str] = set()
+        self._held: dict[str, datetime] = {}  # claim -> the end of its lease as this store last set it
+        self._released: list[dict[str, Any]] = []  # claims ``release_soon`` gave back, not deleted yet
         self._held_lock = threading.Lock()
         self._summaries: dict[str, tuple[datetime, StateSummary]] = {}  # key -> (row's updated_at, summary)
         self._summaries_lock = threading.Lock()
@@ -176,39 +182,79 @@ class StateStore:
         claims of the ticket it writes, and refuses to write (``ClaimLost``) when the claim went to someone
         else: no side effect follows a lost claim.
         """
-        now = datetime.now(UTC)
-        values = {"claim": name, "claimant": self.owner, "until": now + self._lease, "now": now}
         with self._tx() as conn:
-            taken = conn.execute(_CLAIM[conn.dialect.name], values).first() is not None
+            return self._claim(conn, name)
+
+    def claim_ticket(self, issue_key: str) -> tuple[bool, TicketState | None]:
+        """Claim a ticket (as ``claim``) and read its stored state afresh, in one transaction.
+
+        The state is None when the claim is not ours (or nothing is stored). Claims given back with
+        ``release_soon`` are deleted in the same transaction.
+        """
+        with self._tx() as conn:
+            self._give_back(conn)
+            if not self._claim(conn, ticket_claim(issue_key)):
+                return False, None
+            raw = conn.execute(_STORED_STATE, {"key": issue_key}).scalar_one_or_none()
+        return True, self._loaded(issue_key, raw)
+
+    def _claim(self, conn: Connection, name: str) -> bool:
+        now = datetime.now(UTC)
+        until = now + self._lease
+        values = {"claim": name, "claimant": self.owner, "until": until, "now": now}
+        taken = conn.execute(_CLAIM[conn.dialect.name], values).first() is not None
         if taken:
             with self._held_lock:
-                self._held.add(name)
+                self._held[name] = until
         return taken
 
     def release(self, name: str) -> None:
         """Give the claim ``name`` back (the work on it is done for now)."""
         with self._held_lock:
-            self._held.discard(name)
+            self._held.pop(name, None)
         with self._tx() as conn:
             conn.execute(_RELEASE, {"claim": name, "claimant": self.owner})
+
+    def release_soon(self, name: str) -> None:
+        """Give the claim ``name`` back with this store's next transaction that claims (or the heartbeat's).
+
+        One commit less per ticket visit. Until then another replica skips the ticket as taken; nobody
+        works on it meanwhile, this process included unless it claims it again. Only the claim as it was
+        given back is deleted: one taken again since is kept.
+        """
+        with self._held_lock:
+            until = self._held.pop(name, None)
+            if until is not None:
+                self._released.append({"claim": name, "claimant": self.owner, "until": until})
+
+    def _give_back(self, conn: Connection) -> None:
+        """Delete the claims ``release_soon`` gave back (in the caller's transaction)."""
+        with self._held_lock:
+            released, self._released = self._released, []
+        if released:
+            conn.execute(_GIVE_BACK, released)
 
     def release_all(self) -> None:
         """Give back every claim this process still holds (a clean stop: another replica need not wait)."""
         with self._held_lock:
             self._held.clear()
+            self._released = []
         with self._tx() as conn:
             conn.execute(delete(claims).where(claims.c.owner == self.owner))
 
     def renew_claims(self) -> int:
         """Extend every claim this process holds (the heartbeat); return how many are still ours."""
+        until = datetime.now(UTC) + self._lease
         with self._held_lock:
             held = sorted(self._held)
-        if not held:
-            return 0
+            self._held.update((name, until) for name in held)
         with self._tx() as conn:
+            self._give_back(conn)
+            if not held:
+                return 0
             kept = conn.execute(
                 update(claims).where(claims.c.name.in_(held), claims.c.owner == self.owner)
-                .values(expires_at=datetime.now(UTC) + self._lease)
+                .values(expires_at=until)
             ).rowcount
         return int(kept)
 
@@ -305,10 +351,14 @@ class StateStore:
 
     def _fence(self, conn: Connection, claim: str, issue_key: str, now: datetime) -> None:
         """Renew the ticket's claim in this transaction; ``ClaimLost`` (nothing written) when it is not ours."""
-        if not conn.execute(_FENCE, {"claim": claim, "claimant": self.owner, "until": now + self._lease}).rowcount:
+        until = now + self._lease
+        if not conn.execute(_FENCE, {"claim": claim, "claimant": self.owner, "until": until}).rowcount:
             with self._held_lock:
-                self._held.discard(claim)
+                self._held.pop(claim, None)
             raise ClaimLost(f"{issue_key}: another mailunblock took this ticket over")
+        with self._held_lock:
+            if claim in self._held:
+                self._held[claim] = until
 
     @staticmethod
     def _stored(conn: Connection, issue_key: str) -> TicketState | None:
@@ -351,6 +401,9 @@ class StateStore:
         """The stored state of one ticket, if any."""
         with self._engine.connect() as conn:
             raw = conn.execute(_STORED_STATE, {"key": issue_key}).scalar_one_or_none()
+        return self._loaded(issue_key, raw)
+
+    def _loaded(self, issue_key: str, raw: str | None) -> TicketState | None:
         if not raw:
             return None
         state = TicketState.from_dict(json.loads(raw))
@@ -438,13 +491,8 @@ class StateStore:
     ) -> tuple[str, datetime] | None:
         """The most recent other ticket that unblocked this account, and when."""
         with self._engine.connect() as conn:
-            rows = conn.execute(
-                select(tickets.c.state).where(
-                    tickets.c.tenant == tenant,
-                    tickets.c.account_id == account_id,
-                    tickets.c.issue_key != exclude_key,
-                )
-            ).scalars()
+            others = {"tenant": tenant, "account": account_id, "key": exclude_key}
+            rows = conn.execute(_ACCOUNT_STATES, others).scalars()
             unblocked = [
                 (state.issue_key, state.unblocked_at)
                 for state in (TicketState.from_dict(json.loads(raw)) for raw in rows)

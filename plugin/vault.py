@@ -15,11 +15,31 @@ import os
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken
 from mailunblock.plugin.db import audit_log, vaulted_passwords
 from mailunblock.workflows.ports import Clock
-from sqlalchemy import Engine, func, insert, select, update
+from sqlalchemy import Engine, bindparam, func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+
+def _store_upsert(dialect_insert: Any) -> Any:
+    """Insert a ticket's password, or replace the one it has: one statement, built once (as the store's)."""
+    insert_ = dialect_insert(vaulted_passwords)
+    replaced = ("ciphertext", "stored_at", "expires_at", "revealed_at", "revealed_by", "wiped_reason")
+    return insert_.on_conflict_do_update(index_elements=[vaulted_passwords.c.issue_key],
+                                         set_={name: insert_.excluded[name] for name in replaced})
+
+
+_STORE = {"postgresql": _store_upsert(pg_insert), "sqlite": _store_upsert(sqlite_insert)}
+_RECALL = select(vaulted_passwords.c.ciphertext, vaulted_passwords.c.expires_at).where(
+    vaulted_passwords.c.issue_key == bindparam("key"), vaulted_passwords.c.revealed_at.is_(None))
+_ENTRY = select(
+    vaulted_passwords.c.issue_key, vaulted_passwords.c.stored_at, vaulted_passwords.c.expires_at,
+    vaulted_passwords.c.revealed_at, vaulted_passwords.c.revealed_by, vaulted_passwords.c.wiped_reason,
+).where(vaulted_passwords.c.issue_key == bindparam("key"))
 
 
 class VaultError(Exception):
@@ -76,6 +96,7 @@ class PasswordVault:
     def store(self, issue_key: str, password: str, expires_at: datetime) -> None:
         """Encrypt and keep the password for this ticket, replacing an unrevealed earlier one."""
         row = {
+            "issue_key": issue_key,
             "ciphertext": self._fernet.encrypt(password.encode("utf-8")),
             "stored_at": self._clock.now(),
             "expires_at": expires_at,
@@ -84,17 +105,7 @@ class PasswordVault:
             "wiped_reason": None,
         }
         with self._engine.begin() as conn:
-            found = conn.execute(
-                select(vaulted_passwords.c.issue_key).where(vaulted_passwords.c.issue_key == issue_key)
-            ).first()
-            if found:
-                conn.execute(
-                    update(vaulted_passwords)
-                    .where(vaulted_passwords.c.issue_key == issue_key)
-                    .values(row)
-                )
-            else:
-                conn.execute(insert(vaulted_passwords).values(issue_key=issue_key, **row))
+            conn.execute(_STORE[conn.dialect.name], row)
 
     def retrieval_hint(self, issue_key: str) -> str:
         """How the agent gets the password: a command on the host (and a one-time link when served)."""
@@ -125,12 +136,7 @@ class PasswordVault:
     def recall(self, issue_key: str) -> str | None:
         """The stored, unrevealed, unexpired password, for retrying an interrupted reset (not a reveal)."""
         with self._engine.connect() as conn:
-            row = conn.execute(
-                select(vaulted_passwords.c.ciphertext, vaulted_passwords.c.expires_at).where(
-                    vaulted_passwords.c.issue_key == issue_key,
-                    vaulted_passwords.c.revealed_at.is_(None),
-                )
-            ).first()
+            row = conn.execute(_RECALL, {"key": issue_key}).first()
         if row is None or row.ciphertext is None or row.expires_at <= self._clock.now():
             return None
         try:
@@ -141,16 +147,7 @@ class PasswordVault:
     def entry(self, issue_key: str) -> VaultEntry | None:
         """Metadata of the vaulted password for a ticket, if any."""
         with self._engine.connect() as conn:
-            row = conn.execute(
-                select(
-                    vaulted_passwords.c.issue_key,
-                    vaulted_passwords.c.stored_at,
-                    vaulted_passwords.c.expires_at,
-                    vaulted_passwords.c.revealed_at,
-                    vaulted_passwords.c.revealed_by,
-                    vaulted_passwords.c.wiped_reason,
-                ).where(vaulted_passwords.c.issue_key == issue_key)
-            ).first()
+            row = conn.execute(_ENTRY, {"key": issue_key}).first()
         return VaultEntry(*row) if row else None
 
     def reveal(self, issue_key: str, revealed_by: str) -> str:

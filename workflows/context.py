@@ -47,6 +47,8 @@ class StepContext:
     # Reads shared by every ticket of the poll cycle (a pass of its own when no cycle was begun).
     cycle: CycleCache = field(default_factory=CycleCache)
     _held_back: bool = False  # a change ``save_later`` left for the next save
+    _announced: set[str] = field(default_factory=set)  # comments ``also_post`` marked pending, not posted yet
+    _announced_saved: set[str] = field(default_factory=set)  # ... and stored so
 
 
     def is_approver(self, user: Person) -> bool:
@@ -73,6 +75,7 @@ class StepContext:
         """Persist the state now: before every side effect (its intent), with anything held back."""
         self.repository.save(self.state)
         self._held_back = False
+        self._announced_saved |= self._announced
 
     def save_later(self) -> None:
         """Have a change no side effect waits for (a confirmation, a stage reached) written by the next save.
@@ -124,13 +127,26 @@ class StepContext:
         """The invisible, stable marker of one of our comments on this ticket."""
         return f"{MARKER_PREFIX}:{self.state.issue_key}:{'-'.join(name.split())}"
 
+    def also_post(self, *names: str) -> None:
+        """Mark comments this pass posts next as pending now, so that the next save covers them all.
+
+        One intent for several comments posted one after the other. A crash before one of them is posted
+        leaves it pending, as its own intent would: recovery looks its marker up before posting it.
+        """
+        fresh = [n for n in names if n not in self.state.posted and n not in self.state.pending]
+        self.state.pending = (*self.state.pending, *fresh)
+        self._announced.update(fresh)
+
     def post(self, name: str, template: str, *, public: bool, **values: Any) -> str:
         """Post a comment exactly once, even across crashes; return its id."""
         state = self.state
         if name in state.posted:
             return state.posted[name]
         marker = self.marker(name)
-        if name in state.pending:
+        if name in self._announced:  # marked pending by this pass, so not posted yet: stored before it is
+            if name not in self._announced_saved:
+                self.save()
+        elif name in state.pending:
             found = self.tickets.find_comment(state.issue_key, marker)
             if found is not None:
                 return self._posted(name, found)
@@ -143,6 +159,7 @@ class StepContext:
         return self._posted(name, comment_id)
 
     def _posted(self, name: str, comment_id: str) -> str:
+        self._announced.discard(name)
         self.posted_now.add(comment_id)
         self.state.posted[name] = comment_id
         self.state.pending = tuple(p for p in self.state.pending if p != name)

@@ -61,11 +61,14 @@ def done_summary(ctx: StepContext) -> dict[str, Any]:
     }
 
 
+ACK, SUMMARY, ETA = "ack", "summary", "eta"  # names of comments (their markers), for ``StepContext.also_post``
+
+
 def acknowledge(ctx: StepContext) -> None:
     """Tell the reporter the request was picked up (and by whom it will be reviewed)."""
     state = ctx.state
     ctx.post(
-        "ack",
+        ACK,
         "ack",
         public=True,
         reporter_name=state.reporter_name,
@@ -81,11 +84,16 @@ def _generation(ctx: StepContext, name: str) -> str:
     return name if generation == 0 else f"{name}-{generation}"
 
 
+def choose_account_name(ctx: StepContext) -> str:
+    """The name of ``choose_account``'s comment."""
+    return _generation(ctx, "choose-account")
+
+
 def choose_account(ctx: StepContext) -> str:
     """Internal note: the ticket names several accounts; an approver picks one. Returns its comment id."""
     state = ctx.state
     return ctx.post(
-        _generation(ctx, "choose-account"),
+        choose_account_name(ctx),
         "choose_account",
         public=False,
         candidates=list(state.candidates),
@@ -95,11 +103,16 @@ def choose_account(ctx: StepContext) -> str:
     )
 
 
+def plan_name(ctx: StepContext) -> str:
+    """The name of ``plan``'s comment."""
+    return _generation(ctx, "plan")
+
+
 def plan(ctx: StepContext) -> str:
     """The internal note with the exact plan and how to approve it; returns its comment id."""
     policy, state = ctx.policy, ctx.state
     return ctx.post(
-        _generation(ctx, "plan"),
+        plan_name(ctx),
         "plan",
         public=False,
         **_account(ctx),
@@ -168,7 +181,7 @@ def summary(ctx: StepContext) -> None:
         when = messages.window(
             state.eta_start, state.eta_end, ctx.now(), ctx.policy.locale, ctx.policy.time_zone
         )
-    ctx.post("summary", "summary", public=False, **done_summary(ctx), window=when)
+    ctx.post(SUMMARY, "summary", public=False, **done_summary(ctx), window=when)
 
 
 def eta(ctx: StepContext) -> None:
@@ -177,7 +190,7 @@ def eta(ctx: StepContext) -> None:
     start = require(state.eta_start, "the announced window (set by the unblock step)")
     end = require(state.eta_end, "the announced window (set by the unblock step)")
     ctx.post(
-        "eta",
+        ETA,
         "eta",
         public=True,
         reporter_name=state.reporter_name,
@@ -188,12 +201,17 @@ def eta(ctx: StepContext) -> None:
     )
 
 
+def not_listed_name(ctx: StepContext) -> str:
+    """The name of ``not_listed``'s comment (another one once the password was reset)."""
+    return "not-listed-reset" if ctx.state.password_reset_at is not None else "not-listed"
+
+
 def not_listed(ctx: StepContext) -> None:
     """Public comment: no restriction found, and the sending-limit case."""
     state = ctx.state
     reset = state.password_reset_at is not None
     ctx.post(
-        "not-listed-reset" if reset else "not-listed",
+        not_listed_name(ctx),
         "not_listed",
         public=True,
         reporter_name=state.reporter_name,

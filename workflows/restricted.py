@@ -94,6 +94,7 @@ def unblock(ctx: StepContext) -> Move:
     state.eta_end = unblocked_at + policy.eta_max
     state.next_check_at = state.eta_start
     ctx.save_later()  # no side effect waits for it: the summary's intent to post carries it
+    ctx.also_post(notify.SUMMARY, notify.ETA)  # one intent for both comments
     notify.summary(ctx)
     notify.eta(ctx)
     return Next()

@@ -312,19 +312,22 @@ def run(ctx: StepContext) -> Move:
     if isinstance(outcome, Refusal):
         state.refusal, state.refusal_detail = outcome.reason, outcome.detail
         state.related_key, state.tenant = outcome.related_key, outcome.tenant
+        ctx.also_post(notify.ACK)
         ctx.save()
         notify.acknowledge(ctx)
         return Finish(Stage.REFUSED, closing.refused(policy, outcome.related_key))
     if isinstance(outcome, Ambiguous):
         state.candidates = outcome.candidates
         state.chosen_address = state.chosen_by = None
+        ctx.also_post(notify.ACK, notify.choose_account_name(ctx))  # the decision and both intents: one save
         ctx.save()
         notify.acknowledge(ctx)
         state.plan_comment_id = notify.choose_account(ctx)
         state.plan_posted_at = ctx.now()
         return Advance(Stage.AWAITING_ACCOUNT)
     _take(ctx, outcome)
-    ctx.save()
+    ctx.also_post(notify.ACK, *(() if outcome.listed else (notify.not_listed_name(ctx),)), notify.plan_name(ctx))
+    ctx.save()  # the decision and the intents of its comments
     notify.acknowledge(ctx)
     if not outcome.listed:
         notify.not_listed(ctx)

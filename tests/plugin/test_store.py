@@ -100,6 +100,43 @@ def test_two_replicas_never_hold_one_ticket_at_once(store: StateStore) -> None:
     assert store.claim("ticket:HELP-1")
 
 
+def test_a_ticket_is_claimed_and_read_afresh_in_one_transaction(store: StateStore) -> None:
+    other = StateStore.from_url(store.engine.url.render_as_string(hide_password=False))
+    other.save(_state("HELP-1", account="u-7"))
+    commits = _commits(store)
+    claimed, state = store.claim_ticket("HELP-1")
+    assert claimed and state is not None and state.account_id == "u-7"
+    assert commits == [1]
+    assert other.claim_ticket("HELP-1") == (False, None)  # taken: nothing read
+    assert store.claim_ticket("HELP-2") == (True, None)  # nothing stored yet
+
+
+def test_a_claim_given_back_soon_goes_with_the_next_claim_and_never_takes_a_newer_one(store: StateStore) -> None:
+    other = StateStore.from_url(store.engine.url.render_as_string(hide_password=False))
+    assert store.claim_ticket("HELP-1")[0] and store.claim_ticket("HELP-2")[0]
+    store.release_soon("ticket:HELP-1")
+    assert not other.claim("ticket:HELP-1")  # not given back yet: still taken
+    assert store.claim_ticket("HELP-3")[0]  # ... until this store's next claim
+    assert other.claim("ticket:HELP-1")
+    store.release_soon("ticket:HELP-2")
+    assert store.claim_ticket("HELP-2")[0]  # taken again before the release went out
+    assert store.renew_claims() == 2  # the heartbeat sends what is still to give back: HELP-2 is kept
+    assert not other.claim("ticket:HELP-2")
+    store.release_soon("ticket:HELP-3")
+    store.renew_claims()  # with nothing else held, the heartbeat still gives claims back
+    assert other.claim("ticket:HELP-3")
+
+
+def _commits(store: StateStore) -> list[int]:
+    counted = [0]
+
+    def committed(_conn: Any) -> None:
+        counted[0] += 1
+
+    event.listen(store.engine, "commit", committed)
+    return counted
+
+
 def test_last_unblock_of_an_account_is_the_most_recent_other_ticket(store: StateStore) -> None:
     old, recent, current = _state("HELP-10"), _state("HELP-11"), _state("HELP-12")
     old.unblocked_at = T0 - timedelta(days=9)
