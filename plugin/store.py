@@ -290,7 +290,7 @@ class StateStore:
         previous state, which tells the audit entries and the new stage entries, is that remembered copy
         when there is one, else the stored row.
         """
-        document = json.dumps(state.to_dict(), sort_keys=True)
+        document = state.to_json()
         last = self._last_known(state.issue_key)
         claim = ticket_claim(state.issue_key)
         with self._held_lock:

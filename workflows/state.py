@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import re
-from copy import copy
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from datetime import datetime
 from enum import StrEnum
 from functools import cache
@@ -179,20 +178,29 @@ class TicketState:
 
     def copy(self) -> TicketState:
         """An independent copy: its lists and dicts are new, every other field is immutable."""
-        twin = copy(self)
-        for name, value in list(vars(twin).items()):
-            if isinstance(value, list | dict):
-                setattr(twin, name, copy(value))
+        twin = object.__new__(TicketState)
+        values = dict(vars(self))
+        for name in _MUTABLE_FIELDS:
+            values[name] = values[name].copy()
+        twin.__dict__ = values
         return twin
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe representation (ISO datetimes, lists for tuples), tagged with the schema version."""
         return {**_adapter().dump_python(self, mode="json"), "version": SCHEMA_VERSION}
 
+    def to_json(self) -> str:
+        """``to_dict`` as one JSON document (what the store keeps), serialised by the schema in one pass."""
+        return f'{{"version":{SCHEMA_VERSION},{_adapter().dump_json(self).decode()[1:]}'
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TicketState:
         """Rebuild a state from ``to_dict`` output of this or an earlier version (unknown keys are ignored)."""
         return _adapter().validate_python(migrate(data))
+
+
+# The fields holding a list or a dict (the others hold immutable values: a dataclass default cannot be mutable).
+_MUTABLE_FIELDS = tuple(f.name for f in fields(TicketState) if f.default_factory is not MISSING)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,16 @@ from pathlib import Path
 
 import pytest
 from mailunblock.workflows.state import SCHEMA_VERSION, BrokenInvariant, Stage, TicketState, migrate
-from mailunblock.workflows.vocabulary import AddLabel, Link, Note, NoteName, RemoveLabel, SlaProperty, Transition
+from mailunblock.workflows.vocabulary import (
+    AddLabel,
+    IgnoredReason,
+    Link,
+    Note,
+    NoteName,
+    RemoveLabel,
+    SlaProperty,
+    Transition,
+)
 
 # TicketState.to_dict() output of the version before closing actions were objects (made on main).
 SAMPLES = json.loads((Path(__file__).parent / "data" / "states_v1.json").read_text())
@@ -65,6 +74,18 @@ def test_datetimes_stay_aware_and_tuples_stay_tuples() -> None:
     assert loaded.retry_at == state.retry_at and loaded.retry_at.utcoffset() is not None  # type: ignore[union-attr]
     assert loaded.closing == state.closing
     assert loaded.history == state.history
+
+
+def test_the_stored_document_is_the_saved_form_and_a_copy_shares_nothing_mutable() -> None:
+    state = TicketState.first_seen("HELP-1", datetime(2026, 3, 2, 13, 10, tzinfo=UTC))
+    state.posted, state.closing = {"ack": "10001"}, (Note(NoteName.ESCALATED),)
+    assert json.loads(state.to_json()) == state.to_dict()
+    twin = state.copy()
+    assert twin == state
+    twin.posted["plan"] = "10002"
+    twin.history.append(twin.history[0])
+    twin.ignored["10003"] = next(iter(IgnoredReason))
+    assert state.posted == {"ack": "10001"} and len(state.history) == 1 and not state.ignored
 
 
 def test_an_unknown_legacy_action_or_a_newer_schema_is_refused_not_guessed() -> None:
