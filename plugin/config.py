@@ -243,7 +243,7 @@ class JiraConfig(_Section):
         if self.jql:
             return self.jql
         scope = f"project in ({', '.join(_jql_quote(p) for p in self.projects)}) AND " if self.projects else ""
-        return f'{scope}labels = "{self.labels.trigger}" AND statusCategory != Done ORDER BY updated ASC'
+        return f'{scope}labels = "{self.labels.trigger}" AND statusCategory != Done ORDER BY created ASC, key ASC'
 
 
 def _jql_quote(value: str) -> str:

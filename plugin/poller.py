@@ -254,8 +254,9 @@ class Poller:
 
     def _selected(self) -> dict[str, TicketHead]:
         """The selection by key, each ticket once; what is kept whole of it is what it shows unchanged."""
-        # Read every page before acting: our own comments bump `updated`, which would shift the pages of
-        # an ORDER BY updated search while we walk them.
+        # Read every page before acting. The default selection is in order of creation, which our own
+        # comments do not change (an ORDER BY updated search shifts under them while it is walked: about
+        # a fifth of the tickets were missed per cycle in the burst); a configured JQL may still shift.
         issues = list(self._search())
         selected: dict[str, TicketHead] = {}
         ids: set[str] = set()
