@@ -17,6 +17,11 @@ configured limits: no limited lane (Jira; each tenant's identity, Graph and Exch
 finish sooner than the latency it carried divided by its concurrency. ``wall_to_bound`` is how far above
 that the run was. ``throughput_ratio``: a small workload (``--small`` tickets) run at concurrency 1 and at
 the configured concurrency, in the same invocation; the ratio of their wall times.
+
+``http_floor_ms_per_call`` is this run's CPU baseline: one plain ``requests`` keep-alive GET to the Jira
+emulator, with the run's workers and latency, measured in this process right after the burst.
+``cpu_to_http_floor`` is ``cpu_ms_per_ticket`` over that floor times the calls per ticket: 1.0 would mean
+mailunblock costs nothing beyond its HTTP calls.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from multiprocessing.sharedctypes import Synchronized
 from pathlib import Path
 from typing import Any
 
+import requests
 from mailunblock.plugin.config import Config, load_config
 from mailunblock.plugin.metrics import Metrics
 from mailunblock.plugin.poller import run_forever
@@ -171,6 +177,7 @@ def run(tickets: int, tenants: int, latency: float, exchange_latency: float, wor
             result = _drive(config, tickets, with_eta, timeout)
             parent.send("calls")
             calls = parent.recv()
+            result["http_floor_ms_per_call"] = _http_floor(config)  # after the log is read: not counted there
         finally:
             parent.send("stop")
             server.join(timeout=30)
@@ -229,11 +236,38 @@ def _drive(config: Config, tickets: int, with_eta: Synchronized[int], timeout: f
     }
 
 
+def _http_floor(config: Config, requests_per_worker: int = 10) -> float:
+    """CPU (ms) of one plain ``requests`` keep-alive GET to the Jira emulator: the baseline of this run.
+
+    Measured with the run's workers and latency, from this process, right after the burst: what the HTTP
+    library alone costs per call on this machine, whatever mailunblock does around it.
+    """
+    url = f"{config.jira.url.rstrip('/')}/rest/api/3/serverInfo"
+    verify = str(config.path(config.jira.ca_bundle)) if config.jira.ca_bundle else True
+
+    def worker() -> None:
+        with requests.Session() as session:
+            session.trust_env = False
+            for _ in range(requests_per_worker):
+                session.get(url, verify=verify, timeout=30).raise_for_status()
+
+    worker()  # the connection and TLS set-up are not the floor
+    threads = [threading.Thread(target=worker) for _ in range(config.poller.workers)]
+    cpu0 = time.process_time()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    calls = len(threads) * requests_per_worker
+    return round((time.process_time() - cpu0) * 1000 / calls, 3)
+
+
 def _figures(calls: list[tuple[str, str, str, dict[str, str]]], result: dict[str, Any], config: Config,
              latency: float, exchange_latency: float) -> dict[str, Any]:
     """Calls per ticket (from the sandbox's log) and the lower bound (from our per-tenant request counts)."""
     tickets = result["tickets"]
     by_service = Counter(service for service, *_ in calls if service in SERVICES)
+    total = sum(by_service.values()) / tickets
     tokens = sum(1 for service, method, *_ in calls if service == "identity" and method == "POST")
     waits = {"exchange": exchange_latency}
     limits = config.http.in_flight.model_dump()
@@ -244,10 +278,13 @@ def _figures(calls: list[tuple[str, str, str, dict[str, str]]], result: dict[str
     bound = max(lanes.values(), default=0.0)
     return {
         "calls_per_ticket": {**{s: round(by_service[s] / tickets, 2) for s in SERVICES},
-                             "total": round(sum(by_service.values()) / tickets, 2)},
+                             "total": round(total, 2)},
         "token_requests_per_tenant": round(tokens / max(1, len(config.tenants)), 2),
         "bound_s": round(bound, 2), "bound_lane": max(lanes, key=lambda k: lanes[k]) if lanes else "",
         "wall_to_bound": round(result["wall_s"] / bound, 2) if bound else None,
+        # Our CPU per ticket over what plain requests calls would cost for the same calls (1.0: nothing else).
+        "cpu_to_http_floor": round(result["cpu_ms_per_ticket"] / (result["http_floor_ms_per_call"] * total), 2)
+        if total else None,
     }
 
 
@@ -279,8 +316,8 @@ def main() -> None:
     print(f"mailunblock burst — {args.tickets} tickets over {args.tenants} tenants, {args.workers} workers, "
           f"{args.latency * 1000:.0f} ms per call ({args.exchange_latency * 1000:.0f} ms Exchange), EMULATORS")
     for name in ("wall_s", "bound_s", "bound_lane", "wall_to_bound", "throughput_ratio", "cpu_ms_per_ticket",
-                 "peak_rss_mb", "saves_per_ticket", "commits_per_ticket", "token_requests_per_tenant", "cycles",
-                 "with_eta"):
+                 "http_floor_ms_per_call", "cpu_to_http_floor", "peak_rss_mb", "saves_per_ticket",
+                 "commits_per_ticket", "token_requests_per_tenant", "cycles", "with_eta"):
         if name in result:
             print(f"  {name:26} {result[name]}")
     print("  calls_per_ticket           " + ", ".join(f"{k} {v}" for k, v in result["calls_per_ticket"].items()))
