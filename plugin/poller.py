@@ -148,7 +148,11 @@ class Poller:
         self._lock = threading.Lock()
         self._in_flight: set[str] = set()
         self._kept: OrderedDict[str, Ticket] = OrderedDict()  # key -> the whole ticket, as last worked on
-        self._queued: deque[_Job] = deque()  # dispatched, not handed to a worker yet
+        # Dispatched, not handed to a worker yet: tickets already known (an approval arrived, a retry or a
+        # check is due) go before the ones seen for the first time, so a wave's triage does not hold back
+        # the remediation of the tickets approved meanwhile.
+        self._queued: deque[_Job] = deque()
+        self._queued_new: deque[_Job] = deque()
         self._taken = 0  # jobs taken from the queue (being read whole, waiting in the pool, worked on)
         self._feeding = False  # one thread at a time reads a batch whole and hands it over
         self._idle = threading.Condition(self._lock)  # notified when nothing is queued or taken
@@ -217,13 +221,14 @@ class Poller:
                 finish(report)
 
         with self._lock:
-            self._queued.extend(_Job(issue, state, report, one_done) for issue, state in items)
+            for issue, state in items:
+                (self._queued if state is not None else self._queued_new).append(_Job(issue, state, report, one_done))
         self._feed()
 
     def close(self) -> None:
         """Let the workers finish every ticket handed to them, stop the heartbeat, give back every claim."""
         with self._idle:
-            while self._queued or self._taken:
+            while self._queued or self._queued_new or self._taken:
                 self._idle.wait()
         self._closed.set()
         self._pool.shutdown(wait=True)
@@ -272,7 +277,7 @@ class Poller:
         return selected
 
     def _candidates(self, selected: dict[str, TicketHead]) -> list[Candidate]:
-        """The tickets that need work now, new ones first (read whole: their tenant is in their text)."""
+        """The tickets that need work now (new ones read whole: their tenant is in their text)."""
         known = self._store.summaries(selected)
         work: list[Candidate] = []
         fresh: list[TicketHead] = []
@@ -304,11 +309,12 @@ class Poller:
         """
         while True:
             with self._lock:
-                if self._feeding or not self._queued or self._taken > self._concurrency.workers:
+                queued = len(self._queued) + len(self._queued_new)
+                if self._feeding or not queued or self._taken > self._concurrency.workers:
                     return
                 self._feeding = True
-                size = min(len(self._queued), self._concurrency.workers + _READ_BATCH - self._taken)
-                batch = [self._queued.popleft() for _ in range(size)]
+                size = min(queued, self._concurrency.workers + _READ_BATCH - self._taken)
+                batch = [(self._queued or self._queued_new).popleft() for _ in range(size)]
                 self._taken += size
             try:
                 self._hand_over(batch)
@@ -348,7 +354,7 @@ class Poller:
         with self._idle:
             self._in_flight.discard(_key_of(job.issue, job.state))
             self._taken -= 1
-            if not self._queued and not self._taken:
+            if not self._queued and not self._queued_new and not self._taken:
                 self._idle.notify_all()
         try:
             job.done(error)

@@ -467,3 +467,29 @@ def test_each_cycle_begins_a_cycle_of_shared_reads_before_the_first_ticket(store
     poller.run_cycle()
     poller.run_cycle()
     assert engine.cycles == 2
+
+
+def test_a_known_ticket_due_for_work_goes_before_the_first_sight_of_a_wave(
+    store: StateStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mailunblock.plugin import poller as poller_module
+    from mailunblock.plugin.poller import Concurrency
+
+    monkeypatch.setattr(poller_module, "_READ_BATCH", 1)
+    wave = [_issue(f"NEW-{n}") for n in range(1, 6)]
+    selection = list(wave)
+    engine = ConcurrentEngine(store, hold="NEW-1")
+    poller = Poller(lambda: iter(selection), _whole, _issue, engine, store,  # type: ignore[arg-type]
+                    Concurrency(workers=1))
+    first: list[CycleReport] = []
+    poller.start_cycle(first.append)  # the wave: NEW-1 is worked on (held), NEW-2 handed over, 3 to 5 queued
+    while "NEW-1" not in engine.started:
+        time.sleep(0.01)
+    _saved(store, "HELP-9", Stage.AWAITING_APPROVAL)  # e.g. its approval just arrived
+    selection.append(_issue("HELP-9"))
+    second: list[CycleReport] = []
+    poller.start_cycle(second.append)
+    engine.release.set()
+    poller.close()
+    assert first and second
+    assert engine.started == ["NEW-1", "NEW-2", "HELP-9", "NEW-3", "NEW-4", "NEW-5"]
