@@ -10,7 +10,7 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,16 @@ from mailunblock.workflows.markup import wiki_literal
 
 STEP = timedelta(minutes=30)
 HORIZON = timedelta(hours=30)
+# The story starts at this time of day (UTC): its clock times, and the days its reporters' ETA windows fall
+# on (a window past midnight in Paris names its date), are then the same whenever the demo runs.
+STORY_START = time(10, 55, tzinfo=UTC)
 BOT = "mailunblock"
+
+
+def story_start(now: datetime) -> datetime:
+    """The sandbox time the story starts at: the next ``STORY_START`` (today's, or tomorrow's once past)."""
+    start = datetime.combine(now.date(), STORY_START)
+    return start if start >= now else start + timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -48,7 +57,8 @@ class Demo:
     def run(self) -> int:
         """Play the story; return the process exit code (0 when every ticket ended as expected)."""
         with Sandbox("default", self._workdir / "sandbox", ports=dict.fromkeys(
-            ("jira", "identity", "graph", "exchange", "control"), 0)) as sandbox:
+            ("jira", "identity", "graph", "exchange", "control"), 0),
+                     start_time=story_start(datetime.now(UTC))) as sandbox:
             config_path = sandbox.write_config(
                 self._workdir / "mailunblock.toml",
                 jira={"affected_account_field": "customfield_10050"},

@@ -228,7 +228,7 @@ class StateStore:
                 self._released.append({"claim": name, "claimant": self.owner, "until": until})
 
     def _give_back(self, conn: Connection) -> None:
-        """Delete the claims ``release_soon`` gave back (in the caller's transaction)."""
+        """Delete the claims ``release_soon`` gave back (in the caller's transaction; should it fail, they lapse)."""
         with self._held_lock:
             released, self._released = self._released, []
         if released:

@@ -4,12 +4,13 @@ import re
 import shlex
 import shutil
 import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 from mailunblock.plugin.cli import main
-from mailunblock.plugin.demo import run_demo
+from mailunblock.plugin.demo import run_demo, story_start
 from mailunblock.sandbox.server import Sandbox
 
 README = Path(__file__).parents[2] / "README.md"
@@ -62,6 +63,13 @@ def test_demo_names_users_to_try_and_how_to_move_time(demo: tuple[int, str, Path
     assert re.search(r"ben\.walters@contoso\.com +on the Restricted users list, Global Administrator", story)
     assert re.search(r"megan\.bowen@contoso\.com +NOT on the list", story)
     assert "/clock/advance" in story and "--speed 60" in story
+
+
+def test_the_story_starts_at_the_same_time_of_day_whenever_it_runs(demo: tuple[int, str, Path]) -> None:
+    assert re.search(r"^\[cycle 1, sandbox time \w{3} 10:55 UTC\]", demo[1], re.M)
+    evening = datetime(2026, 12, 1, 19, 5, tzinfo=UTC)  # the ETA of a story started now would pass midnight in Paris
+    assert story_start(evening) == datetime(2026, 12, 2, 10, 55, tzinfo=UTC)
+    assert story_start(datetime(2026, 12, 1, 8, 0, tzinfo=UTC)) == datetime(2026, 12, 1, 10, 55, tzinfo=UTC)
 
 
 def normalised(line: str) -> str:
