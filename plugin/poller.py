@@ -354,12 +354,21 @@ class Poller:
         with self._idle:
             self._in_flight.discard(_key_of(job.issue, job.state))
             self._taken -= 1
-            if not self._queued and not self._queued_new and not self._taken:
+            idle = not self._queued and not self._queued_new and not self._taken
+            if idle:
                 self._idle.notify_all()
         try:
+            if idle:  # no claim of ours is coming soon: give the claims back now, not at the next heartbeat
+                self._give_back()
             job.done(error)
         finally:
             self._feed()
+
+    def _give_back(self) -> None:
+        try:
+            self._store.give_back()
+        except SQLAlchemyError as exc:  # they lapse with their lease
+            log.warning("could not give the claims back: %s", store_error(exc))
 
     def _whole(self, issues: Sequence[TicketHead]) -> dict[str, Ticket]:
         """By key, the whole tickets of ``issues``: as given, or kept from their last work, else read now.

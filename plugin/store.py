@@ -216,7 +216,7 @@ class StateStore:
             conn.execute(_RELEASE, {"claim": name, "claimant": self.owner})
 
     def release_soon(self, name: str) -> None:
-        """Give the claim ``name`` back with this store's next transaction that claims (or the heartbeat's).
+        """Give the claim ``name`` back with this store's next claim, heartbeat or ``give_back``.
 
         One commit less per ticket visit. Until then another replica skips the ticket as taken; nobody
         works on it meanwhile, this process included unless it claims it again. Only the claim as it was
@@ -226,6 +226,14 @@ class StateStore:
             until = self._held.pop(name, None)
             if until is not None:
                 self._released.append({"claim": name, "claimant": self.owner, "until": until})
+
+    def give_back(self) -> None:
+        """Delete now the claims ``release_soon`` gave back (when no claim of this store is coming soon)."""
+        with self._held_lock:
+            if not self._released:
+                return
+        with self._tx() as conn:
+            self._give_back(conn)
 
     def _give_back(self, conn: Connection) -> None:
         """Delete the claims ``release_soon`` gave back (in the caller's transaction; should it fail, they lapse)."""

@@ -493,3 +493,12 @@ def test_a_known_ticket_due_for_work_goes_before_the_first_sight_of_a_wave(
     poller.close()
     assert first and second
     assert engine.started == ["NEW-1", "NEW-2", "HELP-9", "NEW-3", "NEW-4", "NEW-5"]
+
+
+def test_claims_are_given_back_once_the_workers_are_idle(store: StateStore) -> None:
+    other = StateStore.from_url(store.engine.url.render_as_string(hide_password=False))
+    poller = Poller(lambda: iter([_issue("HELP-1"), _issue("HELP-2")]), _whole, _issue,  # type: ignore[arg-type]
+                    ScriptedEngine(store), store)
+    assert poller.run_cycle().ok
+    # Nothing else to claim: another replica (or this one restarted after a kill) can take them at once.
+    assert other.claim("ticket:HELP-1") and other.claim("ticket:HELP-2")
