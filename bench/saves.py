@@ -5,23 +5,31 @@ tickets, interleaved as a poll cycle interleaves them, and prints the CPU time a
 per ticket, beside a baseline measured in the same run: one bare ``UPDATE`` of the ticket's row per save
 (what any durable store must pay: the statement and the synchronous commit).
 
-    .venv/bin/python bench/saves.py [--tickets 200]
+Then the same replay from ``--workers`` threads at once (each ticket's saves in order, on one thread, as a
+worker pool makes them), on the store as ``mailunblock run`` opens it (this process's writes take turns and
+those that waited share one commit) and on the same store over an engine without those turns (each write
+its own transaction, SQLite's busy handler between them): saves per second, CPU per save and commits per
+save of each, and their ratios.
+
+    .venv/bin/python bench/saves.py [--tickets 200] [--workers 64]
 """
 
 from __future__ import annotations
 
 import argparse
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from copy import deepcopy
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from mailunblock.plugin.db import SQLITE_CONNECTIONS, create_store_engine, sqlite_pragmas
 from mailunblock.plugin.db import tickets as ticket_rows
 from mailunblock.plugin.store import StateStore
 from mailunblock.workflows.state import Stage, TicketState
-from sqlalchemy import update
+from sqlalchemy import create_engine, event, update
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 Step = Callable[[TicketState, datetime], None]
@@ -115,10 +123,51 @@ def _measure(save: Callable[[TicketState], None], tickets: int) -> tuple[float, 
     return time.process_time() - cpu0, time.perf_counter() - wall0, len(snapshots)
 
 
+def _measure_concurrent(store: StateStore, tickets: int, workers: int) -> tuple[float, float, float]:
+    """Saves per second, CPU seconds per save and commits per save of the replay from ``workers`` threads."""
+    snapshots = [deepcopy(s) for s in _replay(tickets)]
+    shares = [[s for s in snapshots if int(s.issue_key.rpartition("-")[2]) % workers == w] for w in range(workers)]
+    commits = [0]
+
+    def committed(_conn: object) -> None:
+        commits[0] += 1
+
+    event.listen(store.engine, "commit", committed)
+    threads = [threading.Thread(target=lambda share=share: [store.save(s) for s in share]) for share in shares]
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    return len(snapshots) / wall, cpu / len(snapshots), commits[0] / len(snapshots)
+
+
+def _concurrent(folder: Path, tickets: int, workers: int) -> None:
+    """The replay from many threads: the store's writer turns against the same store without them."""
+    connections = workers + 4  # as ``mailunblock run`` sizes the pool (SQLite caps it)
+    with_turns = StateStore(create_store_engine(f"sqlite:///{folder / 'turns.db'}", connections))
+    plain = create_engine(f"sqlite:///{folder / 'plain.db'}", pool_size=min(connections, SQLITE_CONNECTIONS),
+                          max_overflow=0, pool_timeout=60, pool_reset_on_return=None)
+    event.listen(plain, "connect", sqlite_pragmas)
+    without = StateStore(plain)
+    figures = {name: _measure_concurrent(store, tickets, workers)
+               for name, store in (("writer turns", with_turns), ("own commits", without))}
+    for store in (with_turns, without):
+        store.engine.dispose()
+    print(f"  the same from {workers} threads at once:")
+    print(f"  {'':14} {'saves/s':>12} {'cpu us/save':>13} {'commits/save':>14}")
+    for name, (rate, cpu, commits) in figures.items():
+        print(f"  {name:14} {rate:12.0f} {cpu * 1e6:13.0f} {commits:14.2f}")
+    (rate, cpu, _), (base_rate, base_cpu, _) = figures.values()
+    print(f"  writer turns to own commits: saves/s {rate / base_rate:.2f}, cpu per save {cpu / base_cpu:.2f}")
+
+
 def main() -> None:
-    """Run the replay on the store and on the baseline; print both."""
+    """Run the replay on the store and on the baseline, then from many threads; print the figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tickets", type=int, default=200)
+    parser.add_argument("--workers", type=int, default=64, help="threads saving at once (0: skip)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="mailunblock-saves-") as tmp:
         store = StateStore.from_url(f"sqlite:///{Path(tmp) / 'state.db'}")
@@ -142,6 +191,9 @@ def main() -> None:
     for name, c, w in (("store.save", cpu, wall), ("bare UPDATE", base_cpu, base_wall)):
         print(f"  {name:14} {c / saves * 1e6:12.0f} {w / saves * 1e6:13.0f} {c / args.tickets * 1e3:14.2f}")
     print(f"  cpu ratio to the baseline: {cpu / base_cpu:.2f}")
+    if args.workers:
+        with tempfile.TemporaryDirectory(prefix="mailunblock-saves-") as tmp:
+            _concurrent(Path(tmp), args.tickets, args.workers)
 
 
 if __name__ == "__main__":

@@ -13,8 +13,7 @@ import socket
 import threading
 import uuid
 from collections import OrderedDict
-from collections.abc import Collection, Iterator
-from contextlib import contextmanager
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -30,6 +29,7 @@ from mailunblock.plugin.db import (
     stage_events,
     tickets,
     vaulted_passwords,
+    write,
 )
 from mailunblock.workflows.ports import AccountBusy, ClaimLost
 from mailunblock.workflows.state import StageEvent, StateSummary, TicketState
@@ -168,11 +168,6 @@ class StateStore:
         """The underlying engine (shared with the password vault)."""
         return self._engine
 
-    @contextmanager
-    def _tx(self) -> Iterator[Connection]:
-        with self._engine.begin() as conn:
-            yield conn
-
     def claim(self, name: str) -> bool:
         """Take (or renew) the claim ``name`` for this process; False while another live replica holds it.
 
@@ -182,8 +177,7 @@ class StateStore:
         claims of the ticket it writes, and refuses to write (``ClaimLost``) when the claim went to someone
         else: no side effect follows a lost claim.
         """
-        with self._tx() as conn:
-            return self._claim(conn, name)
+        return write(self._engine, lambda conn: self._claim(conn, name))
 
     def claim_ticket(self, issue_key: str) -> tuple[bool, TicketState | None]:
         """Claim a ticket (as ``claim``) and read its stored state afresh, in one transaction.
@@ -191,12 +185,14 @@ class StateStore:
         The state is None when the claim is not ours (or nothing is stored). Claims given back with
         ``release_soon`` are deleted in the same transaction.
         """
-        with self._tx() as conn:
+        def work(conn: Connection) -> tuple[bool, str | None]:
             self._give_back(conn)
             if not self._claim(conn, ticket_claim(issue_key)):
                 return False, None
-            raw = conn.execute(_STORED_STATE, {"key": issue_key}).scalar_one_or_none()
-        return True, self._loaded(issue_key, raw)
+            return True, conn.execute(_STORED_STATE, {"key": issue_key}).scalar_one_or_none()
+
+        claimed, raw = write(self._engine, work)
+        return claimed, self._loaded(issue_key, raw) if claimed else None
 
     def _claim(self, conn: Connection, name: str) -> bool:
         now = datetime.now(UTC)
@@ -212,8 +208,7 @@ class StateStore:
         """Give the claim ``name`` back (the work on it is done for now)."""
         with self._held_lock:
             self._held.pop(name, None)
-        with self._tx() as conn:
-            conn.execute(_RELEASE, {"claim": name, "claimant": self.owner})
+        write(self._engine, lambda conn: conn.execute(_RELEASE, {"claim": name, "claimant": self.owner}))
 
     def release_soon(self, name: str) -> None:
         """Give the claim ``name`` back with this store's next claim, heartbeat or ``give_back``.
@@ -232,8 +227,7 @@ class StateStore:
         with self._held_lock:
             if not self._released:
                 return
-        with self._tx() as conn:
-            self._give_back(conn)
+        write(self._engine, self._give_back)
 
     def _give_back(self, conn: Connection) -> None:
         """Delete the claims ``release_soon`` gave back (in the caller's transaction; should it fail, they lapse)."""
@@ -247,8 +241,7 @@ class StateStore:
         with self._held_lock:
             self._held.clear()
             self._released = []
-        with self._tx() as conn:
-            conn.execute(delete(claims).where(claims.c.owner == self.owner))
+        write(self._engine, lambda conn: conn.execute(delete(claims).where(claims.c.owner == self.owner)))
 
     def renew_claims(self) -> int:
         """Extend every claim this process holds (the heartbeat); return how many are still ours."""
@@ -256,15 +249,16 @@ class StateStore:
         with self._held_lock:
             held = sorted(self._held)
             self._held.update((name, until) for name in held)
-        with self._tx() as conn:
+        def work(conn: Connection) -> int:
             self._give_back(conn)
             if not held:
                 return 0
-            kept = conn.execute(
+            return int(conn.execute(
                 update(claims).where(claims.c.name.in_(held), claims.c.owner == self.owner)
                 .values(expires_at=until)
-            ).rowcount
-        return int(kept)
+            ).rowcount)
+
+        return write(self._engine, work)
 
     def hold_account(self, tenant: str, account_id: str, issue_key: str) -> str | None:
         """Make ``issue_key`` the one ticket remediating the account; the other holder's key if there is one.
@@ -274,7 +268,7 @@ class StateStore:
         """
         now = datetime.now(UTC)
         hold = {"tenant": tenant, "account": account_id, "now": now}
-        with self._tx() as conn:
+        def work(conn: Connection) -> str | None:
             if conn.execute(_HOLD[conn.dialect.name], {**hold, "holder": issue_key}).first() is not None:
                 return None
             holder, held_at = conn.execute(_HOLDER, hold).one()
@@ -286,10 +280,11 @@ class StateStore:
             undecided = row is None or (not row.terminal and row.account_id is None)
             if undecided and now - held_at < UNDECIDED_HOLD:
                 raise AccountBusy(f"{holder} is deciding about this account")
-            taken = conn.execute(_TAKE_HOLD, {**hold, "holder": holder, "taker": issue_key}).rowcount == 1
-        if not taken:
-            raise AccountBusy("another ticket took this account at the same moment")
-        return None
+            if conn.execute(_TAKE_HOLD, {**hold, "holder": holder, "taker": issue_key}).rowcount != 1:
+                raise AccountBusy("another ticket took this account at the same moment")
+            return None
+
+        return write(self._engine, work)
 
     def save(self, state: TicketState) -> None:
         """Persist a state, any stage timestamps not yet recorded and its audit entries, in one transaction.
@@ -306,8 +301,7 @@ class StateStore:
         now = datetime.now(UTC)
         if last is not None and last.document == document:
             if fenced:  # nothing to write, but the side effect that follows still needs the claim
-                with self._tx() as conn:
-                    self._fence(conn, claim, state.issue_key, now)
+                write(self._engine, lambda conn: self._fence(conn, claim, state.issue_key, now))
             return
         row = {
             "stage": str(state.stage),
@@ -318,7 +312,8 @@ class StateStore:
             "state": document,
             "updated_at": now,
         }
-        with self._tx() as conn:
+
+        def work(conn: Connection) -> None:
             if fenced:
                 self._fence(conn, claim, state.issue_key, now)
             before = last.state if last is not None else self._stored(conn, state.issue_key)
@@ -337,6 +332,8 @@ class StateStore:
             ]
             if fresh:
                 conn.execute(_INSERT_STAGE_EVENTS, fresh)
+
+        write(self._engine, work)
         self._remember(state.issue_key, document, state)
 
     @staticmethod
@@ -522,11 +519,14 @@ class StateStore:
         The audit log is append-only: its older entries keep the old key, a new entry records the move.
         """
         self._forget_known(old_key, new_key)
-        with self._tx() as conn:
+
+        def work(conn: Connection) -> None:
             for table in (tickets, stage_events, vaulted_passwords, account_holds):
                 conn.execute(update(table).where(table.c.issue_key == old_key).values(issue_key=new_key))
             conn.execute(insert(audit_log).values(at=datetime.now(UTC), issue_key=new_key, action="move",
                                                   target=old_key, result="ok", detail=f"was {old_key}"))
+
+        write(self._engine, work)
 
     def audit(self, *, since: datetime | None = None, ticket: str | None = None) -> list[dict[str, Any]]:
         """Audit entries (JSON-safe, oldest first), optionally since a moment and for one ticket."""
@@ -542,5 +542,4 @@ class StateStore:
     def forget(self, issue_key: str) -> None:
         """Remove one ticket's state (operator command; stage events stay for reporting)."""
         self._forget_known(issue_key)
-        with self._tx() as conn:
-            conn.execute(delete(tickets).where(tickets.c.issue_key == issue_key))
+        write(self._engine, lambda conn: conn.execute(delete(tickets).where(tickets.c.issue_key == issue_key)))

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken
-from mailunblock.plugin.db import audit_log, vaulted_passwords
+from mailunblock.plugin.db import audit_log, vaulted_passwords, write
 from mailunblock.workflows.ports import Clock
-from sqlalchemy import Engine, bindparam, func, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -104,8 +104,7 @@ class PasswordVault:
             "revealed_by": None,
             "wiped_reason": None,
         }
-        with self._engine.begin() as conn:
-            conn.execute(_STORE[conn.dialect.name], row)
+        write(self._engine, lambda conn: conn.execute(_STORE[conn.dialect.name], row))
 
     def retrieval_hint(self, issue_key: str) -> str:
         """How the agent gets the password: a command on the host (and a one-time link when served)."""
@@ -157,7 +156,8 @@ class PasswordVault:
         password in place for the right one.
         """
         now = self._clock.now()
-        with self._engine.begin() as conn:
+
+        def work(conn: Connection) -> tuple[str | None, datetime]:
             row = conn.execute(
                 select(
                     vaulted_passwords.c.ciphertext,
@@ -200,6 +200,9 @@ class PasswordVault:
             conn.execute(insert(audit_log).values(
                 at=now, issue_key=issue_key, action="reveal-password", actor=revealed_by,
                 result="expired" if expired else "ok", detail="wiped: expired" if expired else "shown once"))
+            return password, expires_at
+
+        password, expires_at = write(self._engine, work)
         if password is None:
             raise VaultError(
                 f"the password for {issue_key} expired at {expires_at:%Y-%m-%d %H:%M} UTC and was "
@@ -220,13 +223,9 @@ class PasswordVault:
 
     def purge_expired(self) -> int:
         """Wipe every expired, unrevealed password; return how many."""
-        with self._engine.begin() as conn:
-            result = conn.execute(
-                update(vaulted_passwords)
-                .where(
-                    vaulted_passwords.c.expires_at <= self._clock.now(),
-                    vaulted_passwords.c.ciphertext.is_not(None),
-                )
-                .values(ciphertext=None, wiped_reason="expired")
-            )
-            return result.rowcount or 0
+        wipe = (
+            update(vaulted_passwords)
+            .where(vaulted_passwords.c.expires_at <= self._clock.now(), vaulted_passwords.c.ciphertext.is_not(None))
+            .values(ciphertext=None, wiped_reason="expired")
+        )
+        return write(self._engine, lambda conn: int(conn.execute(wipe).rowcount or 0))
