@@ -183,6 +183,7 @@ class Harness:
         self.kill_log: list[Kill] = []
         self.unexpected_exits: list[tuple[int, int | None, str]] = []
         self.keys: list[str] = []
+        self._why: dict[str, str] = {}  # ticket -> why it stopped (escalated, refused), from `mailunblock status`
         self.accounts: dict[str, tuple[str, str]] = {}  # key -> (tenant, address)
         self._store: StateStore | None = None
         self.finished: set[str] = set()
@@ -436,7 +437,8 @@ class Harness:
             if twice:
                 violations["comments"].append(f"{key}: {twice}")
             if key not in parked and (key not in finished or stages.get(key) != DONE_STAGE):
-                violations["finished"].append(f"{key}: stage {stages.get(key)}, markers {sorted(markers)}")
+                why = f" ({self._why[key]})" if key in self._why else ""  # a stop's reason, as `status` tells it
+                violations["finished"].append(f"{key}: stage {stages.get(key)}{why}, markers {sorted(markers)}")
         violations["reveal"] = self._reveal(config, skip={k for k in parked if self._resets(k) == 0})
         violations["takeover"] = [f"kill at {k.at:%H:%M:%S} of replica {k.slot}: {about} not finished"
                                   for k in self.kill_log for about in self._cut_tickets(k)
@@ -457,6 +459,8 @@ class Harness:
                               capture_output=True, text=True, timeout=120, check=False)
         if done.returncode != 0:
             return {}
+        self._why = {story["ticket"]: f"{story.get('reason')}: {story.get('reason_detail')}; failures "
+                     f"{story.get('failures')}" for story in json.loads(done.stdout) if story.get("reason")}
         return {story["ticket"]: story["stage"] for story in json.loads(done.stdout)}
 
     def _resets(self, key: str) -> int:

@@ -199,9 +199,11 @@ class StateStore:
         until = now + self._lease
         values = {"claim": name, "claimant": self.owner, "until": until, "now": now}
         taken = conn.execute(_CLAIM[conn.dialect.name], values).first() is not None
-        if taken:
-            with self._held_lock:
+        with self._held_lock:  # a claim taken in a transaction that then failed is not held: asked again, it says so
+            if taken:
                 self._held[name] = until
+            else:
+                self._held.pop(name, None)
         return taken
 
     def release(self, name: str) -> None:
