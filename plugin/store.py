@@ -13,7 +13,8 @@ import socket
 import threading
 import uuid
 from collections import OrderedDict
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -70,6 +71,12 @@ _GIVE_BACK = _RELEASE.where(claims.c.expires_at <= bindparam("until"))
 _DROP_HOLDS = delete(account_holds).where(account_holds.c.issue_key == bindparam("holder"))
 _DROP_OTHER_HOLDS = _DROP_HOLDS.where(  # the ticket's holds of any other account than the one it now names
     ~((account_holds.c.tenant == bindparam("tenant")) & (account_holds.c.account_id == bindparam("account"))))
+
+
+def _give_back(conn: Connection, released: list[dict[str, Any]]) -> None:
+    """Delete the claims ``release_soon`` gave back, each only as it was then (in the caller's transaction)."""
+    if released:
+        conn.execute(_GIVE_BACK, released)
 
 
 def _claim_upsert(dialect_insert: Any) -> Any:
@@ -185,13 +192,14 @@ class StateStore:
         The state is None when the claim is not ours (or nothing is stored). Claims given back with
         ``release_soon`` are deleted in the same transaction.
         """
-        def work(conn: Connection) -> tuple[bool, str | None]:
-            self._give_back(conn)
-            if not self._claim(conn, ticket_claim(issue_key)):
-                return False, None
-            return True, conn.execute(_STORED_STATE, {"key": issue_key}).scalar_one_or_none()
+        with self._giving_back() as released:
+            def work(conn: Connection) -> tuple[bool, str | None]:
+                _give_back(conn, released)
+                if not self._claim(conn, ticket_claim(issue_key)):
+                    return False, None
+                return True, conn.execute(_STORED_STATE, {"key": issue_key}).scalar_one_or_none()
 
-        claimed, raw = write(self._engine, work)
+            claimed, raw = write(self._engine, work)
         return claimed, self._loaded(issue_key, raw) if claimed else None
 
     def _claim(self, conn: Connection, name: str) -> bool:
@@ -226,17 +234,25 @@ class StateStore:
 
     def give_back(self) -> None:
         """Delete now the claims ``release_soon`` gave back (when no claim of this store is coming soon)."""
-        with self._held_lock:
-            if not self._released:
-                return
-        write(self._engine, self._give_back)
+        with self._giving_back() as released:
+            if released:
+                write(self._engine, lambda conn: _give_back(conn, released))
 
-    def _give_back(self, conn: Connection) -> None:
-        """Delete the claims ``release_soon`` gave back (in the caller's transaction; should it fail, they lapse)."""
+    @contextmanager
+    def _giving_back(self) -> Iterator[list[dict[str, Any]]]:
+        """The claims ``release_soon`` gave back, for one write to delete; kept for the next should it fail.
+
+        The write may run twice (again alone, when a write it shared a commit with failed): it deletes the
+        same claims each time, and never a claim this process took again since.
+        """
         with self._held_lock:
             released, self._released = self._released, []
-        if released:
-            conn.execute(_GIVE_BACK, released)
+        try:
+            yield released
+        except BaseException:
+            with self._held_lock:
+                self._released[:0] = released
+            raise
 
     def release_all(self) -> None:
         """Give back every claim this process still holds (a clean stop: another replica need not wait)."""
@@ -251,16 +267,17 @@ class StateStore:
         with self._held_lock:
             held = sorted(self._held)
             self._held.update((name, until) for name in held)
-        def work(conn: Connection) -> int:
-            self._give_back(conn)
-            if not held:
-                return 0
-            return int(conn.execute(
-                update(claims).where(claims.c.name.in_(held), claims.c.owner == self.owner)
-                .values(expires_at=until)
-            ).rowcount)
+        with self._giving_back() as released:
+            def work(conn: Connection) -> int:
+                _give_back(conn, released)
+                if not held:
+                    return 0
+                return int(conn.execute(
+                    update(claims).where(claims.c.name.in_(held), claims.c.owner == self.owner)
+                    .values(expires_at=until)
+                ).rowcount)
 
-        return write(self._engine, work)
+            return write(self._engine, work)
 
     def hold_account(self, tenant: str, account_id: str, issue_key: str) -> str | None:
         """Make ``issue_key`` the one ticket remediating the account; the other holder's key if there is one.

@@ -127,6 +127,27 @@ def test_a_claim_given_back_soon_goes_with_the_next_claim_and_never_takes_a_newe
     assert other.claim("ticket:HELP-3")
 
 
+def test_a_claim_given_back_soon_outlives_a_write_that_failed(
+    store: StateStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    other = StateStore.from_url(store.engine.url.render_as_string(hide_password=False))
+    assert store.claim_ticket("HELP-1")[0]
+    store.release_soon("ticket:HELP-1")
+    claim = store._claim
+
+    def failing(conn: Any, name: str) -> bool:
+        claim(conn, name)
+        raise RuntimeError("the store went away")
+
+    monkeypatch.setattr(store, "_claim", failing)
+    with pytest.raises(RuntimeError):
+        store.claim_ticket("HELP-2")  # its transaction, with the give-back, is rolled back
+    monkeypatch.undo()
+    assert not other.claim("ticket:HELP-1")
+    store.give_back()  # the give-back was kept for the next write
+    assert other.claim("ticket:HELP-1")
+
+
 def _commits(store: StateStore) -> list[int]:
     counted = [0]
 
