@@ -459,9 +459,10 @@ class Harness:
                               capture_output=True, text=True, timeout=120, check=False)
         if done.returncode != 0:
             return {}
+        stories = json.loads(done.stdout)
         self._why = {story["ticket"]: f"{story.get('reason')}: {story.get('reason_detail')}; failures "
-                     f"{story.get('failures')}" for story in json.loads(done.stdout) if story.get("reason")}
-        return {story["ticket"]: story["stage"] for story in json.loads(done.stdout)}
+                     f"{story.get('failures')}" for story in stories if story.get("reason")}
+        return {story["ticket"]: story["stage"] for story in stories}
 
     def _resets(self, key: str) -> int:
         return self.box.microsoft.reset_count(*self.accounts[key])
