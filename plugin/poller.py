@@ -16,7 +16,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
@@ -30,6 +30,8 @@ from mailunblock.workflows.state import StateSummary, TicketState
 from sqlalchemy.exc import SQLAlchemyError
 
 log = logging.getLogger(__name__)
+
+J = TypeVar("J")
 
 # Memory must not follow the backlog: a cycle dispatches the heads of its tickets (a few hundred bytes
 # each) and the workers are handed them a batch at a time, read whole (a few KB each) just before:
@@ -122,8 +124,9 @@ class Poller:
 
     A ticket is worked on by one worker of one replica at a time: the worker claims it in the state store
     (a lease, renewed by a heartbeat and by every save), reads its state afresh, advances it, releases it.
-    Tickets are dispatched round-robin over tenants, at most ``per_tenant`` of one tenant at once, and handed
-    to the workers a batch at a time, read whole just before (``_feed``); the per-service request limits
+    Tickets are handed to the workers round-robin over tenants, at most ``per_tenant`` of one tenant at once,
+    a batch at a time, read whole just before (``_feed``: a new ticket's tenant is in its text, so new
+    tickets are interleaved once their batch is read); the per-service request limits
     live in the HTTP layer. Two tickets for one account are kept apart by the
     account hold (``StateStore.hold_account``). Cycles may overlap: a ticket still in flight from an
     earlier cycle is left to it.
@@ -277,7 +280,7 @@ class Poller:
         return selected
 
     def _candidates(self, selected: dict[str, TicketHead]) -> list[Candidate]:
-        """The tickets that need work now (new ones read whole: their tenant is in their text)."""
+        """The tickets that need work now, as their heads (read whole a batch at a time as workers take them)."""
         known = self._store.summaries(selected)
         work: list[Candidate] = []
         fresh: list[TicketHead] = []
@@ -291,10 +294,9 @@ class Poller:
                 fresh.append(issue)
             elif self._engine.needs_work(issue, state):
                 work.append((issue, state))
-        with self._lock:
-            free = [issue for issue in fresh if issue.key not in self._in_flight]
-        whole = self._whole(free)
-        new: list[Candidate] = [(whole.get(issue.key, issue), None) for issue in fresh]
+        # New tickets are not read whole here: the first cycle of a wave would read every one of them before
+        # any worker starts (and hold them all), where a batch at a time keeps Jira and the workers busy.
+        new: list[Candidate] = [(issue, None) for issue in fresh]
         # Tickets we were working on that left the selection (closed, label removed): let the engine
         # see them once more so it can stop cleanly and say what was and was not done.
         ids = {issue.id for issue in selected.values()}
@@ -335,6 +337,7 @@ class Poller:
             whole, failure = {}, f"{type(exc).__name__}: {exc}"
             log.error("reading %d ticket(s) failed unexpectedly (%s); see debug log", len(heads), failure)
             log.debug("details", exc_info=True)
+        ready: list[tuple[_Job, Ticket | None]] = []
         for job in batch:
             issue = job.issue if job.issue is None or isinstance(job.issue, Ticket) else whole.get(job.issue.key)
             if job.issue is not None and issue is None:
@@ -343,8 +346,12 @@ class Poller:
                         job.report.failed[job.issue.key] = failure
                 self._end(job, None)
                 continue
-            future = self._pool.submit(self._work, issue, job.state, job.report)
-            future.add_done_callback(partial(self._worked, job))
+            ready.append((job, issue))
+        # Known tickets first, as queued; within each group, round-robin over the tenants now known.
+        for group in ([r for r in ready if r[0].state is not None], [r for r in ready if r[0].state is None]):
+            for job, issue in _round_robin(group, lambda r: self._lane_name(r[1], r[0].state)):
+                future = self._pool.submit(self._work, issue, job.state, job.report)
+                future.add_done_callback(partial(self._worked, job))
 
     def _worked(self, job: _Job, future: Future[None]) -> None:
         self._end(job, future.exception())
@@ -399,11 +406,7 @@ class Poller:
 
     def _by_lane(self, jobs: Sequence[Candidate]) -> list[Candidate]:
         """The jobs interleaved round-robin over tenants, so that one tenant's burst does not starve the others."""
-        lanes: dict[str, list[Candidate]] = {}
-        for issue, state in jobs:
-            lanes.setdefault(self._lane_name(issue, state), []).append((issue, state))
-        queues = list(lanes.values())
-        return [queue[i] for i in range(max(map(len, queues), default=0)) for queue in queues if i < len(queue)]
+        return _round_robin(jobs, lambda job: self._lane_name(*job))
 
     def _work(self, issue: Ticket | None, state: StateSummary | None, report: CycleReport) -> None:
         """One ticket, in a worker: claim it, read its state afresh, advance it, give it back."""
@@ -517,6 +520,15 @@ class Poller:
                 if after.failed_service in MICROSOFT_SERVICES and not after.is_terminal:
                     # In triage the tenant is only known once the directory answered: name the service then.
                     report.unreachable.add(after.tenant or f"{after.failed_service} (tenant not known yet)")
+
+
+def _round_robin(items: Iterable[J], lane: Callable[[J], str]) -> list[J]:
+    """``items`` interleaved over their lanes (first-seen order), each lane's items in their order."""
+    lanes: dict[str, list[J]] = {}
+    for item in items:
+        lanes.setdefault(lane(item), []).append(item)
+    queues = list(lanes.values())
+    return [queue[i] for i in range(max(map(len, queues), default=0)) for queue in queues if i < len(queue)]
 
 
 def _key_of(issue: TicketHead | None, state: StateSummary | None) -> str:

@@ -256,14 +256,16 @@ def test_the_poller_keeps_a_bounded_number_of_whole_tickets(store: StateStore, m
     assert len(reads) == 2 and len(reads[1]) == 1  # two were kept; the one beyond the bound is read again
 
 
+@pytest.mark.parametrize("known", [True, False], ids=["known", "new"])
 def test_tickets_are_read_whole_a_batch_at_a_time_as_the_workers_take_them(
-    store: StateStore, monkeypatch: pytest.MonkeyPatch
+    store: StateStore, monkeypatch: pytest.MonkeyPatch, known: bool
 ) -> None:
+    """New tickets too: a wave's first cycle does not read every ticket whole before the first is worked on."""
     from mailunblock.plugin import poller as poller_module
 
     monkeypatch.setattr(poller_module, "_READ_BATCH", 2)
     keys = [f"HELP-{n}" for n in range(1, 10)]
-    for key in keys:
+    for key in keys if known else ():
         _saved(store, key, Stage.AWAITING_APPROVAL)
     reads: list[int] = []
     held = [0, 0]  # read whole and not worked on yet; the most at any time
@@ -441,6 +443,23 @@ def test_tickets_of_one_tenant_are_limited_while_tenants_go_in_parallel(store: S
     assert report.ok and len(report.advanced) == 12
     assert max(engine.peak.values()) == 2  # never more than per_tenant of one tenant
     assert engine.peak_total > 2  # several tenants at once
+
+
+def test_new_tickets_are_interleaved_over_tenants_once_read_whole(store: StateStore) -> None:
+    from mailunblock.plugin.poller import Concurrency
+
+    engine = ConcurrentEngine(store)
+    heads = [TicketHead(key=f"{tenant}-{n}", id=f"{tenant}{n}", status="Open", status_category="new",
+                        labels=("mail-blocked",), updated=T0) for tenant in ("CONTOSO", "NWIND") for n in (1, 2, 3)]
+
+    def read_whole(wanted: Sequence[TicketHead]) -> list[Ticket]:
+        return [replace(_issue(head.key), id=head.id) for head in wanted]
+
+    poller = Poller(lambda: iter(heads), read_whole, _issue, engine, store,  # type: ignore[arg-type]
+                    Concurrency(workers=1))
+    assert poller.run_cycle().ok
+    poller.close()
+    assert engine.started == ["CONTOSO-1", "NWIND-1", "CONTOSO-2", "NWIND-2", "CONTOSO-3", "NWIND-3"]
 
 
 def test_an_overlapping_cycle_leaves_a_ticket_in_flight_to_its_worker(store: StateStore) -> None:
