@@ -67,16 +67,44 @@ def load_key(path: Path) -> bytes:
 
 
 def load_or_create_key(path: Path) -> bytes:
-    """Read the Fernet key file, creating it (mode 0600) on first use."""
+    """Read the Fernet key file, creating it (mode 0600) on first use.
+
+    Processes starting at once on one data folder agree on one key: the key is written and synced under a
+    private name, then linked into place, which fails when another process got there first (its key is
+    read then). Nobody ever reads a key file that is still being written.
+    """
     path = path.expanduser()
     if path.exists():
         return path.read_bytes().strip()
     path.parent.mkdir(parents=True, exist_ok=True)
     key = Fernet.generate_key()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(key)
+    draft = path.with_name(f".{path.name}.{os.getpid()}.{base64.urlsafe_b64encode(os.urandom(6)).decode()}")
+    fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(key)
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            os.link(draft, path)
+        except FileExistsError:
+            return path.read_bytes().strip()
+    finally:
+        draft.unlink(missing_ok=True)
+    _sync_folder(path.parent)
     return key
+
+
+def _sync_folder(folder: Path) -> None:
+    """Make a new name in ``folder`` survive a power cut (a no-op where folders cannot be opened)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 class PasswordVault:

@@ -97,6 +97,44 @@ def test_key_file_is_private_and_stable(tmp_path: Path) -> None:
     assert path.stat().st_mode & 0o777 == 0o600
 
 
+def test_a_key_created_meanwhile_by_another_process_is_the_one_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cryptography.fernet import Fernet
+
+    path = tmp_path / "vault.key"
+    theirs = Fernet.generate_key()
+    generate = Fernet.generate_key
+
+    def racing() -> bytes:  # another replica starting at the same moment links its key first
+        path.write_bytes(theirs)
+        return generate()
+
+    monkeypatch.setattr(Fernet, "generate_key", staticmethod(racing))
+    assert load_or_create_key(path) == theirs
+    assert path.read_bytes() == theirs and [p.name for p in tmp_path.iterdir()] == ["vault.key"]
+
+
+def test_threads_creating_the_key_at_once_all_get_the_one_stored(tmp_path: Path) -> None:
+    import threading
+
+    path = tmp_path / "vault.key"
+    start = threading.Barrier(16)
+    keys: list[bytes] = []
+
+    def create() -> None:
+        start.wait()
+        keys.append(load_or_create_key(path))
+
+    threads = [threading.Thread(target=create) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(keys) == 16 and set(keys) == {path.read_bytes()}
+    assert [p.name for p in tmp_path.iterdir()] == ["vault.key"]  # no draft left behind
+
+
 def test_hint_names_the_command_and_never_the_password(vault, tmp_path: Path) -> None:
     store, clock, engine = vault
     assert "mailunblock reveal HELP-1" in store.retrieval_hint("HELP-1")
