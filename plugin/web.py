@@ -134,7 +134,10 @@ class RevealServer:
 
     def __init__(self, app: WsgiApp, host: str, port: int) -> None:
         logging.getLogger("waitress").addFilter(_RedactingFilter())
-        self._server = create_server(_access_log(app), host=host, port=port, threads=4, ident="mailunblock")
+        # poll(), not select(): select() cannot watch a descriptor numbered 1024 or more, and a busy process
+        # (pooled connections, SQLite files) gets there; its loop thread would die and requests would hang.
+        self._server = create_server(_access_log(app), host=host, port=port, threads=4, ident="mailunblock",
+                                     asyncore_use_poll=True)
         self.port = int(self._server.effective_port)
         self._thread = threading.Thread(target=self._server.run, name="mailunblock-web", daemon=True)
         self._thread.start()

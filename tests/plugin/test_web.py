@@ -90,7 +90,7 @@ def test_the_access_log_does_not_carry_the_link_token(setup, caplog: pytest.LogC
     server = serve_in_background(create_reveal_app(vault), "127.0.0.1:0")
     caplog.set_level(logging.INFO)
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{server.port}{path}") as response:
+        with urllib.request.urlopen(f"http://127.0.0.1:{server.port}{path}", timeout=10) as response:
             assert response.status == 200
             assert response.headers["Server"] == "mailunblock"  # waitress (ident), not Werkzeug's dev server
             assert "Werkzeug" not in str(response.headers)
@@ -98,3 +98,32 @@ def test_the_access_log_does_not_carry_the_link_token(setup, caplog: pytest.LogC
         server.shutdown()
     assert "/reveal/HELP-1/" in caplog.text  # the request is logged...
     assert token not in caplog.text  # ...but not the one-time credential
+
+
+def test_the_server_answers_when_the_process_holds_more_than_1024_descriptors(setup, tmp_path: Path) -> None:
+    """A long-running process (pooled connections, SQLite files) can hold that many: select() cannot watch them."""
+    import os
+    import resource
+    import urllib.request
+
+    from mailunblock.plugin.web import serve_in_background
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1100:
+        pytest.skip(f"the descriptor limit ({hard}) is too low to go past 1024")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1100), hard))
+    held = []
+    try:
+        while not held or held[-1] < 1030:
+            held.append(os.open(os.devnull, os.O_RDONLY))
+        vault, _, _ = setup
+        server = serve_in_background(create_reveal_app(vault), "127.0.0.1:0")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{server.port}{_link(vault)}", timeout=10) as response:
+                assert response.status == 200
+        finally:
+            server.shutdown()
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
