@@ -10,6 +10,7 @@ import logging
 import signal
 import threading
 import time
+import weakref
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -476,15 +477,13 @@ class Poller:
         with self._lock:
             if self._heartbeat is not None:
                 return
-            self._heartbeat = threading.Thread(target=self._beat, name="mailunblock-heartbeat", daemon=True)
+            # The thread holds the store, not the poller: a poller dropped without ``close`` (an embedding
+            # program, a test's simulated crash) is collected, its idle workers end, and so does the beat.
+            self._heartbeat = threading.Thread(
+                target=_beat, args=(weakref.ref(self), self._store, self._closed,
+                                    self._concurrency.lease_renewal_seconds),
+                name="mailunblock-heartbeat", daemon=True)
             self._heartbeat.start()
-
-    def _beat(self) -> None:
-        while not self._closed.wait(self._concurrency.lease_renewal_seconds):
-            try:
-                self._store.renew_claims()
-            except SQLAlchemyError as exc:  # the next beat or save tries again; a lost claim stops its saves
-                log.warning("could not renew the claims: %s", store_error(exc))
 
     def _advance(self, issue: Ticket, state: TicketState | None, report: CycleReport) -> None:
         before = state.stage if state is not None else None
@@ -520,6 +519,15 @@ class Poller:
                 if after.failed_service in MICROSOFT_SERVICES and not after.is_terminal:
                     # In triage the tenant is only known once the directory answered: name the service then.
                     report.unreachable.add(after.tenant or f"{after.failed_service} (tenant not known yet)")
+
+
+def _beat(poller: weakref.ref[Poller], store: StateStore, closed: threading.Event, every: float) -> None:
+    """Renew the store's claims every ``every`` seconds while the poller is open and still exists."""
+    while not closed.wait(every) and poller() is not None:
+        try:
+            store.renew_claims()
+        except SQLAlchemyError as exc:  # the next beat or save tries again; a lost claim stops its saves
+            log.warning("could not renew the claims: %s", store_error(exc))
 
 
 def _round_robin(items: Iterable[J], lane: Callable[[J], str]) -> list[J]:

@@ -521,3 +521,24 @@ def test_claims_are_given_back_once_the_workers_are_idle(store: StateStore) -> N
     assert poller.run_cycle().ok
     # Nothing else to claim: another replica (or this one restarted after a kill) can take them at once.
     assert other.claim("ticket:HELP-1") and other.claim("ticket:HELP-2")
+
+
+def test_a_poller_dropped_without_close_is_collected_and_its_threads_end(store: StateStore) -> None:
+    import gc
+    import weakref
+
+    from mailunblock.plugin.poller import Concurrency
+
+    before = set(threading.enumerate())
+    poller = Poller(lambda: iter([_issue("HELP-1")]), _whole, _issue, ScriptedEngine(store), store,  # type: ignore[arg-type]
+                    Concurrency(workers=2, lease_renewal_seconds=0.05))
+    assert poller.run_cycle().ok
+    started = set(threading.enumerate()) - before
+    assert any(t.name == "mailunblock-heartbeat" for t in started)
+    dropped = weakref.ref(poller)
+    del poller  # a simulated crash: nothing is closed and the claims stay (they lapse with their lease)
+    gc.collect()
+    assert dropped() is None, "the heartbeat or the workers kept the poller alive"
+    for thread in started:
+        thread.join(5)
+    assert not [t.name for t in started if t.is_alive()]
