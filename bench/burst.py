@@ -22,6 +22,10 @@ finish sooner than the latency it carried divided by its concurrency. ``wall_to_
 that the run was. ``throughput_ratio``: a small workload (``--small`` tickets) run at concurrency 1 and at
 the configured concurrency, in the same invocation; the ratio of their wall times.
 
+``jira_lane_use_5s``: per 5 seconds, the share of Jira's lane (its in-flight limit times the latency) the
+calls answered in those seconds used — where the wall time exceeds the bound, it shows when the lane stood
+idle (the first seconds: the selection's pages, read one after the other, and the first triage).
+
 ``http_floor_ms_per_call`` is this run's CPU baseline: one plain ``requests`` keep-alive GET to the Jira
 emulator, with the run's workers and latency, measured in this process right after the burst.
 ``cpu_to_http_floor`` is ``cpu_ms_per_ticket`` over that floor times the calls per ticket: 1.0 would mean
@@ -156,7 +160,8 @@ def serve(folder: str, tickets: int, tenants: int, latency: float, exchange_late
         pipe.send({"config": str(config), "control": box.control_url})
         pipe.recv()  # the calls are asked for, then stop
         # A request inside a Graph JSON batch is logged too, but the batch is the call.
-        pipe.send([(c.service, c.method, c.path, c.query) for c in box.calls.records() if not c.batched])
+        pipe.send([(c.service, c.method, c.path, c.query, c.at.timestamp())
+                   for c in box.calls.records() if not c.batched])
         pipe.recv()
 
 
@@ -266,7 +271,7 @@ def _http_floor(config: Config, requests_per_worker: int = 10) -> float:
     return round((time.process_time() - cpu0) * 1000 / calls, 3)
 
 
-def _figures(calls: list[tuple[str, str, str, dict[str, str]]], result: dict[str, Any], config: Config,
+def _figures(calls: list[tuple[str, str, str, dict[str, str], float]], result: dict[str, Any], config: Config,
              latency: float, exchange_latency: float) -> dict[str, Any]:
     """Calls per ticket (from the sandbox's log) and the lower bound (from our per-tenant request counts)."""
     tickets = result["tickets"]
@@ -285,11 +290,28 @@ def _figures(calls: list[tuple[str, str, str, dict[str, str]]], result: dict[str
                              "total": round(total, 2)},
         "token_requests_per_tenant": round(tokens / max(1, len(config.tenants)), 2),
         "bound_s": round(bound, 2), "bound_lane": max(lanes, key=lambda k: lanes[k]) if lanes else "",
+        "jira_lane_use_5s": _lane_use([at for service, *_, at in calls if service == "jira"], latency,
+                                      limits["jira"]),
         "wall_to_bound": round(result["wall_s"] / bound, 2) if bound else None,
         # Our CPU per ticket over what plain requests calls would cost for the same calls (1.0: nothing else).
         "cpu_to_http_floor": round(result["cpu_ms_per_ticket"] / (result["http_floor_ms_per_call"] * total), 2)
         if total else None,
     }
+
+
+def _lane_use(ends: list[float], latency: float, limit: int, bucket: float = 5.0) -> list[float]:
+    """Per ``bucket`` seconds from the first call, the share of a lane's capacity its calls used.
+
+    From when each call was answered (the sandbox's log) and the latency it carried: 1.0 is ``limit`` calls
+    in flight all the time. Where the wall time exceeds the bound, this shows when the lane stood idle.
+    """
+    if not ends:
+        return []
+    first = min(ends)
+    used = [0.0] * (int((max(ends) - first) // bucket) + 1)
+    for end in ends:
+        used[int((end - first) // bucket)] += latency
+    return [round(u / (bucket * limit), 2) for u in used]
 
 
 class _Clock:
@@ -325,6 +347,7 @@ def main() -> None:
         if name in result:
             print(f"  {name:26} {result[name]}")
     print("  calls_per_ticket           " + ", ".join(f"{k} {v}" for k, v in result["calls_per_ticket"].items()))
+    print("  jira_lane_use_5s           " + " ".join(f"{u:.2f}" for u in result["jira_lane_use_5s"]))
     print(json.dumps(result, sort_keys=True))
     sys.exit(0 if result["with_eta"] == args.tickets else 1)
 
