@@ -22,9 +22,10 @@ finish sooner than the latency it carried divided by its concurrency. ``wall_to_
 that the run was. ``throughput_ratio``: a small workload (``--small`` tickets) run at concurrency 1 and at
 the configured concurrency, in the same invocation; the ratio of their wall times.
 
-``jira_lane_use_5s``: per 5 seconds, the share of Jira's lane (its in-flight limit times the latency) the
-calls answered in those seconds used — where the wall time exceeds the bound, it shows when the lane stood
-idle (the first seconds: the selection's pages, read one after the other, and the first triage).
+``jira_lane_use_5s``: per 5 seconds, the share of Jira's lane (its in-flight limit) that the calls answered
+in those seconds spent in the injected latency. Below 1.0 the lane stood idle (the first seconds: the
+selection's pages, read one after the other, and the first triage) or its calls took longer than the
+latency (the emulator's own work, the client reading the answer): where the wall time exceeds the bound.
 
 ``http_floor_ms_per_call`` is this run's CPU baseline: one plain ``requests`` keep-alive GET to the Jira
 emulator, with the run's workers and latency, measured in this process right after the burst.
@@ -300,10 +301,10 @@ def _figures(calls: list[tuple[str, str, str, dict[str, str], float]], result: d
 
 
 def _lane_use(ends: list[float], latency: float, limit: int, bucket: float = 5.0) -> list[float]:
-    """Per ``bucket`` seconds from the first call, the share of a lane's capacity its calls used.
+    """Per ``bucket`` seconds from the first call, the share of a lane's capacity spent in injected latency.
 
     From when each call was answered (the sandbox's log) and the latency it carried: 1.0 is ``limit`` calls
-    in flight all the time. Where the wall time exceeds the bound, this shows when the lane stood idle.
+    in flight all the time, each taking no longer than its latency.
     """
     if not ends:
         return []
