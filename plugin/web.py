@@ -149,7 +149,10 @@ class RevealServer:
         from here while that thread sits in ``select`` makes the loop fail with EBADF.
         """
         self._server.task_dispatcher.shutdown()
-        self._server.trigger.pull_trigger(self._close_on_loop)
+        try:
+            self._server.trigger.pull_trigger(self._close_on_loop)
+        except OSError:  # the loop already closed its trigger (poll() saw it invalid): close from here
+            self._close_on_loop()
         self._thread.join(timeout=5)
 
     def _close_on_loop(self) -> None:

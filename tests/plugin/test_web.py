@@ -127,3 +127,17 @@ def test_the_server_answers_when_the_process_holds_more_than_1024_descriptors(se
         for fd in held:
             os.close(fd)
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_shutdown_closes_the_server_even_when_its_loop_lost_its_trigger(setup) -> None:
+    """Seen once in a long test run: the loop had closed its wake-up pipe; shutdown raised and left it listening."""
+    import socket
+
+    from mailunblock.plugin.web import serve_in_background
+
+    vault, _, _ = setup
+    server = serve_in_background(create_reveal_app(vault), "127.0.0.1:0")
+    server._server.trigger.close()  # as the loop does when poll() reports the pipe invalid
+    server.shutdown()
+    with pytest.raises(OSError), socket.create_connection(("127.0.0.1", server.port), timeout=2):
+        pass
