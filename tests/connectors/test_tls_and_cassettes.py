@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
 import ssl
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +103,36 @@ def test_a_configured_bundle_is_read_once_however_many_connections(
     strangers = build_session(HttpPolicy(ca_bundle=certifi.where(), timeout=10, max_retries=0))
     with pytest.raises(requests.exceptions.SSLError):
         strangers.get(f"{live.jira_url}/status")
+
+
+def test_the_trust_store_is_looked_up_on_disk_once_however_many_requests(
+    live: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``requests`` alone checks the bundle's path three times per request; here once per origin at most."""
+    looked: list[str] = []
+
+    def counting(name: str) -> Callable[[Any], bool]:
+        real = getattr(os.path, name)
+
+        def counted(path: Any) -> bool:
+            if str(path) == str(live.ca_path):
+                looked.append(name)
+            return bool(real(path))
+
+        return counted
+
+    for name in ("exists", "isdir"):
+        monkeypatch.setattr(os.path, name, counting(name))
+    session = build_session(HttpPolicy(ca_bundle=str(live.ca_path), timeout=10, max_retries=0))
+    assert session.get(f"{live.jira_url}/status").status_code < 500
+    first = len(looked)
+    for _ in range(4):
+        assert session.get(f"{live.jira_url}/status").status_code < 500
+    assert first > 0
+    assert len(looked) == first
+    for _ in range(3):  # another origin: its pool's key is worked out once (one look), nothing more
+        assert session.get(f"{live.graph_url}/v1.0/$metadata").status_code < 600
+    assert len(looked) == first + 1
 
 
 def _cassette_files() -> list[Path]:
