@@ -86,14 +86,16 @@ def test_gives_up_after_max_retries_and_reraises_the_typed_error() -> None:
 
 
 class RecordingAdapter(BaseAdapter):
-    """Transport that records the TLS and timeout settings each request is sent with."""
+    """Transport that records each request and the TLS and timeout settings it is sent with."""
 
     def __init__(self) -> None:
         super().__init__()
         self.sent: list[dict[str, Any]] = []
+        self.requests: list[requests.PreparedRequest] = []
 
     def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # type: ignore[override]
         self.sent.append(kwargs)
+        self.requests.append(request)
         response = requests.Response()
         response.status_code = 200
         response.request = request
@@ -192,3 +194,51 @@ def test_retry_after_accepts_seconds_and_http_dates() -> None:
     assert retry_after_seconds({"Retry-After": "Thu, 01 Jan 2026 12:01:00 GMT"}, now) == 60
     assert retry_after_seconds({}) is None
     assert retry_after_seconds({"Retry-After": "soon"}) is None
+
+
+_SAMPLES: list[dict[str, Any]] = [
+    {"method": "get", "url": "https://service.invalid/x", "params": {"a": "1", "gone": None, "b": "two words"}},
+    {"method": "post", "url": "https://service.invalid/y?q=1", "json": {"body": "é"},
+     "headers": {"X-Extra": "yes", "Accept": "text/plain", "X-Dropped": None}},
+    {"method": "patch", "url": "https://service.invalid/z", "data": {"form": "1"}, "auth": ("other", "secret")},
+    {"method": "put", "url": "https://service.invalid/w", "data": b"raw", "params": [("k", "v"), ("k", "w")]},
+]
+
+
+@pytest.mark.parametrize("sample", _SAMPLES, ids=lambda s: str(s["method"]))
+def test_a_prepared_request_is_what_requests_would_prepare(sample: dict[str, Any]) -> None:
+    ours = build_session(HttpPolicy())
+    theirs = requests.Session()
+    for session in (ours, theirs):
+        session.headers.update({"Accept": "application/json", "X-Session": "s"})
+        session.auth = ("user", "token")
+    mine = ours.prepare_request(requests.Request(**sample))
+    reference = theirs.prepare_request(requests.Request(**sample))
+    assert (mine.method, mine.url, mine.body) == (reference.method, reference.url, reference.body)
+    assert dict(mine.headers) == dict(reference.headers)
+
+
+def test_session_parameters_still_go_through_requests() -> None:
+    ours, theirs = build_session(HttpPolicy()), requests.Session()
+    for session in (ours, theirs):
+        session.params = {"api-version": "2"}
+    sample: dict[str, Any] = {"method": "GET", "url": "https://service.invalid/x", "params": {"a": "1"}}
+    url = ours.prepare_request(requests.Request(**sample)).url
+    assert url == theirs.prepare_request(requests.Request(**sample)).url
+    assert "api-version=2" in str(url)
+
+
+def test_cookies_and_hooks_still_go_through_requests() -> None:
+    session = build_session(HttpPolicy())
+    adapter = RecordingAdapter()
+    session.mount("https://", adapter)
+    session.cookies.set("JSESSIONID", "abc", domain="service.invalid")
+    session.get("https://service.invalid/x")
+    session.get("https://service.invalid/x", cookies={"extra": "1"})
+    assert [r.headers["Cookie"] for r in adapter.requests] == ["JSESSIONID=abc", "JSESSIONID=abc; extra=1"]
+    session.cookies.clear()
+    session.get("https://service.invalid/x", cookies={"only": "2"})
+    assert adapter.requests[-1].headers["Cookie"] == "only=2"
+    seen: list[int] = []
+    session.get("https://service.invalid/x", hooks={"response": [lambda r, *a, **k: seen.append(r.status_code)]})
+    assert seen == [200] and "Cookie" not in adapter.requests[-1].headers
