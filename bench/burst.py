@@ -246,7 +246,7 @@ def _drive(config: Config, tickets: int, with_eta: Synchronized[int], timeout: f
         "cpu_system_ms_per_ticket": round((usage.ru_stime - usage0.ru_stime) * 1000 / tickets, 1),
         "context_switches_per_ticket": round((usage.ru_nvcsw + usage.ru_nivcsw - usage0.ru_nvcsw - usage0.ru_nivcsw)
                                              / tickets),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
         "workers": config.poller.workers, "_sent": sent,
         "saves_per_ticket": round(counter.saves / tickets, 2),
         "commits_per_ticket": round(counter.commits / tickets, 2),

@@ -221,11 +221,12 @@ class GatedAdapter(HTTPAdapter):
         The trust store's location is looked up on disk once (``requests`` does it on every request).
         """
         location = verify if isinstance(verify, str) else DEFAULT_CA_BUNDLE_PATH
+        verified = bool(verify) and url.lower().startswith("https")
         with self._tls_lock:
-            folder = self._trust_stores.get(location)
-        if folder is None or cert is not None or not verify or not url.lower().startswith("https"):
+            folder = self._trust_stores.get(location) if verified and cert is None else None
+        if folder is None:
             super().cert_verify(conn, url, verify, cert)  # type: ignore[no-untyped-call]  # untyped in types-requests
-            if verify and url.lower().startswith("https"):  # it found the location (or raised)
+            if verified:  # it found the location (or raised)
                 with self._tls_lock:
                     self._trust_stores[location] = os.path.isdir(location)
         else:
@@ -350,10 +351,9 @@ class PolicySession(requests.Session):
             params = {name: value for name, value in params.items() if value is not None}
         prepared = requests.PreparedRequest()
         prepared.prepare(
-            method=request.method.upper() if request.method else request.method, url=request.url,
-            headers=headers,
-            files=request.files, data=request.data, json=request.json, params=params,
-            auth=request.auth if request.auth is not None else self.auth, cookies=RequestsCookieJar(),
+            method=request.method, url=request.url, headers=headers, files=request.files, data=request.data,
+            json=request.json, params=params, auth=request.auth if request.auth is not None else self.auth,
+            cookies=RequestsCookieJar(),  # prepare() upper-cases the method
         )
         return prepared
 
