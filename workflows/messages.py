@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from functools import cache
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from babel.dates import format_date, format_time, get_timezone_gmt, get_timezone_location, get_timezone_name
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from mailunblock.workflows.markup import wiki_join, wiki_value
+from mailunblock.workflows.once import once
 
 SUPPORTED_LOCALES = ("en", "fr")
 
@@ -22,7 +22,7 @@ def _unknown(code: object) -> str:
     raise UnknownCode(f"no wording for the code {code!r}")
 
 
-@cache
+@once
 def _environment() -> Environment:
     # Jira wiki text, not HTML: Jinja's HTML autoescape would mangle "&", "<" and quotes. Instead every
     # {{ value }} goes through the wiki escaper (finalize), and so does every item the join filter joins;

@@ -6,9 +6,9 @@ import re
 from dataclasses import MISSING, dataclass, field, fields
 from datetime import datetime
 from enum import StrEnum
-from functools import cache
 from typing import Any, NamedTuple, TypeVar
 
+from mailunblock.workflows.once import once
 from mailunblock.workflows.vocabulary import (
     Activity,
     ApprovalKind,
@@ -230,7 +230,7 @@ def _over(stage: Stage, closing: tuple[ClosingAction, ...]) -> bool:
     return stage in TERMINAL_STAGES and not closing
 
 
-@cache
+@once
 def _adapter() -> TypeAdapter[TicketState]:
     return TypeAdapter(TicketState)
 

@@ -202,6 +202,9 @@ _SAMPLES: list[dict[str, Any]] = [
      "headers": {"X-Extra": "yes", "Accept": "text/plain", "X-Dropped": None}},
     {"method": "patch", "url": "https://service.invalid/z", "data": {"form": "1"}, "auth": ("other", "secret")},
     {"method": "put", "url": "https://service.invalid/w", "data": b"raw", "params": [("k", "v"), ("k", "w")]},
+    {"method": "get", "url": "https://service.invalid/ä b?x=ü#frag", "params": {"n": 3, "f": 0.5, "t": True}},
+    {"method": "get", "url": "https://service.invalid/v", "params": {"list": ["a", "b"], "empty": ""}},
+    {"method": "delete", "url": "https://service.invalid/u", "params": {}},
 ]
 
 
@@ -212,10 +215,22 @@ def test_a_prepared_request_is_what_requests_would_prepare(sample: dict[str, Any
     for session in (ours, theirs):
         session.headers.update({"Accept": "application/json", "X-Session": "s"})
         session.auth = ("user", "token")
-    mine = ours.prepare_request(requests.Request(**sample))
     reference = theirs.prepare_request(requests.Request(**sample))
-    assert (mine.method, mine.url, mine.body) == (reference.method, reference.url, reference.body)
-    assert dict(mine.headers) == dict(reference.headers)
+    for _ in range(2):  # the second time, its URL is the one kept from the first
+        mine = ours.prepare_request(requests.Request(**sample))
+        assert (mine.method, mine.url, mine.body) == (reference.method, reference.url, reference.body)
+        assert dict(mine.headers) == dict(reference.headers)
+
+
+def test_a_kept_url_is_kept_with_its_parameters_and_an_invalid_one_is_refused_every_time() -> None:
+    session = build_session(HttpPolicy())
+    urls = [session.prepare_request(requests.Request("GET", "https://service.invalid/s", params=params)).url
+            for params in ({"page": "1"}, {"page": "2"}, None, {"page": "1"})]
+    assert urls == ["https://service.invalid/s?page=1", "https://service.invalid/s?page=2",
+                    "https://service.invalid/s", "https://service.invalid/s?page=1"]
+    for _ in range(2):
+        with pytest.raises(requests.exceptions.InvalidURL):
+            session.prepare_request(requests.Request("GET", "https://*.invalid/x"))
 
 
 def test_session_parameters_still_go_through_requests() -> None:
