@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections import Counter
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from mailunblock.workflows.password import generate_password
+from mailunblock.workflows.password import Draws, generate_password
 from mailunblock.workflows.state import Stage
 
 MAX_CYCLES = 120
@@ -104,6 +105,27 @@ def test_generated_passwords_meet_entra_complexity(length):
         assert not set(password) & set("0O1lI \"'`\\")
         seen.add(password)
     assert len(seen) == 200
+
+
+def test_a_password_reads_the_os_randomness_a_few_times_not_once_per_character():
+    reads: list[int] = []
+
+    def source(n: int) -> bytes:
+        reads.append(n)
+        return os.urandom(n)
+
+    assert len(generate_password(256, Draws(source))) == 256
+    assert len(reads) <= 16  # about 510 draws, 64 bytes a read (secrets.choice: one read per draw)
+
+
+def test_draws_reject_the_bytes_that_would_bias_them_and_cover_the_whole_range():
+    # 256 % 67 = 55: the bytes 201..255 would favour the first 55 values and are skipped.
+    draws = Draws(lambda n: bytes([201, 255, 66, 200, 0] + [7] * (n - 5)))
+    assert [draws.below(67) for _ in range(3)] == [66, 200 % 67, 0]
+    every = Draws(lambda n: bytes(range(256)) * (n // 256 + 1))
+    assert {every.below(10) for _ in range(300)} == set(range(10))
+    with pytest.raises(ValueError, match="1 to 256"):
+        draws.below(257)
 
 
 def test_too_short_a_password_is_refused():
