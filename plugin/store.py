@@ -34,7 +34,7 @@ from mailunblock.plugin.db import (
 )
 from mailunblock.workflows.ports import AccountBusy, ClaimLost
 from mailunblock.workflows.state import StageEvent, StateSummary, TicketState
-from sqlalchemy import Engine, bindparam, delete, insert, inspect, or_, select, update
+from sqlalchemy import Engine, bindparam, delete, exists, insert, inspect, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, make_url
@@ -65,6 +65,13 @@ _INSERT_STAGE_EVENTS = insert(stage_events)
 _STORED_STATE = select(tickets.c.state).where(tickets.c.issue_key == bindparam("key"))
 _FENCE = (update(claims).where(claims.c.name == bindparam("claim"), claims.c.owner == bindparam("claimant"))
           .values(expires_at=bindparam("until")))
+_HOLDS_CLAIM = claims.c.name == bindparam("claim"), claims.c.owner == bindparam("claimant")
+_CLAIM_HELD = select(claims.c.name).where(*_HOLDS_CLAIM)
+# A save under a lease with time to run: the ticket's row is written only while the claim is still ours,
+# checked in the same statement (the claim is renewed by a separate statement once its lease runs low).
+# On PostgreSQL the claim's row is share-locked until the commit, as the fence's UPDATE locks it: a replica
+# taking the claim over waits for this save, then reads the state it wrote.
+_FENCED_UPDATE_TICKET = _UPDATE_TICKET.where(exists(_CLAIM_HELD.with_for_update(read=True)))
 _RELEASE = delete(claims).where(claims.c.name == bindparam("claim"), claims.c.owner == bindparam("claimant"))
 # A claim given back is deleted only as it was then: one taken again since runs to a later end, and is kept.
 _GIVE_BACK = _RELEASE.where(claims.c.expires_at <= bindparam("until"))
@@ -318,9 +325,15 @@ class StateStore:
         with self._held_lock:
             fenced = claim in self._held
         now = datetime.now(UTC)
+        renew = fenced and self._renewal_due(claim, now)
         if last is not None and last.document == document:
-            if fenced:  # nothing to write, but the side effect that follows still needs the claim
+            # Nothing to write, but the side effect that follows still needs the claim: renewed when its
+            # lease runs low, else checked (a read: no commit).
+            if renew:
                 write(self._engine, lambda conn: self._fence(conn, claim, state.issue_key, now))
+            elif fenced:
+                with self._engine.connect() as conn:
+                    self._still_ours(conn, claim, state.issue_key)
             return
         row = {
             "stage": str(state.stage),
@@ -333,14 +346,21 @@ class StateStore:
         }
 
         def work(conn: Connection) -> None:
-            if fenced:
-                self._fence(conn, claim, state.issue_key, now)
             before = last.state if last is not None else self._stored(conn, state.issue_key)
+            # The claim is checked by the row's own UPDATE (one statement less), unless it needs renewing
+            # or there is no row yet: then by the fence, first.
+            fused = fenced and not renew and before is not None
+            if fenced and not fused:
+                self._fence(conn, claim, state.issue_key, now)
             self._drop_stale_holds(conn, before, state)
             entries = audit_entries(before, state, now)
             if entries:
                 conn.execute(_INSERT_AUDIT, [e.row() for e in entries])
-            if before is not None:
+            if fused:
+                values = {"key": state.issue_key, "claim": claim, "claimant": self.owner, **row}
+                if not conn.execute(_FENCED_UPDATE_TICKET, values).rowcount:
+                    self._still_ours(conn, claim, state.issue_key)  # else the row is gone (``forget``)
+            elif before is not None:
                 conn.execute(_UPDATE_TICKET, {"key": state.issue_key, **row})
             else:
                 first = state.history[0].at if state.history else now
@@ -372,6 +392,19 @@ class StateStore:
                          {"holder": state.issue_key, "tenant": state.tenant, "account": state.account_id})
         else:
             conn.execute(_DROP_HOLDS, {"holder": state.issue_key})
+
+    def _renewal_due(self, claim: str, now: datetime) -> bool:
+        """Whether a save should renew the claim: less than two thirds of its lease are left."""
+        with self._held_lock:
+            until = self._held.get(claim)
+        return until is None or until - now < self._lease * 2 / 3
+
+    def _still_ours(self, conn: Connection, claim: str, issue_key: str) -> None:
+        """``ClaimLost`` when the claim is no longer this store's (nothing is written then)."""
+        if conn.execute(_CLAIM_HELD, {"claim": claim, "claimant": self.owner}).first() is None:
+            with self._held_lock:
+                self._held.pop(claim, None)
+            raise ClaimLost(f"{issue_key}: another mailunblock took this ticket over")
 
     def _fence(self, conn: Connection, claim: str, issue_key: str, now: datetime) -> None:
         """Renew the ticket's claim in this transaction; ``ClaimLost`` (nothing written) when it is not ours."""

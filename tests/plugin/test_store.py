@@ -260,3 +260,72 @@ def test_a_moved_ticket_is_found_by_its_issue_id_while_open(store: StateStore) -
     assert store.open_state_by_issue_id("10031") is None  # finished: nothing to continue
     assert store.open_state_by_issue_id("10099") is None
     assert store.open_keys_by_issue_id(["10030", "10031", "10099"]) == {"10030": "HELP-30"}
+
+
+def _statements(store: StateStore) -> list[str]:
+    seen: list[str] = []
+    event.listen(store.engine, "before_cursor_execute",
+                 lambda _c, _cur, statement, *_rest: seen.append(" ".join(statement.split())))
+    return seen
+
+
+def test_saves_under_a_fresh_lease_check_the_claim_in_the_rows_own_update(store: StateStore) -> None:
+    from mailunblock.plugin.store import ticket_claim
+
+    claimed, _ = store.claim_ticket("HELP-1")
+    assert claimed
+    state = _state("HELP-1")
+    store.save(state)  # the first save creates the row: fenced (and renewed) first
+    seen = _statements(store)
+    for minute in (1, 2):
+        state.enter(Stage.AWAITING_APPROVAL if minute == 1 else Stage.APPROVED, T0 + timedelta(minutes=minute))
+        store.save(state)
+    store.save(state)  # unchanged: the claim is read, nothing is written
+    assert not [s for s in seen if s.startswith("UPDATE claims")]
+    assert len([s for s in seen if s.startswith("UPDATE tickets") and "EXISTS" in s]) == 2
+    assert [s for s in seen if s.startswith("SELECT claims.name")]
+    with store.engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT stage FROM tickets").scalar_one() == "approved"
+    # With less than two thirds of its lease left, a save renews the claim.
+    store._held[ticket_claim("HELP-1")] = datetime.now(UTC) + timedelta(seconds=5)
+    state.enter(Stage.PASSWORD_RESET, T0 + timedelta(minutes=3))
+    store.save(state)
+    assert [s for s in seen if s.startswith("UPDATE claims")]
+    assert store._held[ticket_claim("HELP-1")] > datetime.now(UTC) + timedelta(seconds=30)
+
+
+@pytest.mark.parametrize("changed", [True, False])
+def test_a_save_after_the_claim_was_taken_over_writes_nothing(store: StateStore, changed: bool) -> None:
+    from mailunblock.workflows.ports import ClaimLost
+
+    assert store.claim_ticket("HELP-1")[0]
+    state = _state("HELP-1")
+    store.save(state)
+    with store.engine.begin() as conn:  # another replica took it over (its lease is still fresh here)
+        conn.exec_driver_sql("UPDATE claims SET owner = 'other-replica'")
+    if changed:
+        state.enter(Stage.AWAITING_APPROVAL, T0 + timedelta(minutes=1))
+    with pytest.raises(ClaimLost):
+        store.save(state)
+    with store.engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT stage FROM tickets").scalar_one() == "new"
+        assert conn.exec_driver_sql("SELECT count(*) FROM stage_events").scalar_one() == 1
+
+
+def test_on_postgresql_a_takeover_waits_for_the_save_that_checked_the_claim(postgres_url: str) -> None:
+    from mailunblock.plugin.store import _FENCED_UPDATE_TICKET, ticket_claim
+    from sqlalchemy.exc import OperationalError
+
+    store = StateStore.from_url(postgres_url)
+    with store.engine.begin() as conn:
+        for table in ("tickets", "claims"):
+            conn.exec_driver_sql(f"DELETE FROM {table}")  # noqa: S608 - fixed table names
+    assert store.claim_ticket("HELP-1")[0]
+    store.save(_state("HELP-1"))
+    values = {"key": "HELP-1", "claim": ticket_claim("HELP-1"), "claimant": store.owner, "stage": "approved"}
+    with store.engine.begin() as saving:
+        assert saving.execute(_FENCED_UPDATE_TICKET, values).rowcount == 1
+        with store.engine.connect() as other, pytest.raises(OperationalError, match="lock timeout"):
+            other.exec_driver_sql("SET lock_timeout = '200ms'")
+            other.exec_driver_sql("UPDATE claims SET owner = 'other-replica'")  # blocked until the save commits
+    store.engine.dispose()
