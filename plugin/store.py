@@ -294,6 +294,11 @@ class StateStore:
         """
         now = datetime.now(UTC)
         hold = {"tenant": tenant, "account": account_id, "now": now}
+        with self._engine.connect() as conn:  # held already (the re-check before the reset): a read, no commit
+            row = conn.execute(_HOLDER, hold).first()
+        if row is not None and row.issue_key == issue_key:
+            return None
+
         def work(conn: Connection) -> str | None:
             if conn.execute(_HOLD[conn.dialect.name], {**hold, "holder": issue_key}).first() is not None:
                 return None

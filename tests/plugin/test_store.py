@@ -329,3 +329,16 @@ def test_on_postgresql_a_takeover_waits_for_the_save_that_checked_the_claim(post
             other.exec_driver_sql("SET lock_timeout = '200ms'")
             other.exec_driver_sql("UPDATE claims SET owner = 'other-replica'")  # blocked until the save commits
     store.engine.dispose()
+
+
+def test_the_holder_asking_again_is_answered_by_a_read(store: StateStore) -> None:
+    assert store.hold_account("contoso", "u-1", "HELP-1") is None
+    store.save(_state("HELP-1"))  # HELP-1 remediates u-1
+    seen = _statements(store)
+    assert store.hold_account("contoso", "u-1", "HELP-1") is None  # the re-check just before the reset
+    assert seen == [next(s for s in seen if s.startswith("SELECT account_holds.issue_key"))]
+    assert store.hold_account("contoso", "u-1", "HELP-2") == "HELP-1"  # others still meet the hold...
+    store.save(_state("HELP-1", account="u-9"))  # ... until the holder names another account
+    assert store.hold_account("contoso", "u-1", "HELP-2") is None
+    with pytest.raises(AccountBusy):  # no longer the holder: HELP-1 meets HELP-2's hold, not its own
+        store.hold_account("contoso", "u-1", "HELP-1")
