@@ -124,7 +124,7 @@ class Poller:
     """Reads the selected tickets and hands each one to a pool of workers running the remediation engine.
 
     A ticket is worked on by one worker of one replica at a time: the worker claims it in the state store
-    (a lease, renewed by a heartbeat and by every save), reads its state afresh, advances it, releases it.
+    (a lease, renewed by a heartbeat and by saves once it runs low), reads its state afresh, advances it, releases it.
     Tickets are handed to the workers round-robin over tenants, at most ``per_tenant`` of one tenant at once,
     a batch at a time, read whole just before (``_feed``: a new ticket's tenant is in its text, so new
     tickets are interleaved once their batch is read); the per-service request limits
@@ -473,7 +473,7 @@ class Poller:
         return state.summary()
 
     def _start_heartbeat(self) -> None:
-        """Renew this process's claims while it runs (saves renew them too; a long Retry-After wait does not)."""
+        """Renew this process's claims while it runs (a save renews one running low; a long wait does not)."""
         with self._lock:
             if self._heartbeat is not None:
                 return
