@@ -63,16 +63,15 @@ _UPDATE_TICKET = update(tickets).where(tickets.c.issue_key == bindparam("key"))
 _INSERT_AUDIT = insert(audit_log)
 _INSERT_STAGE_EVENTS = insert(stage_events)
 _STORED_STATE = select(tickets.c.state).where(tickets.c.issue_key == bindparam("key"))
-_FENCE = (update(claims).where(claims.c.name == bindparam("claim"), claims.c.owner == bindparam("claimant"))
-          .values(expires_at=bindparam("until")))
 _HOLDS_CLAIM = claims.c.name == bindparam("claim"), claims.c.owner == bindparam("claimant")
+_FENCE = update(claims).where(*_HOLDS_CLAIM).values(expires_at=bindparam("until"))
 _CLAIM_HELD = select(claims.c.name).where(*_HOLDS_CLAIM)
 # A save under a lease with time to run: the ticket's row is written only while the claim is still ours,
 # checked in the same statement (the claim is renewed by a separate statement once its lease runs low).
 # On PostgreSQL the claim's row is share-locked until the commit, as the fence's UPDATE locks it: a replica
 # taking the claim over waits for this save, then reads the state it wrote.
 _FENCED_UPDATE_TICKET = _UPDATE_TICKET.where(exists(_CLAIM_HELD.with_for_update(read=True)))
-_RELEASE = delete(claims).where(claims.c.name == bindparam("claim"), claims.c.owner == bindparam("claimant"))
+_RELEASE = delete(claims).where(*_HOLDS_CLAIM)
 # A claim given back is deleted only as it was then: one taken again since runs to a later end, and is kept.
 _GIVE_BACK = _RELEASE.where(claims.c.expires_at <= bindparam("until"))
 _DROP_HOLDS = delete(account_holds).where(account_holds.c.issue_key == bindparam("holder"))
