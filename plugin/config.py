@@ -320,6 +320,7 @@ class PolicyConfig(_Section):
     verify_every_minutes: float = Field(default=30.0, gt=0)
     reblock_window_days: float = Field(default=7.0, ge=0)
     approval_timeout_hours: float = Field(default=168.0, gt=0)  # unapproved plans are cancelled after this
+    waiting_recheck_minutes: float = Field(default=15.0, gt=0)  # an unchanged ticket waiting on people: looked at again
     stuck_after_hours: float = Field(default=6.0, gt=0)  # a step failing this long without progress: escalate
     excluded_roles: tuple[str, ...] = (ALL_DIRECTORY_ROLES,)
     auto_approve: StrictBool = False

@@ -160,6 +160,7 @@ def remediation_policy(config: Config) -> RemediationPolicy:
         refused_label=jira.labels.refused,
         refuse_transition=jira.transitions.refuse,
         approval_timeout=timedelta(hours=policy.approval_timeout_hours),
+        waiting_recheck=timedelta(minutes=policy.waiting_recheck_minutes),
         resolve_transition=jira.transitions.resolve or INTO_DONE,
         escalate_transition=jira.transitions.escalate,
         approve_status=jira.transitions.approved_status,

@@ -246,6 +246,7 @@ def run(ctx: StepContext) -> Move:
     chosen = decision(ctx)
     if chosen is None:
         if not _expired(ctx):
+            wait(ctx)
             return None
         return _timed_out(ctx) if offers_steps else _not_listed_done(ctx)
     state.approval_kind = _approval_kind(chosen)
@@ -303,5 +304,22 @@ def choose(ctx: StepContext) -> Move:
         state.chosen_address, state.chosen_by = picked.value, attempt.author.display_name
         state.plan_generation += 1
         return Advance(Stage.NEW)
-    return _timed_out(ctx) if _expired(ctx) else None
+    if _expired(ctx):
+        return _timed_out(ctx)
+    wait(ctx)
+    return None
+
+
+def wait(ctx: StepContext) -> None:
+    """No decision yet: the ticket needs no look until it changes, its plan expires or the periodic look.
+
+    Records the ticket's ``updated`` as this pass read it (a comment posted since moves it again, and the
+    next cycle looks once more) and when to look anyway (``TicketState.quiet_at_updated``).
+    """
+    state = ctx.state
+    look = ctx.now() + ctx.policy.waiting_recheck
+    if state.plan_posted_at is not None:
+        look = min(look, state.plan_posted_at + ctx.policy.approval_timeout)
+    state.quiet_at_updated, state.next_check_at = ctx.issue.updated, look
+    ctx.save_later()
 

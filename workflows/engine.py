@@ -83,7 +83,19 @@ class RemediationEngine:
             return True
         if state.tenant is not None and not self._tenants.knows(state.tenant):
             return True
+        if self._quiet(issue, state):
+            return False
         return self.due(state)
+
+    def _quiet(self, issue: TicketHead, state: StateSummary) -> bool:
+        """A ticket waiting on people, unchanged since a pass found nothing to act on, before its next look.
+
+        Any change to a ticket (a comment, a status, a field) moves its ``updated``. Native JSM approvals
+        are read from their own resource: such tickets are looked at every cycle.
+        """
+        return (state.quiet_at_updated is not None and issue.updated == state.quiet_at_updated
+                and not self._policy.jsm_native_approval
+                and state.next_check_at is not None and self._clock.now() < state.next_check_at)
 
     def lane(self, issue: Ticket, state: StateSummary | None) -> str:
         """The tenant this ticket's work goes to: known once triaged, else the domain of its first candidate."""
@@ -99,6 +111,7 @@ class RemediationEngine:
             state = TicketState.first_seen(issue.key, self._clock.now())
         state.issue_id = state.issue_id or issue.id or None
         state.ticket_created_at = state.ticket_created_at or issue.created
+        state.quiet_at_updated = None  # until this pass finds nothing to act on (``approval.wait``)
         ctx = StepContext(
             self._policy, self._tickets, self._tenants, self._repository, self._vault, self._clock,
             issue, state, self._membership, cycle=self._cycle or CycleCache(),

@@ -49,6 +49,9 @@ class RemediationPolicy:
     # A plan nobody approved within this long is cancelled (Microsoft's automated investigation expires
     # pending actions after a week too).
     approval_timeout: timedelta = timedelta(hours=168)
+    # A ticket waiting on people that shows no change is looked at again after this long all the same (a
+    # decision Jira recorded without moving the ticket's ``updated``); any change is seen at the next cycle.
+    waiting_recheck: timedelta = timedelta(minutes=15)
     approve_status: str | None = None  # a move to this status by an approver counts as approval
     jsm_native_approval: bool = False  # a decided native approval (JSM) on the request approves or rejects
     # Who may approve: members of these groups, or holders of these roles in these projects.

@@ -137,6 +137,10 @@ class TicketState:
     eta_start: datetime | None = None
     eta_end: datetime | None = None
     next_check_at: datetime | None = None
+    # Waiting on people (an approval, an account choice): the ticket's ``updated`` as read by the last pass,
+    # which found nothing to act on. Until the ticket shows another ``updated`` or ``next_check_at`` comes
+    # (the plan's deadline, or the periodic look), the poller leaves it alone. None: not known to be quiet.
+    quiet_at_updated: datetime | None = None
     retry_at: datetime | None = None
     # Failures since the stage last made progress ("when activity kind: error", the latest few), when the
     # first of them happened, and how many failures the ticket met in all (the poller reports new ones).
@@ -165,7 +169,8 @@ class TicketState:
     def summary(self) -> StateSummary:
         """What the poller decides on between cycles (``StateSummary``)."""
         return StateSummary(issue_key=self.issue_key, issue_id=self.issue_id, stage=self.stage, tenant=self.tenant,
-                            closing=self.closing, retry_at=self.retry_at, next_check_at=self.next_check_at)
+                            closing=self.closing, retry_at=self.retry_at, next_check_at=self.next_check_at,
+                            quiet_at_updated=self.quiet_at_updated)
 
     def enter(self, stage: Stage, at: datetime) -> None:
         """Move to ``stage`` and record when (the SLA history)."""
@@ -218,6 +223,7 @@ class StateSummary:
     closing: tuple[ClosingAction, ...]
     retry_at: datetime | None
     next_check_at: datetime | None
+    quiet_at_updated: datetime | None = None
 
     @property
     def is_terminal(self) -> bool:

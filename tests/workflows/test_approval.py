@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from datetime import timedelta
+
 from mailunblock.connectors.jira import JiraUser
+from mailunblock.connectors.models import TicketHead
 from mailunblock.workflows.approval import parse_command
 from mailunblock.workflows.policy import RemediationPolicy
 from mailunblock.workflows.state import Stage
@@ -190,3 +194,67 @@ def test_a_hidden_email_does_not_matter_when_the_reporter_is_the_user(world):
     state = world.approve(hidden)
     assert state.stage is not Stage.AWAITING_APPROVAL
     assert len(world.directory.resets) == 1
+
+
+# ------------------------------------------------------------------ waiting quietly
+
+
+def _head(issue, **changes):
+    """The selection's light view of the ticket (as the poller sees it between cycles)."""
+    seen = {"key": issue.key, "id": issue.id, "status": issue.status, "status_category": issue.status_category,
+            "labels": issue.labels, "updated": issue.updated}
+    return TicketHead(**{**seen, **changes})
+
+
+def test_a_ticket_waiting_for_a_decision_needs_no_look_until_it_changes_or_its_look_is_due(world):
+    world.cycle()
+    read = world.tickets.issue()  # as the next pass reads it
+    state = world.engine().process(read, world.repository.load(read.key))
+    assert state.stage is Stage.AWAITING_APPROVAL and state.quiet_at_updated == read.updated
+    assert state.next_check_at == world.clock.now() + timedelta(minutes=15)
+    engine = world.engine()
+    assert not engine.needs_work(_head(read), state.summary())
+    assert engine.needs_work(_head(read, updated=read.updated + timedelta(seconds=1)), state.summary())  # a comment
+    assert engine.needs_work(_head(read, labels=()), state.summary())  # untagged: stopped at once
+    world.clock.advance(minutes=15)
+    assert engine.needs_work(_head(read), state.summary())  # the periodic look
+
+
+def test_a_waiting_plan_is_looked_at_when_it_expires_even_if_nothing_changed(make_world):
+    world = make_world(policy=RemediationPolicy(approval_timeout=timedelta(minutes=10)))
+    world.cycle()
+    read = world.tickets.issue()
+    state = world.engine().process(read, world.repository.load(read.key))
+    assert state.next_check_at == state.plan_posted_at + timedelta(minutes=10)  # before the periodic look
+    world.clock.advance(minutes=10)
+    assert world.engine().needs_work(_head(read), state.summary())
+    assert world.engine().process(read, world.repository.load(read.key)).stage is Stage.CANCELLED
+
+
+def test_a_ticket_waiting_for_an_account_choice_waits_quietly_too(world):
+    world.directory.users["u-lidia"] = replace(
+        world.directory.users["u-alice"], id="u-lidia", user_principal_name="lidia@contoso.com",
+        mail="lidia@contoso.com", proxy_addresses=("SMTP:lidia@contoso.com",), display_name="Lidia")
+    world.tickets.affected_account = "alice@contoso.com"
+    world.tickets.description = "Actually it is lidia@contoso.com that bounces."
+    world.cycle()
+    read = world.tickets.issue()
+    state = world.engine().process(read, world.repository.load(read.key))
+    assert state.stage is Stage.AWAITING_ACCOUNT and not world.engine().needs_work(_head(read), state.summary())
+
+
+def test_native_jsm_approvals_are_looked_for_every_cycle(make_world):
+    world = make_world(policy=RemediationPolicy(jsm_native_approval=True))
+    world.cycle()
+    read = world.tickets.issue()
+    state = world.engine().process(read, world.repository.load(read.key))
+    assert state.stage is Stage.AWAITING_APPROVAL
+    assert world.engine().needs_work(_head(read), state.summary())  # read from their own resource
+
+
+def test_a_pass_that_moves_the_ticket_on_is_not_quiet(world):
+    world.cycle()
+    world.cycle()
+    assert world.state().quiet_at_updated is not None
+    state = world.approve()
+    assert state.stage is Stage.WAITING_FOR_SEND and state.quiet_at_updated is None
