@@ -18,13 +18,13 @@ import random
 import ssl
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, MutableMapping
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from functools import lru_cache
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 import requests
@@ -39,10 +39,16 @@ from mailunblock.connectors.errors import (
 )
 from requests.adapters import DEFAULT_CA_BUNDLE_PATH, HTTPAdapter
 from requests.cookies import RequestsCookieJar
+from requests.exceptions import ChunkedEncodingError, ContentDecodingError
 from requests.structures import CaseInsensitiveDict
 from requests.utils import get_environ_proxies
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
+from urllib3.exceptions import DecodeError, ProtocolError, ReadTimeoutError
+from urllib3.exceptions import SSLError as Urllib3SSLError
 from urllib3.util.ssl_ import create_urllib3_context
+
+if TYPE_CHECKING:
+    from requests.sessions import _Settings
 
 log = logging.getLogger(__name__)
 
@@ -260,8 +266,20 @@ class GatedAdapter(HTTPAdapter):
                 self._tls_contexts[bundle] = context
             return context
 
-    def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
-        """Send ``request`` unless its service is throttled; a throttling answer raises ThrottledError."""
+    def send(
+        self,
+        request: requests.PreparedRequest,
+        stream: bool = False,
+        timeout: float | tuple[float, float] | tuple[float, None] | None = None,
+        verify: bool | str = True,
+        cert: bytes | str | tuple[bytes | str, bytes | str] | None = None,
+        proxies: Mapping[str, str] | None = None,
+    ) -> requests.Response:
+        """Send ``request`` unless its service is throttled; a throttling answer raises ThrottledError.
+
+        Unless streamed, the body is read here, while the request holds its slot, in one read: ``requests``
+        reads it 10 KB at a time through a generator, each read through urllib3's buffers and error checks.
+        """
         key = self._service or _origin(request.url or "")
         gates, clock = self._policy.gates, self._policy.clock
         with self._policy.in_flight.slot(key):
@@ -275,7 +293,10 @@ class GatedAdapter(HTTPAdapter):
                     retry_after=remaining, service=key,
                 )
             try:
-                response = super().send(request, *args, **kwargs)
+                response = super().send(request, stream=stream, timeout=timeout, verify=verify, cert=cert,
+                                        proxies=proxies)
+                if not stream:
+                    _read_body(response)
             except requests.RequestException:
                 self._observe(key, "error")
                 raise
@@ -306,6 +327,25 @@ class GatedAdapter(HTTPAdapter):
     def _observe(self, service: str, outcome: str) -> None:
         if self._policy.observer is not None:
             self._policy.observer(service, outcome)
+
+
+def _read_body(response: requests.Response) -> None:
+    """Read the whole body into ``response`` as ``Response.content`` does, failing with the same errors."""
+    raw = response.raw
+    if raw is None or not hasattr(raw, "stream"):
+        return  # not urllib3's: ``requests`` reads it
+    try:
+        content = raw.read(decode_content=True)
+    except ProtocolError as exc:
+        raise ChunkedEncodingError(exc) from exc
+    except DecodeError as exc:
+        raise ContentDecodingError(exc) from exc
+    except ReadTimeoutError as exc:
+        raise requests.ConnectionError(exc) from exc
+    except Urllib3SSLError as exc:
+        raise requests.exceptions.SSLError(exc) from exc
+    response._content = content or b""  # what ``Response.content`` then returns as read
+    response._content_consumed = True  # type: ignore[attr-defined]  # not in types-requests
 
 
 def _origin(url: str) -> str:
@@ -376,6 +416,21 @@ class PolicySession(requests.Session):
         prepared.prepare_body(request.data, request.files, request.json)
         prepared.prepare_auth(request.auth if request.auth is not None else self.auth, request.url)
         return prepared
+
+    def merge_environment_settings(
+        self, url: str | bytes | None, proxies: MutableMapping[str, str] | None, stream: bool | None,
+        verify: bool | str | None, cert: Any,
+    ) -> _Settings:
+        """As ``requests`` merges them with ``trust_env`` off (``request`` read the environment already).
+
+        When the session sets no proxy, certificate or streaming, the request's own settings are the result
+        (a proxy set to ``None`` left out): ``requests``' generic merge costs about 4 % of a call's CPU.
+        """
+        if self.trust_env or self.proxies or self.cert is not None or self.stream:
+            return super().merge_environment_settings(url, proxies, stream, verify, cert)
+        return {"proxies": {name: value for name, value in (proxies or {}).items() if value is not None},
+                "stream": stream if stream is not None else self.stream,
+                "verify": verify if verify is not None else self.verify, "cert": cert}
 
     def _environment_proxies(self, url: str) -> dict[str, str]:
         origin = _origin(url)

@@ -257,3 +257,102 @@ def test_cookies_and_hooks_still_go_through_requests() -> None:
     seen: list[int] = []
     session.get("https://service.invalid/x", hooks={"response": [lambda r, *a, **k: seen.append(r.status_code)]})
     assert seen == [200] and "Cookie" not in adapter.requests[-1].headers
+
+
+@pytest.mark.parametrize("proxies", [{}, {"https": "http://proxy.invalid:3128"}, {"https": None, "http": "http://p:1"}])
+@pytest.mark.parametrize("stream", [None, True, False])
+@pytest.mark.parametrize("verify", [None, True, False, "/etc/ca.pem"])
+@pytest.mark.parametrize("cert", [None, "client.pem"])
+def test_environment_settings_merge_as_requests_merges_them(
+    proxies: dict[str, str], stream: bool | None, verify: bool | str | None, cert: str | None
+) -> None:
+    ours, theirs = build_session(HttpPolicy(ca_bundle="/etc/bundle.pem")), requests.Session()
+    theirs.trust_env, theirs.verify = False, ours.verify
+    url = "https://service.invalid/x"
+    assert ours.merge_environment_settings(url, dict(proxies), stream, verify, cert) == \
+        theirs.merge_environment_settings(url, dict(proxies), stream, verify, cert)
+
+
+def test_session_level_settings_still_merge_through_requests() -> None:
+    ours, theirs = build_session(HttpPolicy()), requests.Session()
+    theirs.trust_env = False
+    for session in (ours, theirs):
+        session.proxies = {"https": "http://session-proxy.invalid:3128", "http": "http://other.invalid:1"}
+        session.cert, session.stream = "session.pem", True
+    merged = ours.merge_environment_settings("https://service.invalid/x", {"http": None}, None, True, None)
+    assert merged == theirs.merge_environment_settings("https://service.invalid/x", {"http": None}, None, True, None)
+    assert merged["proxies"] == {"https": "http://session-proxy.invalid:3128"} and merged["cert"] == "session.pem"
+
+
+class _RawServer:
+    """A loopback HTTP server answering every request with the same raw bytes, then closing."""
+
+    def __init__(self, answer: bytes) -> None:
+        import socket
+        import threading
+
+        self._socket = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._socket.getsockname()[1]}/x"
+        self._answer = answer
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self._socket.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(65536)
+                conn.sendall(self._answer)
+
+    def close(self) -> None:
+        self._socket.close()
+
+
+def _gzip(data: bytes) -> bytes:
+    import gzip
+
+    return gzip.compress(data)
+
+
+_BODY = b'{"issues": [' + b", ".join(b'{"id": "%d"}' % i for i in range(3000)) + b"]}"
+_ANSWERS = {
+    "length": b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (
+        len(_BODY), _BODY),
+    "chunked": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + b"".join(
+        b"%x\r\n%s\r\n" % (len(part), part) for part in (_BODY[:5000], _BODY[5000:20000], _BODY[20000:]))
+        + b"0\r\n\r\n",
+    "gzip": b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n%s" % (
+        len(_gzip(_BODY)), _gzip(_BODY)),
+    "empty": b"HTTP/1.1 204 No Content\r\n\r\n",
+}
+
+
+@pytest.mark.parametrize("shape", list(_ANSWERS))
+def test_a_body_read_at_once_is_the_body_requests_reads(shape: str) -> None:
+    server = _RawServer(_ANSWERS[shape])
+    try:
+        ours = build_session(HttpPolicy()).get(server.url)
+        theirs = requests.get(server.url, timeout=10)
+        assert ours.content == theirs.content == (b"" if shape == "empty" else _BODY)
+        assert ours.json() == theirs.json() if shape != "empty" else ours.content == b""
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize(("answer", "error"), [
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n10\r\nonly a part",
+     requests.exceptions.ChunkedEncodingError),
+    (b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 9\r\n\r\nnot gzip!",
+     requests.exceptions.ContentDecodingError),
+])
+def test_a_broken_body_fails_as_it_fails_in_requests(answer: bytes, error: type[Exception]) -> None:
+    server = _RawServer(answer)
+    try:
+        with pytest.raises(error):
+            requests.get(server.url, timeout=10)
+        with pytest.raises(error):
+            build_session(HttpPolicy()).get(server.url)
+    finally:
+        server.close()
