@@ -111,7 +111,8 @@ class RemediationEngine:
             state = TicketState.first_seen(issue.key, self._clock.now())
         state.issue_id = state.issue_id or issue.id or None
         state.ticket_created_at = state.ticket_created_at or issue.created
-        state.quiet_at_updated = None  # until this pass finds nothing to act on (``approval.wait``)
+        if state.quiet_at_updated is not None:  # the last pass waited: this one sets its own next look, if any
+            state.quiet_at_updated = state.next_check_at = None
         ctx = StepContext(
             self._policy, self._tickets, self._tenants, self._repository, self._vault, self._clock,
             issue, state, self._membership, cycle=self._cycle or CycleCache(),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import replace
 from datetime import timedelta
 
@@ -258,3 +259,16 @@ def test_a_pass_that_moves_the_ticket_on_is_not_quiet(world):
     assert world.state().quiet_at_updated is not None
     state = world.approve()
     assert state.stage is Stage.WAITING_FOR_SEND and state.quiet_at_updated is None
+
+
+def test_the_look_a_waiting_pass_set_is_gone_once_the_ticket_moves_on(world, simulated_crash):
+    world.cycle()
+    world.cycle()
+    assert world.state().next_check_at is not None
+    world.tickets.add_comment(world.bob, "/approve")
+    world.boundaries.crash_at = world.boundaries.count + 5  # the reset's intent is saved, then a crash
+    with contextlib.suppress(simulated_crash):
+        world.cycle()
+    assert world.boundaries.crashed_at == "before reset_password"
+    state = world.state()
+    assert state.stage is not Stage.AWAITING_APPROVAL and (state.quiet_at_updated, state.next_check_at) == (None, None)
