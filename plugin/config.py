@@ -393,6 +393,15 @@ class PollerConfig(_Section):
     interval_seconds: float = Field(default=60.0, ge=1)
     workers: int = Field(default=16, ge=1, le=256)  # tickets advanced at once by one process
     tickets_per_tenant: int | None = Field(default=None, ge=1)  # of those, at most this many of one tenant
+    # CPUs ``mailunblock run`` runs on (Linux), e.g. [0]; unset: wherever the system puts it.
+    cpus: list[Annotated[int, Field(ge=0)]] | None = Field(default=None, min_length=1)
+
+    @field_validator("cpus")
+    @classmethod
+    def _distinct(cls, cpus: list[int] | None) -> list[int] | None:
+        if cpus is not None and len(set(cpus)) != len(cpus):
+            raise ValueError("each CPU once")
+        return cpus
 
 
 class WebConfig(_Section):

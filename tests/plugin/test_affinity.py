@@ -1,0 +1,94 @@
+"""``[poller] cpus``: the process and every thread of it run on the CPUs named, or nothing changes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from mailunblock.plugin.affinity import AffinityError, pin_process
+from mailunblock.plugin.cli import main
+from mailunblock.plugin.config import ConfigError, parse_config
+
+ROOT = Path(__file__).resolve().parents[2]
+linux_only = pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="CPU affinity is Linux only")
+
+# Run in a child process: pinning the test process would pin every later test with it.
+PINNED = """
+import json, os, sys, threading
+from mailunblock.plugin.affinity import pin_process
+cpu = int(sys.argv[1])
+release = threading.Event()
+before = threading.Thread(target=release.wait)
+before.start()
+pin_process([cpu])
+after = threading.Thread(target=release.wait)
+after.start()
+masks = {task: sorted(os.sched_getaffinity(int(task))) for task in os.listdir("/proc/self/task")}
+release.set()
+print(json.dumps({"threads": len(masks), "masks": sorted(set(map(tuple, masks.values())))}))
+"""
+
+
+@linux_only
+def test_every_thread_runs_on_the_cpu_named_those_started_before_too() -> None:
+    allowed = sorted(os.sched_getaffinity(0))
+    cpu = allowed[-1]
+    done = subprocess.run([sys.executable, "-c", PINNED, str(cpu)], capture_output=True, text=True, timeout=60,
+                          check=True)
+    result = json.loads(done.stdout)
+    assert result["threads"] == 3  # the main thread, one started before pinning, one after
+    assert result["masks"] == [[cpu]]
+
+
+@linux_only
+def test_a_cpu_this_process_may_not_use_is_refused_and_nothing_changes() -> None:
+    before = os.sched_getaffinity(0)
+    absent = max(before) + 1
+    with pytest.raises(AffinityError, match=rf"poller.cpus: CPU {absent} is not available to this process "
+                                            rf"\(available: {', '.join(map(str, sorted(before)))}\)"):
+        pin_process([min(before), absent])
+    assert os.sched_getaffinity(0) == before
+
+
+def test_a_system_that_cannot_pin_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delattr(os, "sched_setaffinity", raising=False)
+    with pytest.raises(AffinityError, match="cannot pin a process to CPUs"):
+        pin_process([0])
+
+
+def _example(**poller: object) -> dict[str, object]:
+    import tomllib
+
+    data = tomllib.loads((ROOT / "config" / "example.toml").read_text(encoding="utf-8"))
+    data["poller"] = {**data.get("poller", {}), **poller}
+    return data
+
+
+@pytest.mark.parametrize(("cpus", "message"), [([], "at least 1"), ([-1], "greater than or equal to 0"),
+                                               ([0, 0], "each CPU once")])
+def test_cpus_must_name_distinct_cpus(cpus: list[int], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_config(_example(cpus=cpus))
+
+
+def test_cpus_default_to_wherever_the_system_puts_the_process() -> None:
+    assert parse_config(_example()).poller.cpus is None
+    assert parse_config(_example(cpus=[1, 0])).poller.cpus == [1, 0]
+
+
+@linux_only
+def test_run_refuses_cpus_it_cannot_use_in_one_line(tmp_path: Path) -> None:
+    absent = max(os.sched_getaffinity(0)) + 1
+    text = (ROOT / "config" / "example.toml").read_text(encoding="utf-8")
+    config = tmp_path / "mailunblock.toml"
+    config.write_text(text.replace("[poller]\n", f"[poller]\ncpus = [{absent}]\n"), encoding="utf-8")
+    result = CliRunner().invoke(main, ["run", "--once", "--config", str(config)])
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    assert result.output.strip() == f"Error: poller.cpus: CPU {absent} is not available to this process " \
+                                    f"(available: {', '.join(map(str, sorted(os.sched_getaffinity(0))))})"
