@@ -34,7 +34,7 @@ from mailunblock.plugin.db import (
 )
 from mailunblock.workflows.ports import AccountBusy, ClaimLost
 from mailunblock.workflows.state import StageEvent, StateSummary, TicketState
-from sqlalchemy import Engine, bindparam, delete, exists, insert, inspect, or_, select, update
+from sqlalchemy import BindParameter, Engine, bindparam, delete, exists, insert, inspect, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, make_url
@@ -62,6 +62,20 @@ class StoreNotFoundError(Exception):
 _UPDATE_TICKET = update(tickets).where(tickets.c.issue_key == bindparam("key"))
 _INSERT_AUDIT = insert(audit_log)
 _INSERT_STAGE_EVENTS = insert(stage_events)
+# Statements built once: SQLAlchemy then only looks their compiled form up. Building one per call (``insert``
+# with ``.values(...)``, a ``select`` with the key inline) cost about 6 times the statement's execution.
+_INSERT_TICKET = insert(tickets)
+_RECORDED_EVENTS = select(stage_events.c.stage, stage_events.c.at).where(stage_events.c.issue_key == bindparam("key"))
+_OPEN_STAMPS = select(tickets.c.issue_key, tickets.c.updated_at).where(tickets.c.terminal == 0)
+_KEYS: BindParameter[list[str]] = bindparam("keys", expanding=True)
+_STAMPS_OF = select(tickets.c.issue_key, tickets.c.updated_at).where(tickets.c.issue_key.in_(_KEYS))
+_STATES_OF = select(tickets.c.issue_key, tickets.c.updated_at, tickets.c.state).where(tickets.c.issue_key.in_(_KEYS))
+_OPEN_KEYS_BY_ISSUE_ID = (select(tickets.c.issue_id, tickets.c.issue_key)
+                          .where(tickets.c.issue_id.in_(bindparam("ids", expanding=True)), tickets.c.terminal == 0)
+                          .order_by(tickets.c.first_seen))
+_RENEW = (update(claims).where(claims.c.name.in_(bindparam("names", expanding=True)),
+                               claims.c.owner == bindparam("claimant"))
+          .values(expires_at=bindparam("until")))
 _STORED_STATE = select(tickets.c.state).where(tickets.c.issue_key == bindparam("key"))
 _HOLDS_CLAIM = claims.c.name == bindparam("claim"), claims.c.owner == bindparam("claimant")
 _FENCE = update(claims).where(*_HOLDS_CLAIM).values(expires_at=bindparam("until"))
@@ -278,10 +292,7 @@ class StateStore:
                 _give_back(conn, released)
                 if not held:
                     return 0
-                return int(conn.execute(
-                    update(claims).where(claims.c.name.in_(held), claims.c.owner == self.owner)
-                    .values(expires_at=until)
-                ).rowcount)
+                return int(conn.execute(_RENEW, {"names": held, "claimant": self.owner, "until": until}).rowcount)
 
             return write(self._engine, work)
 
@@ -368,7 +379,7 @@ class StateStore:
                 conn.execute(_UPDATE_TICKET, {"key": state.issue_key, **row})
             else:
                 first = state.history[0].at if state.history else now
-                conn.execute(insert(tickets).values(issue_key=state.issue_key, first_seen=first, **row))
+                conn.execute(_INSERT_TICKET, {"issue_key": state.issue_key, "first_seen": first, **row})
             fresh = [
                 {"issue_key": state.issue_key, "tenant": state.tenant, "stage": str(e.stage), "at": e.at}
                 for e in self._unrecorded_events(conn, before, state)
@@ -431,9 +442,7 @@ class StateStore:
         """The stage entries of ``state`` that ``stage_events`` does not hold yet."""
         if before is not None and state.history[: len(before.history)] == before.history:
             return state.history[len(before.history):]  # saved with ``before``: only the newer ones are not
-        recorded = conn.execute(
-            select(stage_events.c.stage, stage_events.c.at).where(stage_events.c.issue_key == state.issue_key)
-        ).all()
+        recorded = conn.execute(_RECORDED_EVENTS, {"key": state.issue_key}).all()
         seen = {(stage, at) for stage, at in recorded}
         return [e for e in state.history if (str(e.stage), e.at) not in seen]
 
@@ -477,11 +486,7 @@ class StateStore:
         found: dict[str, str] = {}
         with self._engine.connect() as conn:
             for start in range(0, len(issue_ids), 500):
-                rows = conn.execute(
-                    select(tickets.c.issue_id, tickets.c.issue_key)
-                    .where(tickets.c.issue_id.in_(issue_ids[start:start + 500]), tickets.c.terminal == 0)
-                    .order_by(tickets.c.first_seen)
-                )
+                rows = conn.execute(_OPEN_KEYS_BY_ISSUE_ID, {"ids": issue_ids[start:start + 500]})
                 for issue_id, key in rows:
                     found.setdefault(issue_id, key)
         return found
@@ -512,19 +517,16 @@ class StateStore:
         """
         keys = list(selected)
         with self._engine.connect() as conn:
-            stamps = {key: at for key, at in conn.execute(
-                select(tickets.c.issue_key, tickets.c.updated_at).where(tickets.c.terminal == 0))}
+            stamps = {key: at for key, at in conn.execute(_OPEN_STAMPS)}
             for start in range(0, len(keys), 500):
-                rows = conn.execute(select(tickets.c.issue_key, tickets.c.updated_at)
-                                    .where(tickets.c.issue_key.in_(keys[start:start + 500])))
+                rows = conn.execute(_STAMPS_OF, {"keys": keys[start:start + 500]})
                 stamps.update((key, at) for key, at in rows)
             with self._summaries_lock:
                 kept = {key: self._summaries[key] for key, at in stamps.items()
                         if key in self._summaries and self._summaries[key][0] == at}
             stale = [key for key in stamps if key not in kept]
             for start in range(0, len(stale), 500):
-                states = conn.execute(select(tickets.c.issue_key, tickets.c.updated_at, tickets.c.state)
-                                      .where(tickets.c.issue_key.in_(stale[start:start + 500])))
+                states = conn.execute(_STATES_OF, {"keys": stale[start:start + 500]})
                 for key, at, raw in states:
                     state = TicketState.from_dict(json.loads(raw))
                     state.issue_key = key
