@@ -7,11 +7,13 @@ once. An agent (in the sandbox's process) approves each plan the moment it is po
 one JSON line.
 
     .venv/bin/python bench/burst.py [--tickets 1000] [--tenants 10] [--small 50] [--workers 64] [--cpus auto]
+                                    [--scheduling batch]
 
 With two CPUs or more (``--cpus auto``), mailunblock runs as ``[poller] cpus = [<first CPU>]`` configures it
 and the emulators on the other CPUs: they stand for services that run elsewhere, and do not take
 mailunblock's core. ``--cpus none`` leaves both where the system puts them (about a sixth more CPU per
-ticket on a 2-core machine, twice the context switches).
+ticket on a 2-core machine, twice the context switches). ``--scheduling batch`` (the default) runs it as
+``[poller] batch_scheduling = true`` does (SCHED_BATCH); ``normal`` leaves the kernel's default policy.
 
 ``saves_per_ticket`` counts the state saves the workflow asked for; ``commits_per_ticket`` the store
 transactions that reached the database (each a synchronous SQLite commit; claims and releases included): a
@@ -62,7 +64,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from mailunblock.plugin.affinity import pin_process
+from mailunblock.plugin.affinity import place
 from mailunblock.plugin.config import Config, load_config
 from mailunblock.plugin.metrics import Metrics
 from mailunblock.plugin.poller import run_forever
@@ -199,7 +201,7 @@ def placement(choice: str) -> Placement | None:
 
 
 def run(tickets: int, tenants: int, latency: float, exchange_latency: float, workers: int | None,
-        timeout: float, cpus: Placement | None = None) -> dict[str, Any]:
+        timeout: float, cpus: Placement | None = None, batch: bool = False) -> dict[str, Any]:
     """One burst; the figures of mailunblock's process (``workers``: None for the configuration's)."""
     context = multiprocessing.get_context("spawn")
     with tempfile.TemporaryDirectory(prefix="mailunblock-burst-") as tmp:
@@ -215,7 +217,8 @@ def run(tickets: int, tenants: int, latency: float, exchange_latency: float, wor
         ready = parent.recv()
         try:
             config = load_config(ready["config"])
-            poller = {"workers": workers} if workers is not None else {}
+            poller: dict[str, Any] = {"workers": workers} if workers is not None else {}
+            poller["batch_scheduling"] = batch
             if cpus is not None:
                 poller["cpus"] = cpus.mailunblock
             config = config.model_copy(update={"poller": config.poller.model_copy(update=poller)})
@@ -250,8 +253,7 @@ class _SaveCounter:
 
 
 def _drive(config: Config, tickets: int, with_eta: Synchronized[int], timeout: float) -> dict[str, Any]:
-    if config.poller.cpus is not None:
-        pin_process(config.poller.cpus)  # as ``mailunblock run`` does with ``[poller] cpus``
+    place(config.poller)  # as ``mailunblock run`` does with ``[poller] cpus`` and ``batch_scheduling``
     metrics = Metrics(_Clock(), config.poller.interval_seconds)
     runtime = build_runtime(config, _Clock(), metrics=metrics)
     counter = _SaveCounter(runtime)
@@ -376,23 +378,27 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=600, help="give up after this many seconds per run")
     parser.add_argument("--cpus", choices=("auto", "none"), default="auto",
                         help="auto: mailunblock ([poller] cpus) on the first CPU, the emulators on the others")
+    parser.add_argument("--scheduling", choices=("batch", "normal"), default="batch",
+                        help="batch: mailunblock as [poller] batch_scheduling = true runs it; normal: the default")
     args = parser.parse_args()
-    cpus = placement(args.cpus)
-    result = run(args.tickets, args.tenants, args.latency, args.exchange_latency, args.workers, args.timeout, cpus)
+    cpus, batch = placement(args.cpus), args.scheduling == "batch"
+    result = run(args.tickets, args.tenants, args.latency, args.exchange_latency, args.workers, args.timeout, cpus,
+                 batch)
     if args.small:
-        serial = run(args.small, args.tenants, args.latency, args.exchange_latency, 1, args.timeout, cpus)
+        serial = run(args.small, args.tenants, args.latency, args.exchange_latency, 1, args.timeout, cpus, batch)
         parallel = run(args.small, args.tenants, args.latency, args.exchange_latency, args.workers, args.timeout,
-                       cpus)
+                       cpus, batch)
         result["throughput_ratio"] = round(serial["wall_s"] / parallel["wall_s"], 2)
         result["small"] = {"tickets": args.small, "serial_wall_s": serial["wall_s"],
                            "parallel_wall_s": parallel["wall_s"]}
     result["cpus"] = asdict(cpus) if cpus else None
+    result["scheduling"] = args.scheduling
     print(f"mailunblock burst — {args.tickets} tickets over {args.tenants} tenants, {args.workers} workers, "
           f"{args.latency * 1000:.0f} ms per call ({args.exchange_latency * 1000:.0f} ms Exchange), EMULATORS")
     for name in ("wall_s", "bound_s", "bound_lane", "wall_to_bound", "throughput_ratio", "cpu_ms_per_ticket",
                  "cpu_system_ms_per_ticket", "context_switches_per_ticket", "http_floor_ms_per_call",
                  "cpu_to_http_floor", "peak_rss_mb", "saves_per_ticket",
-                 "commits_per_ticket", "token_requests_per_tenant", "cycles", "with_eta", "cpus"):
+                 "commits_per_ticket", "token_requests_per_tenant", "cycles", "with_eta", "cpus", "scheduling"):
         if name in result:
             print(f"  {name:28} {result[name]}")
     print("  calls_per_ticket             " + ", ".join(f"{k} {v}" for k, v in result["calls_per_ticket"].items()))

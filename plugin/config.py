@@ -395,6 +395,8 @@ class PollerConfig(_Section):
     tickets_per_tenant: int | None = Field(default=None, ge=1)  # of those, at most this many of one tenant
     # CPUs ``mailunblock run`` runs on (Linux), e.g. [0]; unset: wherever the system puts it.
     cpus: list[Annotated[int, Field(ge=0)]] | None = Field(default=None, min_length=1)
+    # Linux: the kernel schedules the process as batch work (SCHED_BATCH): woken threads wait their turn.
+    batch_scheduling: StrictBool = False
 
     @field_validator("cpus")
     @classmethod

@@ -1,4 +1,4 @@
-"""``[poller] cpus``: the process and every thread of it run on the CPUs named, or nothing changes."""
+"""``[poller] cpus`` and ``batch_scheduling``: every thread of the process runs as configured, or nothing changes."""
 
 from __future__ import annotations
 
@@ -10,12 +10,14 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from mailunblock.plugin.affinity import AffinityError, pin_process
+from mailunblock.plugin import affinity
+from mailunblock.plugin.affinity import AffinityError, batch_schedule, pin_process
 from mailunblock.plugin.cli import main
 from mailunblock.plugin.config import ConfigError, parse_config
 
 ROOT = Path(__file__).resolve().parents[2]
 linux_only = pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="CPU affinity is Linux only")
+batch_only = pytest.mark.skipif(not hasattr(os, "SCHED_BATCH"), reason="batch scheduling is Linux only")
 
 # Run in a child process: pinning the test process would pin every later test with it.
 PINNED = """
@@ -92,3 +94,79 @@ def test_run_refuses_cpus_it_cannot_use_in_one_line(tmp_path: Path) -> None:
     assert "Traceback" not in result.output
     assert result.output.strip() == f"Error: poller.cpus: CPU {absent} is not available to this process " \
                                     f"(available: {', '.join(map(str, sorted(os.sched_getaffinity(0))))})"
+
+
+# In a child process too: the policy of the test process would carry over to every later test.
+BATCH = """
+import json, os, threading
+from mailunblock.plugin.affinity import batch_schedule
+release = threading.Event()
+before = threading.Thread(target=release.wait)
+before.start()
+batch_schedule()
+after = threading.Thread(target=release.wait)
+after.start()
+policies = {task: os.sched_getscheduler(int(task)) for task in os.listdir("/proc/self/task")}
+release.set()
+print(json.dumps({"threads": len(policies), "policies": sorted(set(policies.values()))}))
+"""
+
+
+@batch_only
+def test_batch_scheduling_covers_every_thread_those_started_before_too() -> None:
+    done = subprocess.run([sys.executable, "-c", BATCH], capture_output=True, text=True, timeout=60, check=True)
+    result = json.loads(done.stdout)
+    assert result["threads"] == 3  # the main thread, one started before, one after
+    assert result["policies"] == [os.SCHED_BATCH]
+
+
+@batch_only
+def test_a_refused_batch_policy_puts_back_the_threads_already_set(monkeypatch: pytest.MonkeyPatch,
+                                                                  tmp_path: Path) -> None:
+    for tid in ("11", "12", "13"):
+        (tmp_path / tid).mkdir()
+    policies = {11: os.SCHED_OTHER, 12: os.SCHED_OTHER, 13: os.SCHED_OTHER}
+    order = sorted(int(task.name) for task in tmp_path.iterdir())
+    refused = order[1]  # the second thread the loop meets
+
+    def setscheduler(tid: int, policy: int, _param: os.sched_param) -> None:
+        if tid == refused and policy == os.SCHED_BATCH:
+            raise PermissionError(1, "Operation not permitted")
+        policies[tid] = policy
+
+    monkeypatch.setattr(affinity, "_TASKS", tmp_path)
+    monkeypatch.setattr(os, "sched_getscheduler", lambda tid: policies[tid])
+    monkeypatch.setattr(os, "sched_getparam", lambda _tid: os.sched_param(0))
+    monkeypatch.setattr(os, "sched_setscheduler", setscheduler)
+    with pytest.raises(AffinityError) as raised:
+        batch_schedule()
+    assert str(raised.value) == ("poller.batch_scheduling: the system refuses batch scheduling "
+                                 "(Operation not permitted); leave it off")
+    assert policies == {11: os.SCHED_OTHER, 12: os.SCHED_OTHER, 13: os.SCHED_OTHER}
+
+
+def test_a_system_without_batch_scheduling_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delattr(os, "SCHED_BATCH", raising=False)
+    with pytest.raises(AffinityError, match=r"^poller.batch_scheduling: this system has no batch scheduling "
+                                            r"\(Linux only\); leave it off$"):
+        batch_schedule()
+
+
+def test_batch_scheduling_is_off_unless_asked() -> None:
+    assert parse_config(_example()).poller.batch_scheduling is False
+    assert parse_config(_example(batch_scheduling=True)).poller.batch_scheduling is True
+    with pytest.raises(ConfigError, match="valid boolean"):
+        parse_config(_example(batch_scheduling="yes"))
+
+
+def test_run_refuses_batch_scheduling_it_cannot_have_in_one_line(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delattr(os, "SCHED_BATCH", raising=False)
+    text = (ROOT / "config" / "example.toml").read_text(encoding="utf-8")
+    config = tmp_path / "mailunblock.toml"
+    config.write_text(text.replace("[poller]\n", "[poller]\nbatch_scheduling = true\n"), encoding="utf-8")
+    result = CliRunner().invoke(main, ["run", "--once", "--config", str(config)])
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    assert result.output.strip() == ("Error: poller.batch_scheduling: this system has no batch scheduling "
+                                     "(Linux only); leave it off")
