@@ -65,6 +65,7 @@ from typing import Any
 
 import requests
 from mailunblock.plugin.affinity import place
+from mailunblock.plugin.collector import settle
 from mailunblock.plugin.config import Config, load_config
 from mailunblock.plugin.metrics import Metrics
 from mailunblock.plugin.poller import run_forever
@@ -257,6 +258,7 @@ def _drive(config: Config, tickets: int, with_eta: Synchronized[int], timeout: f
     metrics = Metrics(_Clock(), config.poller.interval_seconds)
     runtime = build_runtime(config, _Clock(), metrics=metrics)
     counter = _SaveCounter(runtime)
+    settle()  # as ``mailunblock run`` does once start-up is done
     usage0, cpu0, wall0 = resource.getrusage(resource.RUSAGE_SELF), time.process_time(), time.perf_counter()
     cycles = [0]
 

@@ -331,6 +331,9 @@ def run(config_path: Path, once: bool, dry_run: bool, log_format: str | None, me
         runtime.vault.advertise_links(web.public_url or f"http://{web.listen}")  # served from now on
         click.echo(f"one-time password links served on http://{web.listen}")
     click.echo(f"polling {runtime.config.jira.url} every {runtime.config.poller.interval_seconds:g} s (Ctrl-C stops)")
+    from mailunblock.plugin.collector import settle
+
+    settle()  # start-up is done: what it built lives as long as the process
     run_forever(runtime.poller, runtime.config.poller.interval_seconds, report, runtime.jobs())
 
 
