@@ -1,4 +1,4 @@
-"""Where and how the kernel runs ``mailunblock run`` (``[poller] cpus``, ``[poller] batch_scheduling``).
+"""Where and how ``mailunblock run`` runs: ``[poller] cpus``, ``batch_scheduling``, ``malloc_arena_max``.
 
 The poller is many threads waiting on I/O in one interpreter: only one of them runs Python at a time, so
 the process needs about one core whatever the machine has. Left to run on every core, each hand-off of the
@@ -10,11 +10,19 @@ On one core, what remains is the kernel's habit of running a woken thread at onc
 over a write's result, or a reply that arrives, puts the thread holding the interpreter lock aside for one
 that can only wait for it. Batch scheduling (``SCHED_BATCH``) tells the kernel the process is throughput
 work: woken threads wait for the running one's time slice instead.
+
+Memory (``[poller] malloc_arena_max``): glibc's allocator gives threads separate arenas, up to eight per
+core, and memory freed in one arena is reused by its own threads only. With dozens of workers allocating
+response bodies and state documents, the freed space scatters over many arenas and the process's resident
+memory creeps up for as long as it runs, though what Python holds stays flat (about 13 MB in the burst
+benchmark, traced): 5000 tickets peaked at 159 to 167 MB against 132 to 140 MB for 1000. With two arenas, 143 MB,
+for the same CPU. ``MALLOC_ARENA_MAX`` does the same from the environment; it is left alone when set.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 from collections.abc import Collection
 from pathlib import Path
@@ -24,6 +32,8 @@ if TYPE_CHECKING:
     from mailunblock.plugin.config import PollerConfig
 
 _TASKS = Path("/proc/self/task")  # one entry per thread of this process (Linux)
+_M_ARENA_MAX = -8  # glibc's mallopt parameter (malloc.h)
+DEFAULT_ARENAS = 2  # where glibc allocates and neither the configuration nor the environment says otherwise
 
 
 class AffinityError(Exception):
@@ -81,9 +91,36 @@ def batch_schedule() -> None:
         done.append((tid, *before))
 
 
+def _on_glibc() -> bool:
+    try:
+        return bool(os.confstr("CS_GNU_LIBC_VERSION"))
+    except (AttributeError, ValueError, OSError):  # no confstr, or a C library that does not know the name
+        return False
+
+
+def limit_malloc_arenas(arenas: int) -> None:
+    """Let the C allocator use at most ``arenas`` arenas from now on (glibc; 0: its own default, 8 per core).
+
+    Takes effect for the threads that allocate for the first time afterwards: call it before the workers
+    start. Raises AffinityError where the C library is not glibc.
+    """
+    if not _on_glibc():
+        raise AffinityError("poller.malloc_arena_max: only glibc's allocator has arenas (Linux); leave it unset")
+    if not ctypes.CDLL(None).mallopt(_M_ARENA_MAX, arenas):
+        raise AffinityError(f"poller.malloc_arena_max: the C library refuses {arenas} arenas")
+
+
 def place(poller: PollerConfig) -> None:
-    """Apply ``[poller] cpus`` and ``[poller] batch_scheduling`` (AffinityError: one of them cannot be)."""
+    """Apply ``[poller] cpus``, ``batch_scheduling`` and ``malloc_arena_max`` (AffinityError: one cannot be).
+
+    ``malloc_arena_max`` unset: two arenas where the C library is glibc and ``MALLOC_ARENA_MAX`` is not set,
+    else nothing changes.
+    """
     if poller.cpus is not None:
         pin_process(poller.cpus)
     if poller.batch_scheduling:
         batch_schedule()
+    if poller.malloc_arena_max is not None:
+        limit_malloc_arenas(poller.malloc_arena_max)
+    elif _on_glibc() and "MALLOC_ARENA_MAX" not in os.environ:
+        limit_malloc_arenas(DEFAULT_ARENAS)

@@ -269,13 +269,12 @@ def run(config_path: Path, once: bool, dry_run: bool, log_format: str | None, me
 
     cfg = _load(config_path)
     use_format(LogFormat(log_format or cfg.log.format))
-    if cfg.poller.cpus is not None or cfg.poller.batch_scheduling:
-        from mailunblock.plugin.affinity import AffinityError, place
+    from mailunblock.plugin.affinity import AffinityError, place
 
-        try:
-            place(cfg.poller)  # before any thread starts: they all inherit it
-        except AffinityError as exc:
-            raise click.ClickException(str(exc)) from None
+    try:
+        place(cfg.poller)  # before any thread starts: they all inherit it
+    except AffinityError as exc:
+        raise click.ClickException(str(exc)) from None
     port = metrics_port if metrics_port is not None else cfg.metrics.port
     metrics = None
     if port is not None and not (once or dry_run):

@@ -397,6 +397,8 @@ class PollerConfig(_Section):
     cpus: list[Annotated[int, Field(ge=0)]] | None = Field(default=None, min_length=1)
     # Linux: the kernel schedules the process as batch work (SCHED_BATCH): woken threads wait their turn.
     batch_scheduling: StrictBool = False
+    # glibc: at most this many allocator arenas (0: glibc's default); unset: 2, unless MALLOC_ARENA_MAX is set.
+    malloc_arena_max: int | None = Field(default=None, ge=0, le=1024)
 
     @field_validator("cpus")
     @classmethod

@@ -1,9 +1,10 @@
-"""``[poller] cpus`` and ``batch_scheduling``: every thread of the process runs as configured, or nothing changes."""
+"""``[poller] cpus``, ``batch_scheduling`` and ``malloc_arena_max``: the process runs as configured, or says why not."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -170,3 +171,61 @@ def test_run_refuses_batch_scheduling_it_cannot_have_in_one_line(tmp_path: Path,
     assert "Traceback" not in result.output
     assert result.output.strip() == ("Error: poller.batch_scheduling: this system has no batch scheduling "
                                      "(Linux only); leave it off")
+
+
+# In a child process: the allocator's settings last for the process's life.
+ARENAS = """
+import ctypes, re, sys, threading
+from mailunblock.plugin.affinity import limit_malloc_arenas
+libc = ctypes.CDLL(None)
+libc.malloc.restype = ctypes.c_void_p
+libc.free.argtypes = [ctypes.c_void_p]
+limit_malloc_arenas(int(sys.argv[1]))
+allocated = threading.Barrier(7)
+def allocate():
+    block = libc.malloc(1000)  # a thread's first allocation gets it an arena
+    allocated.wait()
+    libc.free(block)
+threads = [threading.Thread(target=allocate) for _ in range(6)]
+for thread in threads:
+    thread.start()
+allocated.wait()
+libc.malloc_stats()  # one "Arena N:" paragraph per arena, on stderr
+for thread in threads:
+    thread.join()
+"""
+glibc_only = pytest.mark.skipif(not affinity._on_glibc(), reason="allocator arenas are glibc's")
+
+
+@glibc_only
+@pytest.mark.parametrize(("arenas", "expected"), [(2, 2), (0, 7)])
+def test_threads_share_no_more_arenas_than_allowed(arenas: int, expected: int) -> None:
+    done = subprocess.run([sys.executable, "-c", ARENAS, str(arenas)], capture_output=True, text=True, timeout=60,
+                          check=True, env={k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"})
+    assert len(re.findall(r"^Arena \d+:", done.stderr, re.MULTILINE)) == expected  # 0: one per thread
+
+
+def test_unset_the_arenas_are_two_on_glibc_unless_the_environment_says(monkeypatch: pytest.MonkeyPatch) -> None:
+    limits: list[int] = []
+    monkeypatch.setattr(affinity, "limit_malloc_arenas", limits.append)
+    monkeypatch.setattr(affinity, "_on_glibc", lambda: True)
+    monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
+    config = parse_config(_example()).poller
+    assert config.malloc_arena_max is None
+    affinity.place(config)
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    affinity.place(config)  # glibc read it at start-up
+    affinity.place(parse_config(_example(malloc_arena_max=0)).poller)
+    monkeypatch.setattr(affinity, "_on_glibc", lambda: False)
+    monkeypatch.delenv("MALLOC_ARENA_MAX")
+    affinity.place(config)  # another C library: nothing to set
+    assert limits == [2, 0]
+
+
+def test_arenas_asked_of_another_c_library_are_refused_in_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(affinity, "_on_glibc", lambda: False)
+    with pytest.raises(AffinityError, match=r"^poller.malloc_arena_max: only glibc's allocator has arenas "
+                                            r"\(Linux\); leave it unset$"):
+        affinity.place(parse_config(_example(malloc_arena_max=2)).poller)
+    with pytest.raises(ConfigError, match="greater than or equal to 0"):
+        parse_config(_example(malloc_arena_max=-1))
