@@ -15,8 +15,9 @@ Memory (``[poller] malloc_arena_max``): glibc's allocator gives threads separate
 core, and memory freed in one arena is reused by its own threads only. With dozens of workers allocating
 response bodies and state documents, the freed space scatters over many arenas and the process's resident
 memory creeps up for as long as it runs, though what Python holds stays flat (about 13 MB in the burst
-benchmark, traced): 5000 tickets peaked at 159 to 167 MB against 132 to 140 MB for 1000. With two arenas, 143 MB,
-for the same CPU. ``MALLOC_ARENA_MAX`` does the same from the environment; it is left alone when set.
+benchmark, traced): 5000 tickets peaked at 159 to 167 MB against 133 MB for 1000. With two arenas: 142 MB
+against 123 to 128 MB, for the same CPU within the benchmark's noise. ``MALLOC_ARENA_MAX`` does the same from
+the environment; it is left alone when set.
 """
 
 from __future__ import annotations
