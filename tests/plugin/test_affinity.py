@@ -175,7 +175,7 @@ def test_run_refuses_batch_scheduling_it_cannot_have_in_one_line(tmp_path: Path,
 
 # In a child process: the allocator's settings last for the process's life.
 ARENAS = """
-import ctypes, re, sys, threading
+import ctypes, sys, threading
 from mailunblock.plugin.affinity import limit_malloc_arenas
 libc = ctypes.CDLL(None)
 libc.malloc.restype = ctypes.c_void_p
